@@ -1,0 +1,102 @@
+"""The trainable part: per level, refine the low-res features under guidance of the high-res priors.
+
+For one level, with F_L the low-res features, s and d the narrowed structure and detail priors:
+
+    s = P_S(S_low),  d = P_D(D_low)                           1x1 convolutions (the bottleneck)
+    gamma, beta = W_2 relu(W_1 s)                              W_2 zero-initialised
+    M     = (1 + gamma) * F_L + beta                           conditional modulation (FiLM / SFT)
+    g     = sigmoid(W_g [M; d])                                gate in (0, 1), bias -2: mostly closed
+    F_hat = M + g * R([M; d]),   R = V_2 relu(V_1 [M; d])      gated residual correction, V_2 zero-initialised
+
+Zero-initialised last layers make the head exactly the identity at the start (F_hat = F_L), so training starts
+from the training-free cross-resolution score and only learns what normal images need.
+
+Training aligns F_hat with the target T (high-res features pooled to the low grid), per location:
+
+    e(u) = 1 - cos(F_hat(u), T(u))         the misalignment map; loss = mean_u e(u), summed over levels
+
+Switches: ``use_structure=False`` gives M = F_L; ``use_detail=False`` drops d from the residual's input (a
+gated refiner of F_L alone); ``use_gate=False`` gives F_hat = M + R.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HLGFAConfig
+from .priors import Priors
+
+
+def conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, padding=k // 2)
+
+
+def zero_init(layer: nn.Conv2d) -> nn.Conv2d:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+@dataclass
+class LevelOutput:
+    refined: torch.Tensor  # F_hat (B, C, h, w)
+    modulated: torch.Tensor  # M     (B, C, h, w)
+    gate: torch.Tensor | None  # g (B, C, h, w) in (0, 1); None without gate
+
+
+class AlignmentLevel(nn.Module):
+    def __init__(self, channels: int, ratio: int, cfg: HLGFAConfig):
+        super().__init__()
+        self.cfg = cfg
+        prior_ch = max(1, round(cfg.prior_width * channels))
+        hidden = max(8, round(cfg.hidden_width * channels))
+        if cfg.use_structure:
+            self.structure_proj = nn.Conv2d(channels, prior_ch, 1)
+            self.film = nn.Sequential(conv(prior_ch, hidden, 3), nn.ReLU(), zero_init(conv(hidden, 2 * channels, 1)))
+        residual_in = channels
+        if cfg.use_detail:
+            self.detail_proj = nn.Conv2d(channels * ratio**2, prior_ch, 1)
+            residual_in += prior_ch
+        self.residual = nn.Sequential(conv(residual_in, hidden, 3), nn.ReLU(), zero_init(conv(hidden, channels, 1)))
+        if cfg.use_gate:
+            self.gate = conv(residual_in, channels, 3)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, cfg.gate_bias_init)
+
+    def forward(self, low: torch.Tensor, priors: Priors) -> LevelOutput:
+        modulated = low
+        if self.cfg.use_structure:
+            gamma, beta = self.film(self.structure_proj(priors.structure)).chunk(2, dim=1)
+            modulated = (1 + gamma) * low + beta
+        residual_input = modulated
+        if self.cfg.use_detail:
+            residual_input = torch.cat([modulated, self.detail_proj(priors.detail)], dim=1)
+        correction = self.residual(residual_input)
+        gate = torch.sigmoid(self.gate(residual_input)) if self.cfg.use_gate else None
+        refined = modulated + (gate * correction if gate is not None else correction)
+        return LevelOutput(refined=refined, modulated=modulated, gate=gate)
+
+
+class AlignmentHead(nn.Module):
+    """One AlignmentLevel per backbone level; the only module with trainable weights."""
+
+    def __init__(self, channels: list[int], cfg: HLGFAConfig):
+        super().__init__()
+        self.levels = nn.ModuleList(AlignmentLevel(c, cfg.hr_lr_ratio, cfg) for c in channels)
+
+    def forward(self, low: list[torch.Tensor], priors: list[Priors]) -> list[LevelOutput]:
+        return [level(f, p) for level, f, p in zip(self.levels, low, priors)]
+
+
+def misalignment(refined: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """e = 1 - cos(F_hat, T) over channels: (B, C, h, w) x2 -> (B, h, w), in [0, 2]."""
+    return 1 - F.cosine_similarity(refined, target, dim=1, eps=1e-6)
+
+
+def alignment_loss(outputs: list[LevelOutput], priors: list[Priors]) -> torch.Tensor:
+    """Mean misalignment over batch and space, summed over levels."""
+    return sum(misalignment(o.refined, p.target).mean() for o, p in zip(outputs, priors))

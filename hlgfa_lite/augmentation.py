@@ -1,0 +1,96 @@
+"""Noise-aware augmentation: the nuisances of a factory camera that are *not* defects.
+
+During training each nuisance is applied, with probability ``aug_prob`` and a random strength, to the
+**low-res input only**; the high-res target stays clean:
+
+    x_L' = n(x_L),   n = jpeg o gamma o contrast o brightness o blur o sensor_noise   (each maybe identity)
+    loss = 1 - cos(head(phi(x_L'), priors(phi(x_H))), pool(phi(x_H)))
+
+so the head learns to map a noisy, blurred, badly lit or compressed view back onto the clean one, and a
+nuisance at test time does not light up the map. ``apply_nuisance`` applies one nuisance at a fixed strength,
+for the robustness benchmark and the lessons.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+
+from .config import HLGFAConfig
+from .errors import HLGFAError
+
+
+def sensor_noise(image: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    noise = torch.randn(image.shape, generator=generator, device=image.device) * std
+    return (image + noise).clamp(0, 1)
+
+
+def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    kernel = 2 * int(round(3 * sigma)) + 1
+    return TF.gaussian_blur(image, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+
+
+def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip through Pillow at ``quality`` (1-100), for (3, H, W) or (B, 3, H, W)."""
+    if image.dim() == 4:
+        return torch.stack([jpeg(one, quality) for one in image])
+    pixels = (image.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality))
+    decoded = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(decoded).permute(2, 0, 1).to(image.device)
+
+
+def apply_nuisance(image: torch.Tensor, kind: str, strength: float) -> torch.Tensor:
+    """One nuisance at a fixed strength on (3, H, W) or (B, 3, H, W) images in [0, 1].
+
+    kinds: ``noise`` (std), ``blur`` (sigma, px), ``brightness`` (additive shift), ``contrast`` (factor),
+    ``gamma`` (exponent), ``jpeg`` (quality 1-100).
+    """
+    if kind == "noise":
+        return sensor_noise(image, strength, torch.Generator().manual_seed(0))
+    if kind == "blur":
+        return blur(image, strength)
+    if kind == "brightness":
+        return (image + strength).clamp(0, 1)
+    if kind == "contrast":
+        return TF.adjust_contrast(image, strength)
+    if kind == "gamma":
+        return TF.adjust_gamma(image, strength)
+    if kind == "jpeg":
+        return jpeg(image, int(strength))
+    raise HLGFAError(f"unknown nuisance {kind!r}; choose noise, blur, brightness, contrast, gamma or jpeg.")
+
+
+class NoiseAugment:
+    """Random nuisances for one (3, H, W) image in [0, 1], reproducible from a torch.Generator."""
+
+    def __init__(self, cfg: HLGFAConfig, generator: torch.Generator | None = None):
+        self.cfg = cfg
+        self.generator = generator or torch.Generator().manual_seed(cfg.seed)
+
+    def _uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * torch.rand((), generator=self.generator).item()
+
+    def _maybe(self) -> bool:
+        return torch.rand((), generator=self.generator).item() < self.cfg.aug_prob
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if self._maybe():
+            image = sensor_noise(image, self._uniform(0, cfg.aug_noise_std), self.generator)
+        if self._maybe():
+            image = blur(image, self._uniform(0.3, cfg.aug_blur_sigma))
+        if self._maybe():
+            image = TF.adjust_brightness(image, self._uniform(1 - cfg.aug_brightness, 1 + cfg.aug_brightness))
+        if self._maybe():
+            image = TF.adjust_contrast(image, self._uniform(1 - cfg.aug_brightness, 1 + cfg.aug_brightness))
+        if self._maybe():
+            image = TF.adjust_gamma(image, self._uniform(1 - cfg.aug_gamma, 1 + cfg.aug_gamma))
+        if self._maybe():
+            image = jpeg(image, round(self._uniform(*cfg.aug_jpeg_quality)))
+        return image.clamp(0, 1)

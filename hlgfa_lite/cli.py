@@ -1,0 +1,288 @@
+"""Command line: ``hlgfa-lite fit | evaluate | predict | quickstart | demo`` (also ``python -m hlgfa_lite``).
+
+Every mistake a user can fix ends in one line on stderr and exit code 2, with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .errors import HLGFAError
+
+EXIT_USAGE = 2
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HLGFAError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise HLGFAError("--device mps was asked for but Apple MPS is not available; use --device cpu or auto.")
+    return name
+
+
+def atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def print_metrics(metrics: dict, per_type: dict | None = None) -> None:
+    print(f"{'metric':<16}{'value':>10}")
+    for key, value in metrics.items():
+        print(f"{key:<16}{value:>10.4f}" if isinstance(value, float) else f"{key:<16}{value:>10}")
+    for defect, auroc in (per_type or {}).items():
+        print(f"  image AUROC {defect}: {auroc:.4f}")
+
+
+# --- fit ------------------------------------------------------------------------------------------------------
+def fit_command(args) -> dict:
+    from .checkpoint import METADATA, save
+    from .config import preset
+    from .data import train_image_paths
+    from .model import HLGFA
+    from .training import fit, split_holdout
+
+    out = Path(args.out)
+    if (out / METADATA).exists() and not args.overwrite:
+        raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
+    paths = train_image_paths(args.data)
+    from .data import load_image
+
+    for path in paths:  # every image readable before any work or any file is written
+        load_image(path)
+    overrides = {"seed": args.seed}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    if args.steps:
+        overrides["steps"] = args.steps
+    cfg = preset(args.preset, **overrides)
+    if args.epochs:
+        n_train = len(split_holdout(paths, cfg.holdout_fraction, cfg.seed)[0])
+        cfg = cfg.replace(steps=max(1, math.ceil(args.epochs * n_train / cfg.batch_size)))
+    device = resolve_device(args.device)
+    model = HLGFA(cfg, pretrained=not args.random_weights, weights=args.weights).to(device)
+    print(f"backbone {cfg.backbone} ({model.backbone.weights_source}), {len(paths)} good images, "
+          f"{cfg.steps} steps, batch {cfg.batch_size}, device {device}")
+    started = time.perf_counter()
+    report = fit(model, paths, progress=not args.quiet)
+    seconds = time.perf_counter() - started
+    save(model, out, overwrite=args.overwrite, extra={"fit": {
+        "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
+        "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1]}})
+    cal = model.calibration
+    print(f"fit done in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head {report.train_seconds:.0f} s); "
+          f"loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}")
+    print(f"threshold {cal['image_threshold']:.3f} calibrated on {report.n_holdout} held-out good images; "
+          f"checkpoint in {out}")
+    return {"model": model, "report": report}
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------
+def evaluate_command(args):
+    from .checkpoint import load
+    from .data import load_test_split
+    from .evaluation import evaluate_samples
+
+    samples = load_test_split(args.data)
+    model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights)
+    result = evaluate_samples(model.score_batch, samples, model.cfg.eval_size, progress=not args.quiet)
+    print_metrics(result.metrics, result.per_type)
+    if args.json:
+        atomic_text(Path(args.json), json.dumps(result.metrics, indent=2))
+        print(f"metrics written to {args.json}")
+    return result
+
+
+# --- predict --------------------------------------------------------------------------------------------------
+def predict_command(args) -> list[dict]:
+    import numpy as np
+
+    from .checkpoint import load
+    from .data import IMAGE_EXTENSIONS, load_image
+    from .visualize import outline, overlay, save_png
+
+    source = Path(args.images)
+    if source.is_file():
+        root, paths = source.parent, [source]
+    elif source.is_dir():
+        root = source
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    else:
+        raise HLGFAError(f"{source} does not exist; give an image file or a folder of images.")
+    if not paths:
+        raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    for path in paths:  # every image readable before anything is written
+        load_image(path)
+    model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights)
+    cal, out = model.calibration, Path(args.out)
+    rows = []
+    for path in paths:
+        image = load_image(path)
+        [(anomaly_map, score)] = model.predict([image])
+        relative = path.relative_to(root).with_suffix("")
+        anomalous = model.is_anomalous(score, args.sensitivity)
+        picture = overlay(image, anomaly_map, cal["map_vmin"], cal["map_vmax"])
+        picture = outline(picture, anomaly_map.numpy() > cal["pixel_threshold"])
+        save_png(picture, out / "overlays" / f"{relative}.png")
+        if args.save_maps:
+            target = out / "maps" / f"{relative}.npy"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.save(target, anomaly_map.numpy().astype(np.float32))
+        rows.append({"path": str(path), "score": score, "is_anomalous": anomalous})
+        print(f"{score:8.3f}  {'ANOMALOUS' if anomalous else 'normal   '}  {path}")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["path", "score", "is_anomalous"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_text(out / "scores.csv", buffer.getvalue())
+    print(f"{len(rows)} images scored (threshold {model.threshold(args.sensitivity):.3f}); results in {out}")
+    return rows
+
+
+# --- quickstart -----------------------------------------------------------------------------------------------
+def quickstart_command(args) -> Path:
+    import torch
+
+    from .checkpoint import save
+    from .config import preset
+    from .data import load_image, load_mask, load_test_split, train_image_paths
+    from .evaluation import evaluate_samples
+    from .model import HLGFA
+    from .samples import sample_dir
+    from .training import fit
+    from .visualize import panel_figure
+
+    out = Path(args.out)
+    for n in range(2, 1000):  # never overwrite an earlier run: runs/quickstart, runs/quickstart-2, ...
+        if not out.exists():
+            break
+        out = Path(f"{args.out}-{n}")
+    data = sample_dir()
+    cfg = preset("lite", steps=args.steps)
+    model = HLGFA(cfg, weights=args.weights).to(resolve_device(args.device))
+    print(f"quickstart: fitting the lite preset on the bundled bottle sample ({data})")
+    print(f"backbone {cfg.backbone} ({model.backbone.weights_source}), {cfg.steps} steps")
+    started = time.perf_counter()
+    report = fit(model, train_image_paths(data), progress=not args.quiet)
+    save(model, out)
+    print(f"fit in {time.perf_counter() - started:.0f} s, loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}")
+    samples = load_test_split(data)
+    result = evaluate_samples(model.score_batch, samples, cfg.eval_size, progress=not args.quiet)
+    print_metrics(result.metrics)
+    atomic_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+    picks = [next(s for s in samples if s.label == 0)] + [next(s for s in samples if s.defect_type == t)
+                                                          for t in sorted({s.defect_type for s in samples} - {"good"})]
+    rows = []
+    for sample in picks:
+        image = load_image(sample.path)
+        [(anomaly_map, score)] = model.predict([image])
+        verdict = "anomalous" if model.is_anomalous(score) else "normal"
+        rows.append({"image": image, "map": anomaly_map, "title": f"{sample.defect_type}: score {score:.2f} ({verdict})",
+                     "mask": load_mask(sample.mask_path, image.shape[-2:]).numpy() if sample.mask_path else None})
+    with torch.no_grad():
+        panel_figure(rows, model.calibration["map_vmin"], model.calibration["map_vmax"], out / "overlays.png")
+    print(f"checkpoint: {out}\nmetrics:    {out / 'metrics.json'}\nfigure:     {out / 'overlays.png'}")
+    print(f"next: hlgfa-lite predict {out} YOUR_IMAGES --out predictions")
+    return out
+
+
+def demo_command(args) -> None:
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+        from app import build_demo  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise HLGFAError(f"the demo needs its extras and the repository's demo/ folder: pip install -e '.[demo]' "
+                         f"from a clone ({exc}).") from exc
+    build_demo(args.run_dir).queue(default_concurrency_limit=2, max_size=32).launch(
+        server_name=args.host, server_port=args.port)
+
+
+# --- argument parsing -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, weights=True):
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if weights:
+            p.add_argument("--weights", default=None, help="backbone weights file (else HLGFA_WEIGHTS, Hub, cache)")
+
+    p = sub.add_parser("fit", help="fit the alignment head on good images")
+    p.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
+    p.add_argument("--out", required=True, help="run folder for the checkpoint")
+    p.add_argument("--preset", default="lite", choices=["lite", "paper"])
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (preset default: 1000 lite)")
+    p.add_argument("--epochs", type=int, default=None, help="alternative to --steps: passes over the images")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
+    p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
+    common(p)
+    p.set_defaults(func=fit_command)
+
+    p = sub.add_parser("evaluate", help="image/pixel AUROC, AUPRO, F1-max and speed on a test split")
+    p.add_argument("run_dir")
+    p.add_argument("data", help="MVTec-layout category folder")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    common(p)
+    p.set_defaults(func=evaluate_command)
+
+    p = sub.add_parser("predict", help="score images; write scores.csv, overlays and (optionally) maps")
+    p.add_argument("run_dir")
+    p.add_argument("images", help="an image file or a folder (searched recursively)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--save-maps", action="store_true", help="raw float32 maps as maps/<path>.npy")
+    p.add_argument("--sensitivity", type=float, default=1.0, help=">1 flags more images, <1 fewer")
+    common(p)
+    p.set_defaults(func=predict_command)
+
+    p = sub.add_parser("quickstart", help="fit, evaluate and draw on the bundled sample, offline")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--steps", type=int, default=300)
+    common(p)
+    p.set_defaults(func=quickstart_command)
+
+    p = sub.add_parser("demo", help="start the Gradio demo locally")
+    p.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled bottle model)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(func=demo_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("once")
+            args.func(args)
+    except HLGFAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was kept.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Every knob of HLGFA-lite in one dataclass, with the two presets.
+
+The paper (arXiv 2602.09524) publishes only its abstract, so most values below are *our* choices.
+Each one is a field, so the notebooks and the benchmark can switch it off and measure what it buys.
+
+    lite  = tf_efficientnet_lite0, 512 px / 256 px, levels 1-3 (strides 4/8/16): the CPU default
+    paper = wide_resnet50_2,       512 px / 256 px, layers 1-3 (strides 4/8/16): for a GPU
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import HLGFAError
+
+
+@dataclass
+class HLGFAConfig:
+    # --- backbone: one frozen timm network, run twice --------------------------------------------------
+    backbone: str = "tf_efficientnet_lite0"
+    out_indices: tuple[int, ...] = (1, 2, 3)  # feature levels; for Lite0 strides 4/8/16, 24/40/112 channels
+    hr_size: int = 512  # high-resolution view: guides and supervises
+    lr_size: int = 256  # low-resolution view: refined by the head; maps live on its grid
+    # --- priors: split of the high-res features ---------------------------------------------------------
+    use_structure: bool = True  # conditional modulation by the structure (low-pass) prior
+    use_detail: bool = True  # gated residual correction from the detail (high-pass) prior
+    use_gate: bool = True  # False: the residual is added with a fixed weight of 1
+    prior_sigma: float = 2.0  # std (in high-res feature cells) of the Gaussian low-pass
+    prior_width: float = 1.0  # bottleneck: prior channels = prior_width * C (measured: full width is best)
+    hidden_width: float = 1.0  # width of the head's hidden layers, relative to C
+    gate_bias_init: float = -2.0  # sigmoid(-2) = 0.12: the gate starts mostly closed
+    # --- noise-aware augmentation (low-res input only; the high-res target stays clean) ----------------
+    noise_aug: bool = True
+    aug_copies: int = 3  # augmented low-res views pre-drawn per training image (features cached once)
+    aug_prob: float = 0.5  # probability of each nuisance
+    aug_noise_std: float = 0.04  # max std of additive Gaussian sensor noise, images in [0, 1]
+    aug_blur_sigma: float = 1.2  # max std (px) of Gaussian blur
+    aug_brightness: float = 0.25  # brightness and contrast factor range 1 +- this
+    aug_gamma: float = 0.25  # gamma in [1 - this, 1 + this]
+    aug_jpeg_quality: tuple[int, int] = (30, 90)
+    # --- training -----------------------------------------------------------------------------------------
+    steps: int = 1000  # fixed number of optimiser steps: small training sets need many passes
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    holdout_fraction: float = 0.1  # good images kept aside to calibrate normalisation and threshold
+    seed: int = 0
+    # --- scoring ---------------------------------------------------------------------------------------
+    smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
+    score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max
+    use_position_prior: bool = False  # beyond the paper: add distance to the per-position mean feature
+    eval_size: int = 256  # pixel metrics are computed on maps and masks resized to this square
+
+    @property
+    def hr_lr_ratio(self) -> int:
+        return self.hr_size // self.lr_size
+
+    def validate(self) -> "HLGFAConfig":
+        if self.hr_size % self.lr_size or self.hr_size <= self.lr_size:
+            raise HLGFAError(
+                f"hr_size ({self.hr_size}) must be an integer multiple (>1) of lr_size ({self.lr_size}); "
+                "use e.g. 512 and 256."
+            )
+        if self.lr_size % 32:
+            raise HLGFAError(f"lr_size ({self.lr_size}) must be a multiple of 32 so every level's grid is whole.")
+        if not self.out_indices:
+            raise HLGFAError("out_indices is empty: name at least one backbone level, e.g. (1, 2, 3).")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "HLGFAConfig":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise HLGFAError(f"unknown config keys {unknown}: this checkpoint needs a newer hlgfa_lite.")
+        cleaned = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**cleaned).validate()
+
+    def replace(self, **changes) -> "HLGFAConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+
+PRESETS: dict[str, HLGFAConfig] = {
+    "lite": HLGFAConfig(),
+    "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000),
+}
+
+
+def preset(name: str, **overrides) -> HLGFAConfig:
+    """A copy of a named preset, with any field overridden: ``preset("lite", steps=200)``."""
+    if name not in PRESETS:
+        raise HLGFAError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
+    return PRESETS[name].replace(**overrides)
+

@@ -1,0 +1,137 @@
+"""Reading images, masks and MVTec-layout folders, with one clear error per mistake.
+
+Layout (as MVTec AD)::
+
+    CATEGORY/train/good/*.png                      defect-free training images
+    CATEGORY/test/good/*.png                       defect-free test images (no masks)
+    CATEGORY/test/<defect type>/<name>.png         defective test images
+    CATEGORY/ground_truth/<defect type>/<name>_mask.png
+
+A plain folder of good images also works for ``fit``. Masks are paired with images **by name**, never by sort
+order (sort order pairs ``x-10`` with ``x-2``'s mask), and every pair is checked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import HLGFAError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def natural_key(path: Path) -> list:
+    """Sort ``x-2`` before ``x-10``, as a person would."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                  key=natural_key)
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise HLGFAError(f"cannot read image {path} ({exc.__class__.__name__}); replace or remove the file.") from exc
+    return ImageOps.exif_transpose(image)
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """Any PIL image (RGB, L, RGBA, P, CMYK, 16-bit, float) -> (3, H, W) float32 in [0, 1]."""
+    if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        if image.mode == "F":
+            top = max(float(values.max()), 1.0) if values.max() > 1 else 1.0
+        gray = np.clip(values / top, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(gray)).expand(3, *gray.shape).clone()
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """(3, H, W) float32 in [0, 1], EXIF rotation applied."""
+    return pil_to_tensor(_open(Path(path)))
+
+
+def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W) bool: any non-zero pixel is a defect; resized (nearest) to the image's (H, W) if it differs."""
+    mask = _open(Path(path))
+    values = np.asarray(mask)
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    binary = Image.fromarray((values > 0).astype(np.uint8) * 255)
+    if binary.size != (size[1], size[0]):
+        binary = binary.resize((size[1], size[0]), Image.NEAREST)
+    return torch.from_numpy(np.asarray(binary) > 0)
+
+
+@dataclass
+class LabelledImage:
+    path: Path
+    defect_type: str  # "good" or the name of the defect folder
+    mask_path: Path | None  # None for good images
+
+    @property
+    def label(self) -> int:
+        return int(self.defect_type != "good")
+
+
+def find_mask(ground_truth: Path, defect_type: str, image: Path) -> Path | None:
+    folder = ground_truth / defect_type
+    for stem in (f"{image.stem}_mask", image.stem):
+        for ext in IMAGE_EXTENSIONS:
+            for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def train_image_paths(root: str | Path) -> list[Path]:
+    """Good training images: ``root/train/good`` of an MVTec folder, or ``root`` itself if it holds images."""
+    root = Path(root)
+    if not root.is_dir():
+        raise HLGFAError(f"{root} is not a folder; give an MVTec-layout category folder or a folder of good images.")
+    folder = root / "train" / "good"
+    if not folder.is_dir():
+        if (root / "train").is_dir() or (root / "test").is_dir():
+            raise HLGFAError(f"{root} has no train/good folder; put the defect-free images in {folder}.")
+        folder = root
+    paths = list_images(folder)
+    if len(paths) < 2:
+        raise HLGFAError(f"{folder} holds {len(paths)} image(s); fit needs at least 2 defect-free images "
+                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    return paths
+
+
+def load_test_split(root: str | Path, require_defects: bool = True) -> list[LabelledImage]:
+    """All test images of an MVTec folder with their masks, each pair checked by name."""
+    root = Path(root)
+    test, ground_truth = root / "test", root / "ground_truth"
+    if not test.is_dir():
+        raise HLGFAError(f"{root} has no test/ folder; evaluation needs the MVTec layout "
+                         "(test/good, test/<defect>, ground_truth/<defect>/<name>_mask.png).")
+    samples: list[LabelledImage] = []
+    for folder in sorted((p for p in test.iterdir() if p.is_dir()), key=natural_key):
+        for image in list_images(folder):
+            mask = None
+            if folder.name != "good":
+                mask = find_mask(ground_truth, folder.name, image)
+                if mask is None:
+                    raise HLGFAError(f"defect image {image} has no mask; expected "
+                                     f"{ground_truth / folder.name / (image.stem + '_mask.png')}.")
+            samples.append(LabelledImage(image, folder.name, mask))
+    if not any(s.label == 0 for s in samples):
+        raise HLGFAError(f"{test / 'good'} holds no images; evaluation needs defect-free test images too.")
+    if require_defects and not any(s.label == 1 for s in samples):
+        raise HLGFAError(f"{test} holds no defective images; add test/<defect type>/ folders with their masks.")
+    return samples

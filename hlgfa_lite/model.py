@@ -1,0 +1,111 @@
+"""HLGFA-lite: the frozen backbone, the priors, the alignment head and the scoring, as one module.
+
+``model.inspect(images)`` returns every intermediate a lesson, the demo or a benchmark wants to show
+(both views, features at both resolutions, priors, gates, per-level maps, the fused map, scores), so each of
+them draws from the same code path. ``model.predict(images)`` returns maps at each image's own size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .alignment import AlignmentHead, LevelOutput, misalignment
+from .backbone import FrozenBackbone, resize
+from .config import HLGFAConfig
+from .priors import Priors, priors_on_low_grid
+from .scoring import fuse_levels, image_scores, resize_map
+
+
+@dataclass
+class Inspection:
+    """Everything computed for a batch of B images; level lists are ordered shallow (fine) to deep (coarse)."""
+
+    hr_image: torch.Tensor  # (B, 3, hr, hr) in [0, 1]
+    lr_image: torch.Tensor  # (B, 3, lr, lr)
+    high: list[torch.Tensor]  # F_H per level (B, C, rh, rw)
+    low: list[torch.Tensor]  # F_L per level (B, C, h, w)
+    priors: list[Priors]  # structure, detail, target per level, on the low grid
+    outputs: list[LevelOutput]  # refined, modulated, gate per level
+    level_maps: list[torch.Tensor]  # raw misalignment 1 - cos per level (B, h, w)
+    anomaly_map: torch.Tensor  # (B, lr, lr), fused, normalised, smoothed
+    scores: torch.Tensor  # (B,)
+
+
+class HLGFA(nn.Module):
+    def __init__(self, cfg: HLGFAConfig, pretrained: bool = True, weights: str | None = None):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.backbone = FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained, weights=weights)
+        self.head = AlignmentHead(self.backbone.channels, cfg)
+        n_levels = len(self.backbone.channels)
+        # per-level good-image statistics of the misalignment (set by calibration; identity until then)
+        self.register_buffer("level_mean", torch.zeros(n_levels))
+        self.register_buffer("level_std", torch.ones(n_levels))
+        self.calibration: dict[str, float] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.level_mean.device
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.head.parameters())
+
+    # --- the two views and their features -----------------------------------------------------------------
+    def views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> high view (B, 3, hr, hr), low view (B, 3, lr, lr) made from the high one."""
+        high = resize(images, self.cfg.hr_size)
+        return high, resize(high, self.cfg.lr_size)
+
+    def priors(self, high: list[torch.Tensor]) -> list[Priors]:
+        return [priors_on_low_grid(f, self.cfg.prior_sigma, self.cfg.hr_lr_ratio) for f in high]
+
+    def align(self, low: list[torch.Tensor], high: list[torch.Tensor]) -> tuple[list[Priors], list[LevelOutput]]:
+        priors = self.priors(high)
+        return priors, self.head(low, priors)
+
+    # --- scoring -----------------------------------------------------------------------------------------
+    def fuse(self, level_maps: list[torch.Tensor]) -> torch.Tensor:
+        return fuse_levels(level_maps, self.level_mean, self.level_std, self.cfg.lr_size, self.cfg.smooth_sigma)
+
+    @torch.no_grad()
+    def inspect(self, images: torch.Tensor, low_view: torch.Tensor | None = None) -> Inspection:
+        """Run the whole method on (B, 3, H, W) images in [0, 1]; ``low_view`` overrides the low-res input
+        (e.g. a nuisance applied to it only, as during training)."""
+        images = images.to(self.device)
+        hr_image, lr_image = self.views(images)
+        if low_view is not None:
+            lr_image = resize(low_view.to(self.device), self.cfg.lr_size)
+        high, low = self.backbone(hr_image), self.backbone(lr_image)
+        priors, outputs = self.align(low, high)
+        level_maps = [misalignment(o.refined, p.target) for o, p in zip(outputs, priors)]
+        anomaly_map = self.fuse(level_maps)
+        return Inspection(hr_image, lr_image, high, low, priors, outputs, level_maps, anomaly_map,
+                          image_scores(anomaly_map, self.cfg.score_topk))
+
+    @torch.no_grad()
+    def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> maps (B, lr, lr) and scores (B,): the inference hot path."""
+        result = self.inspect(images)
+        return result.anomaly_map, result.scores
+
+    @torch.no_grad()
+    def predict(self, images: list[torch.Tensor]) -> list[tuple[torch.Tensor, float]]:
+        """Images of any sizes [(3, H_i, W_i)] -> [(map (H_i, W_i) on CPU, score)], one at a time."""
+        results = []
+        for image in images:
+            anomaly_map, score = self.score_batch(image[None])
+            results.append((resize_map(anomaly_map[0], *image.shape[-2:]).cpu(), score.item()))
+        return results
+
+    def is_anomalous(self, score: float, sensitivity: float = 1.0) -> bool:
+        """Verdict against the calibrated threshold; sensitivity > 1 flags more, < 1 fewer.
+
+        The threshold's distance above the mean good score is divided by the sensitivity."""
+        return score > self.threshold(sensitivity)
+
+    def threshold(self, sensitivity: float = 1.0) -> float:
+        cal = self.calibration
+        return cal["good_score_mean"] + (cal["image_threshold"] - cal["good_score_mean"]) / max(sensitivity, 1e-3)

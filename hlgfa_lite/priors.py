@@ -1,0 +1,61 @@
+"""Structure and detail priors: a low-pass / high-pass split of the high-resolution features.
+
+For one level, with ``G_sigma`` a Gaussian blur over the spatial axes (per channel):
+
+    S = G_sigma * F_H          structure prior: the smooth layout of the part
+    D = F_H - S                detail prior: edges, texture, fine marks
+    S + D = F_H                exactly, by construction (nothing is lost, nothing is invented)
+
+Both priors live on the high-res grid (r times finer than the low-res one, r = hr_size / lr_size).
+The head works on the low-res grid, so each is brought there without throwing detail away:
+
+    S_low = avgpool_r(S)                 (B, C,     h, w)   smooth, so pooling loses little
+    D_low = pixel_unshuffle_r(D)         (B, C r^2, h, w)   every high-res detail value kept, stacked in channels
+    T     = avgpool_r(F_H)               (B, C,     h, w)   the alignment target
+
+The head then narrows each prior with a 1x1 convolution (``prior_width``): the bottleneck limits how much of
+the scored image itself can be copied through the priors (see docs: leakage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
+
+
+def low_pass(features: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Per-channel Gaussian blur (reflect padding) of (B, C, H, W) features; kernel covers +-3 sigma."""
+    if sigma <= 0:
+        return features
+    kernel = 2 * int(round(3 * sigma)) + 1
+    # a kernel wider than the map cannot be reflect-padded; clip it to the largest odd size that fits
+    kernel = min(kernel, 2 * (min(features.shape[-2:]) - 1) - 1)
+    return gaussian_blur(features, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+
+
+def split(high: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """F_H (B, C, H, W) -> (S, D), both (B, C, H, W), with S + D = F_H."""
+    structure = low_pass(high, sigma)
+    return structure, high - structure
+
+
+@dataclass
+class Priors:
+    """Everything the head needs from one level of the high-res features, on the low-res grid."""
+
+    structure: torch.Tensor  # (B, C, h, w)
+    detail: torch.Tensor  # (B, C r^2, h, w)
+    target: torch.Tensor  # (B, C, h, w)
+
+
+def priors_on_low_grid(high: torch.Tensor, sigma: float, ratio: int) -> Priors:
+    """F_H (B, C, rh, rw) -> Priors on the (h, w) grid of the low-res features."""
+    structure, detail = split(high, sigma)
+    return Priors(
+        structure=F.avg_pool2d(structure, ratio),
+        detail=F.pixel_unshuffle(detail, ratio),
+        target=F.avg_pool2d(high, ratio),
+    )

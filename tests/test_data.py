@@ -1,0 +1,127 @@
+"""Loading images, masks and folders: every format the issue names, and one clear error per bad input."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hlgfa_lite import HLGFAError
+from hlgfa_lite.cli import main
+from hlgfa_lite.data import load_image, load_mask, load_test_split, train_image_paths
+
+
+def write(path, array, mode=None, **save):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path, **save)
+    return path
+
+
+def make_mvtec(root, names=("000",), defect_names=("000",)):
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    for n in ("a", "b", "c"):
+        write(root / "train" / "good" / f"{n}.png", rgb)
+    for n in names:
+        write(root / "test" / "good" / f"{n}.png", rgb)
+    for n in defect_names:
+        write(root / "test" / "crack" / f"{n}.png", rgb)
+        write(root / "ground_truth" / "crack" / f"{n}_mask.png", np.zeros((40, 40), dtype=np.uint8))
+    return root
+
+
+def test_every_image_mode_becomes_rgb_in_unit_range(tmp_path):
+    gray = np.arange(0, 200, dtype=np.uint8).reshape(10, 20)
+    cases = {
+        "gray.png": write(tmp_path / "gray.png", gray),
+        "rgba.png": write(tmp_path / "rgba.png", np.dstack([np.stack([gray] * 3, -1), np.full((10, 20), 128, np.uint8)])),
+        "deep.png": write(tmp_path / "deep.png", (gray.astype(np.uint16) * 257)),  # 16-bit
+        "photo.jpg": write(tmp_path / "photo.jpg", np.stack([gray] * 3, -1), quality=95),
+        "tiles.tiff": write(tmp_path / "tiles.tiff", np.stack([gray] * 3, -1)),
+        "old.bmp": write(tmp_path / "old.bmp", np.stack([gray] * 3, -1)),
+    }
+    for name, path in cases.items():
+        image = load_image(path)
+        assert image.shape == (3, 10, 20) and image.dtype == torch.float32, name
+        assert 0 <= image.min() and image.max() <= 1, name
+        # the same gray ramp, whatever the encoding
+        assert abs(image[0, 0, 5].item() - 5 / 255) < 0.02 and abs(image[1, 9, 19].item() - 199 / 255) < 0.02, name
+    Image.open(cases["gray.png"]).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert load_image(tmp_path / "cmyk.jpg").shape == (3, 10, 20)
+
+
+def test_exif_rotation_is_honoured(tmp_path):
+    image = Image.fromarray(np.zeros((10, 30, 3), dtype=np.uint8))  # 30 wide, 10 high
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    image.save(tmp_path / "phone.jpg", exif=exif)
+    assert load_image(tmp_path / "phone.jpg").shape == (3, 30, 10)
+
+
+def test_mask_any_nonzero_is_defect_and_is_resized_to_the_image(tmp_path):
+    mask = np.zeros((20, 20), dtype=np.uint8)
+    mask[0:10, 0:10] = 1  # value 1, not 255: still a defect
+    path = write(tmp_path / "m.png", mask)
+    loaded = load_mask(path, (40, 40))
+    assert loaded.shape == (40, 40) and loaded.dtype == torch.bool
+    assert loaded[:20, :20].all() and not loaded[20:, :].any()
+
+
+def test_masks_pair_by_name_not_by_sort_order(tmp_path):
+    names = ["x-1", "x-2", "x-10"]
+    root = make_mvtec(tmp_path / "cat", defect_names=names)
+    for i, name in enumerate(names):  # each mask marks a different row: its own number
+        mask = np.zeros((40, 40), dtype=np.uint8)
+        mask[int(name[2:]), :] = 255
+        write(root / "ground_truth" / "crack" / f"{name}_mask.png", mask)
+    samples = [s for s in load_test_split(root) if s.label]
+    assert [s.path.stem for s in samples] == ["x-1", "x-2", "x-10"]  # natural order
+    for s in samples:
+        assert s.mask_path.name == f"{s.path.stem}_mask.png"
+        assert load_mask(s.mask_path, (40, 40))[int(s.path.stem[2:])].all()
+
+
+def test_plain_folder_of_good_images_is_enough_to_fit(tmp_path):
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    for n in ("a.png", "b.JPG"):
+        write(tmp_path / n, rgb)
+    assert [p.name for p in train_image_paths(tmp_path)] == ["a.png", "b.JPG"]
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    ("wrong_layout", "no train/good folder"),
+    ("empty_train", "fit needs at least 2"),
+    ("missing_mask", "has no mask"),
+    ("unreadable", "cannot read image"),
+    ("no_defects", "no defective images"),
+    ("no_test", "has no test/ folder"),
+])
+def test_bad_input_gives_one_clear_line_exit_2_and_writes_nothing(tmp_path, capsys, breakage, expected):
+    root = make_mvtec(tmp_path / "cat")
+    if breakage == "wrong_layout":
+        shutil.rmtree(root / "train" / "good")
+    elif breakage == "empty_train":
+        shutil.rmtree(root / "train" / "good")
+        (root / "train" / "good").mkdir()
+    elif breakage == "missing_mask":
+        (root / "ground_truth" / "crack" / "000_mask.png").unlink()
+    elif breakage == "unreadable":
+        (root / "test" / "crack" / "000.png").write_bytes(b"not a png at all")
+        (root / "train" / "good" / "b.png").write_bytes(b"\x89PNG truncated")
+    elif breakage == "no_defects":
+        shutil.rmtree(root / "test" / "crack")
+    elif breakage == "no_test":
+        shutil.rmtree(root / "test")
+    out = tmp_path / "run"
+    command = (["fit", str(root), "--out", str(out), "--steps", "1", "--quiet"]
+               if breakage in {"wrong_layout", "empty_train", "unreadable"} else
+               ["evaluate", str(out), str(root), "--quiet"])
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and expected in err
+    assert not out.exists()
+
+
+def test_loader_errors_are_library_errors(tmp_path):
+    with pytest.raises(HLGFAError, match="not a folder"):
+        train_image_paths(tmp_path / "missing")

@@ -1,0 +1,123 @@
+"""The method's building blocks: shapes, the frozen backbone, the priors' identities, the head at init, the gate."""
+
+import torch
+import torch.nn.functional as F
+
+from hlgfa_lite import HLGFA, preset
+from hlgfa_lite.alignment import AlignmentHead, alignment_loss, misalignment
+from hlgfa_lite.priors import priors_on_low_grid, split
+
+
+def test_inspect_shapes_and_dtypes(lite_model):
+    images = torch.rand(2, 3, 300, 420)  # any size, any aspect ratio
+    out = lite_model.inspect(images)
+    assert out.hr_image.shape == (2, 3, 512, 512) and out.lr_image.shape == (2, 3, 256, 256)
+    assert lite_model.backbone.channels == [24, 40, 112] and lite_model.backbone.strides == [4, 8, 16]
+    for level, (c, s) in enumerate(zip([24, 40, 112], [4, 8, 16])):
+        assert out.high[level].shape == (2, c, 512 // s, 512 // s)
+        assert out.low[level].shape == (2, c, 256 // s, 256 // s)
+        assert out.priors[level].structure.shape == (2, c, 256 // s, 256 // s)
+        assert out.priors[level].detail.shape == (2, 4 * c, 256 // s, 256 // s)
+        assert out.outputs[level].gate.shape == (2, c, 256 // s, 256 // s)
+        assert out.level_maps[level].shape == (2, 256 // s, 256 // s)
+    assert out.anomaly_map.shape == (2, 256, 256) and out.scores.shape == (2,)
+    assert all(t.dtype == torch.float32 for t in [out.anomaly_map, out.scores, *out.high, *out.low])
+    [(full_map, score)] = lite_model.predict([torch.rand(3, 301, 199)])
+    assert full_map.shape == (301, 199) and isinstance(score, float)
+
+
+def test_backbone_is_frozen_and_gets_no_gradient(lite_model):
+    backbone = lite_model.backbone
+    assert not any(p.requires_grad for p in backbone.parameters())
+    backbone.train()  # asking for train mode must not unfreeze BatchNorm statistics
+    assert not backbone.net.training
+    images = torch.rand(1, 3, 512, 512)
+    high, low = backbone(images), backbone(F.interpolate(images, size=256))
+    assert not any(f.requires_grad for f in high + low)
+    priors = lite_model.priors(high)
+    head = AlignmentHead(backbone.channels, lite_model.cfg)
+    alignment_loss(head(low, priors), priors).backward()
+    assert all(p.grad is None for p in backbone.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_structure_plus_detail_recovers_the_input():
+    features = torch.randn(2, 5, 32, 32)
+    structure, detail = split(features, sigma=2.0)
+    torch.testing.assert_close(structure + detail, features, rtol=0, atol=1e-5)
+    # a low-pass keeps a constant field and gives it no detail
+    constant = torch.full((1, 3, 16, 16), 0.7)
+    structure, detail = split(constant, sigma=2.0)
+    torch.testing.assert_close(structure, constant)
+    assert detail.abs().max() < 1e-6
+    # the split really separates frequencies: a checkerboard is almost all detail
+    checker = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2).float().expand(1, 1, 32, 32)
+    structure, detail = split(checker - 0.5, sigma=2.0)
+    assert structure.abs().max() < 0.05 and detail.abs().mean() > 0.45
+
+
+def test_priors_on_the_low_grid_lose_nothing():
+    high = torch.randn(1, 4, 16, 16)
+    priors = priors_on_low_grid(high, sigma=1.5, ratio=2)
+    structure, detail = split(high, 1.5)
+    torch.testing.assert_close(F.pixel_shuffle(priors.detail, 2), detail)  # every detail value kept
+    torch.testing.assert_close(priors.target, F.avg_pool2d(high, 2))
+    torch.testing.assert_close(priors.structure, F.avg_pool2d(structure, 2))
+
+
+def test_head_is_identity_at_init_for_every_ablation():
+    for switches in [{}, {"use_structure": False}, {"use_detail": False}, {"use_gate": False}]:
+        cfg = preset("lite", **switches)
+        head = AlignmentHead([8, 16], cfg)
+        low = [torch.randn(2, 8, 16, 16), torch.randn(2, 16, 8, 8)]
+        priors = [priors_on_low_grid(torch.randn(2, c, 2 * h, 2 * h), 2.0, 2) for c, h in [(8, 16), (16, 8)]]
+        for out, f in zip(head(low, priors), low):
+            torch.testing.assert_close(out.refined, f)
+
+
+def test_gate_stays_in_open_unit_interval_and_starts_mostly_closed():
+    cfg = preset("lite")
+    head = AlignmentHead([8], cfg)
+    low = [torch.randn(2, 8, 16, 16)]
+    priors = [priors_on_low_grid(torch.randn(2, 8, 32, 32), 2.0, 2)]
+    gate = head(low, priors)[0].gate
+    torch.testing.assert_close(gate, torch.full_like(gate, torch.sigmoid(torch.tensor(cfg.gate_bias_init)).item()))
+    head.double()  # float64, so that rounding cannot turn sigmoid(x) into exactly 0 or 1
+    with torch.no_grad():  # trained-like weights: the gate opens in places, yet never reaches 0 or 1
+        for p in head.parameters():
+            p.normal_(0, 0.1)
+    priors = [priors_on_low_grid(torch.randn(2, 8, 32, 32, dtype=torch.float64), 2.0, 2)]
+    gate = head([low[0].double()], priors)[0].gate
+    assert gate.min() > 0 and gate.max() < 1 and gate.std() > 0.05
+
+
+def test_misalignment_is_one_minus_cosine():
+    a, b = torch.randn(2, 6, 4, 4), torch.randn(2, 6, 4, 4)
+    expected = 1 - (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    torch.testing.assert_close(misalignment(a, b), expected, rtol=1e-5, atol=1e-5)
+    assert misalignment(a, a).abs().max() < 1e-5 and (misalignment(a, -a) - 2).abs().max() < 1e-5
+
+
+def test_fit_lowers_the_loss_and_calibrates(fitted):
+    model, report, _ = fitted
+    first, last = sum(report.losses[:5]) / 5, sum(report.losses[-5:]) / 5
+    assert last < 0.8 * first
+    cal = model.calibration
+    assert cal["map_vmin"] < cal["pixel_threshold"] < cal["map_vmax"]
+    assert cal["image_threshold"] >= cal["good_score_max"]
+    assert report.n_holdout >= 1 and report.n_train + report.n_holdout == 20
+
+
+def test_trained_model_separates_sample_defects(fitted, sample):
+    from hlgfa_lite.evaluation import evaluate
+
+    result = evaluate(fitted[0], sample, progress=False)
+    # 40 steps at 256/128 px is far from converged, but defects must already stand out
+    assert result.metrics["image_auroc"] > 0.8 and result.metrics["pixel_auroc"] > 0.85
+    assert 0 < result.metrics["ms_per_image"] and result.metrics["n_test_images"] == 14
+
+
+def test_random_weights_only_when_asked(recwarn):
+    model = HLGFA(preset("lite", **{"hr_size": 128, "lr_size": 64}), pretrained=False)
+    assert "random" in model.backbone.weights_source
+    assert any("RANDOM" in str(w.message) for w in recwarn)
