@@ -40,7 +40,7 @@ class HLGFAConfig:
     aug_gamma: float = 0.25  # gamma in [1 - this, 1 + this]
     aug_jpeg_quality: tuple[int, int] = (30, 90)
     # --- training -----------------------------------------------------------------------------------------
-    steps: int = 1000  # fixed number of optimiser steps: small training sets need many passes
+    steps: int = 500  # fixed number of optimiser steps: small training sets need many passes
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4

@@ -50,6 +50,15 @@ class Priors:
     detail: torch.Tensor  # (B, C r^2, h, w)
     target: torch.Tensor  # (B, C, h, w)
 
+    def apply(self, fn) -> "Priors":
+        """The same priors with ``fn`` applied to each tensor (index, move, cast)."""
+        return Priors(fn(self.structure), fn(self.detail), fn(self.target))
+
+    @staticmethod
+    def cat(parts: list["Priors"]) -> "Priors":
+        """Concatenate along the batch axis."""
+        return Priors(*(torch.cat([getattr(p, name) for p in parts]) for name in ("structure", "detail", "target")))
+
 
 def priors_on_low_grid(high: torch.Tensor, sigma: float, ratio: int) -> Priors:
     """F_H (B, C, rh, rw) -> Priors on the (h, w) grid of the low-res features."""

@@ -59,8 +59,7 @@ class FeatureCache:
 
     def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
         low = [cache[images, views].to(device).float() for cache in self.low]
-        priors = [Priors(*(getattr(p, name)[images].to(device).float() for name in ("structure", "detail", "target")))
-                  for p in self.priors]
+        priors = [p.apply(lambda t: t[images].to(device).float()) for p in self.priors]
         return low, priors
 
 
@@ -77,13 +76,11 @@ def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 8, p
         lr = resize(hr, cfg.lr_size)
         views = [lr] + [torch.stack([augment(img) for img in lr.cpu()]).to(model.device) for _ in range(copies - 1)]
         lows = [model.backbone(view) for view in views]
-        priors = [Priors(p.structure.half().cpu(), p.detail.half().cpu(), p.target.half().cpu())
-                  for p in model.priors(model.backbone(hr))]
+        priors = [p.apply(lambda t: t.half().cpu()) for p in model.priors(model.backbone(hr))]
         chunks.append((priors, [torch.stack(level, dim=1).half().cpu() for level in zip(*lows)]))
-    priors = [Priors(*(torch.cat([getattr(chunk[0][level], name) for chunk in chunks])
-                       for name in ("structure", "detail", "target"))) for level in range(len(chunks[0][0]))]
-    low = [torch.cat([chunk[1][level] for chunk in chunks]) for level in range(len(chunks[0][1]))]
-    return FeatureCache(priors, low)
+    priors_per_chunk, low_per_chunk = zip(*chunks)
+    return FeatureCache(priors=[Priors.cat(list(level)) for level in zip(*priors_per_chunk)],
+                        low=[torch.cat(level) for level in zip(*low_per_chunk)])
 
 
 def train_head(model: HLGFA, cache: FeatureCache, steps: int, progress: bool = True,

@@ -1,0 +1,450 @@
+"""Everything the Gradio demo does, as plain functions that tests can call without a browser or a server.
+
+The demo never re-implements the method: scoring is ``model.predict``, fitting is ``hlgfa_lite.fit``, checkpoints
+are ``hlgfa_lite.save``/``load``, pictures use ``hlgfa_lite.visualize`` (a fixed colour scale calibrated on good
+images, never per-image min-max). What lives here is what a public web page adds on top:
+
+* reading whatever a visitor uploads (corrupt files, 16-bit, CMYK, 1x1, 10000x10000) without ever raising
+  anything but one-line ``HLGFAError`` messages, and downscaling big images *while decoding* so memory stays small;
+* a per-pixel threshold that follows the same sensitivity rule as the library's image threshold;
+* fitting a head on a visitor's images inside a temporary folder, zipped as a library checkpoint;
+* the "look inside" figure: both views, the priors, the gates and the per-level misalignment.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset, save
+from hlgfa_lite.data import pil_to_tensor
+from hlgfa_lite.samples import sample_dir
+from hlgfa_lite.visualize import colorize, outline, overlay, to_uint8_image
+
+DEMO_DIR = Path(__file__).resolve().parent
+BUNDLED_CHECKPOINT = DEMO_DIR / "checkpoints" / "bottle_lite"
+
+# --- limits: what one request may cost -------------------------------------------------------------------------
+MAX_UPLOAD = "25mb"  # per file, enforced by Gradio before our code runs (launch(max_file_size=...))
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # the same bound, re-checked here for callers that bypass Gradio
+MAX_SIDE = 1024  # longest side the model ever sees; bigger uploads are downscaled while decoding
+MAX_PIXELS = 120_000_000  # refused before decoding (a 10000 x 10000 image = 1e8 pixels still passes)
+SMALL_SIDE = 32  # below this the features have almost nothing to look at: answer, but say so
+DISPLAY_MIN_SIDE = 256  # tiny images are enlarged (nearest neighbour) for display only
+MIN_FIT_IMAGES = 2  # one to train on, one held out to calibrate the threshold (the library's rule)
+FEW_FIT_IMAGES = 8  # below this the calibrated threshold rests on a single held-out image: warn
+MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
+FIT_STEPS = 150  # optimiser steps of an in-browser fit (measured: see demo/README.md)
+CUSTOM_MODELS_KEPT = 4  # fitted heads kept in memory across sessions (least recently used dropped)
+
+
+# --- reading uploads -------------------------------------------------------------------------------------------
+@dataclass
+class LoadedImage:
+    tensor: torch.Tensor  # (3, H, W) float32 in [0, 1], longest side <= MAX_SIDE
+    notes: list[str] = field(default_factory=list)  # what was done to it, for the visitor
+
+
+MODE_NAMES = {"L": "grayscale", "LA": "grayscale with transparency", "1": "black-and-white", "P": "palette",
+              "RGBA": "RGBA (transparency ignored)", "CMYK": "CMYK", "I;16": "16-bit grayscale",
+              "I;16B": "16-bit grayscale", "I;16L": "16-bit grayscale", "I": "32-bit integer", "F": "32-bit float",
+              "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV", "PA": "palette with transparency"}
+
+
+def _fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """Downscale so the longest side is <= max_side, keeping the aspect ratio (and at least 1 px a side)."""
+    width, height = image.size
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if image.mode in {"1", "P", "PA"}:  # palette indices cannot be interpolated
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    return image.resize(size, Image.BILINEAR, reducing_gap=2.0)
+
+
+def read_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> LoadedImage:
+    """An uploaded file -> (3, H, W) in [0, 1] plus notes; any problem is one ``HLGFAError`` sentence.
+
+    The header is read first (``Image.open`` is lazy), so an image with too many pixels is refused before a byte
+    of it is decoded; JPEGs are decoded at a reduced scale (``draft``) when they are much larger than needed.
+    """
+    if path is None or str(path) == "":
+        raise HLGFAError("No image yet: upload one or click an example.")
+    path = Path(path)
+    if not path.is_file():
+        raise HLGFAError("The upload did not arrive; please try again.")
+    size = path.stat().st_size
+    if size == 0:
+        raise HLGFAError("The file is empty (0 bytes); choose another image.")
+    if size > MAX_UPLOAD_BYTES:
+        raise HLGFAError(f"The file is {size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB.")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            # our own MAX_PIXELS bound replaces PIL's bomb *warning*; PIL's *error* (> 2x its limit) is caught below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise HLGFAError(f"The image is {width} x {height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} "
+                                 "million pixels. Please downscale it first.")
+            if width < 1 or height < 1:
+                raise HLGFAError("The image has no pixels.")
+            if getattr(image, "n_frames", 1) > 1:
+                notes.append("only the first frame of this multi-frame file is used")
+            mode = image.mode
+            if image.format == "JPEG" and max(width, height) > 2 * max_side:
+                image.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale: far less memory
+            image.load()
+    except HLGFAError:
+        raise
+    except Image.DecompressionBombError:
+        raise HLGFAError(f"The image has more pixels than this demo accepts ({MAX_PIXELS / 1e6:.0f} million); "
+                         "please downscale it first.") from None
+    except UnidentifiedImageError:
+        raise HLGFAError("This file is not an image the demo can read (PNG, JPEG, BMP, TIFF, WebP, ...).") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise HLGFAError(f"The image file is damaged or truncated ({exc.__class__.__name__}); "
+                         "choose another file.") from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not cost the visitor the image
+        notes.append("its EXIF orientation could not be read and was ignored")
+    if mode in MODE_NAMES:
+        notes.append(f"{MODE_NAMES[mode]} image converted to RGB")
+    if max(image.size) > max_side:
+        resized = _fit_within(image, max_side)
+        notes.append(f"downscaled from {width} x {height} to {resized.size[0]} x {resized.size[1]} px")
+        image = resized
+    if min(width, height) < SMALL_SIDE:
+        notes.append(f"very small image ({width} x {height} px): it is enlarged to the model's 512 px view, "
+                     "so the result says little")
+    return LoadedImage(pil_to_tensor(image), notes)
+
+
+def read_editor_value(value: dict | np.ndarray | None) -> tuple[LoadedImage, np.ndarray | None]:
+    """A ``gr.ImageEditor`` value (numpy layers) -> the composite image and the painted region (H, W) bool."""
+    if value is None:
+        raise HLGFAError("No image in the editor: pick a good image to paint on.")
+    composite = value.get("composite") if isinstance(value, dict) else value
+    if composite is None or np.asarray(composite).size == 0:
+        raise HLGFAError("No image in the editor: pick a good image to paint on.")
+    pixels = np.asarray(composite)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    rgb = Image.fromarray(pixels[..., :3].astype(np.uint8))
+    notes = []
+    if max(rgb.size) > MAX_SIDE:
+        notes.append(f"downscaled from {rgb.size[0]} x {rgb.size[1]} px")
+        rgb = _fit_within(rgb, MAX_SIDE)
+    painted = None
+    layers = [np.asarray(layer) for layer in (value.get("layers") or [])] if isinstance(value, dict) else []
+    for layer in layers:
+        if layer.ndim == 3 and layer.shape[2] == 4:
+            strokes = layer[..., 3] > 0
+            if strokes.any():
+                painted = strokes if painted is None else painted | strokes
+    if painted is not None and painted.shape != (rgb.size[1], rgb.size[0]):
+        painted = np.asarray(Image.fromarray(painted.astype(np.uint8) * 255).resize(rgb.size, Image.NEAREST)) > 0
+    return LoadedImage(pil_to_tensor(rgb), notes), painted
+
+
+# --- models ----------------------------------------------------------------------------------------------------
+class ModelStore:
+    """The served model, loaded once, plus the heads visitors fit, kept least-recently-used.
+
+    Inference is read-only (eval mode, no grad), so one model object serves concurrent requests safely."""
+
+    def __init__(self, run_dir: str | Path | None = None, device: str = "cpu"):
+        self.run_dir = Path(run_dir) if run_dir else BUNDLED_CHECKPOINT
+        self.device = device
+        self.model = load(self.run_dir, device=device)
+        self._custom: OrderedDict[str, HLGFA] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Trace the backbone for both view sizes now, not in the first visitor's request."""
+        self.model.predict([torch.rand(3, 64, 64)])
+
+    def add_custom(self, run_dir: str | Path, model: HLGFA) -> None:
+        with self._lock:
+            self._custom[str(run_dir)] = model.eval()
+            self._custom.move_to_end(str(run_dir))
+            while len(self._custom) > CUSTOM_MODELS_KEPT:
+                self._custom.popitem(last=False)
+
+    def drop_custom(self, run_dir: str | Path) -> None:
+        with self._lock:
+            self._custom.pop(str(run_dir), None)
+
+    def custom(self, run_dir: str | Path) -> HLGFA:
+        """A fitted head by its checkpoint folder; reloaded from disk if it was dropped from memory."""
+        key = str(run_dir)
+        with self._lock:
+            if key in self._custom:
+                self._custom.move_to_end(key)
+                return self._custom[key]
+        if not Path(key).is_dir():
+            raise HLGFAError("Your fitted part is no longer on the server (the session expired); please fit again.")
+        model = load(key, device=self.device)
+        self.add_custom(key, model)
+        return model
+
+
+# --- scoring and pictures --------------------------------------------------------------------------------------
+@dataclass
+class Inspected:
+    """One scored image, kept in the visitor's session so the sensitivity slider redraws without re-scoring."""
+
+    image: np.ndarray  # (H, W, 3) uint8, as the model saw it (after any downscaling)
+    anomaly_map: np.ndarray  # (H, W) float32 on the model's calibrated scale
+    score: float
+    notes: list[str] = field(default_factory=list)
+    painted: np.ndarray | None = None  # (H, W) bool: strokes drawn in the "draw a defect" tab
+
+
+def inspect_image(model: HLGFA, loaded: LoadedImage, painted: np.ndarray | None = None) -> Inspected:
+    [(anomaly_map, score)] = model.predict([loaded.tensor])
+    return Inspected(to_uint8_image(loaded.tensor), anomaly_map.numpy().astype(np.float32), score, list(loaded.notes),
+                     painted)
+
+
+def pixel_threshold(calibration: dict, sensitivity: float = 1.0) -> float:
+    """The per-pixel defect threshold, moved by the same rule as ``HLGFA.threshold`` moves the image threshold:
+
+        t_pix(s) = v_0 + (t_pix - v_0) / s        v_0 = median good pixel (map_vmin), s = sensitivity
+
+    so s > 1 marks more pixels, s < 1 fewer, and s = 1 is the calibrated value (the brightest good pixel)."""
+    base = calibration["map_vmin"]
+    return base + (calibration["pixel_threshold"] - base) / max(sensitivity, 1e-3)
+
+
+def _enlarge_for_display(picture: np.ndarray) -> np.ndarray:
+    height, width = picture.shape[:2]
+    if max(height, width) >= DISPLAY_MIN_SIDE:
+        return picture
+    factor = int(np.ceil(DISPLAY_MIN_SIDE / max(height, width)))
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
+@dataclass
+class Rendered:
+    overlay: np.ndarray  # (H, W, 3) uint8: the image with the coloured map and the mask's outline
+    mask: np.ndarray  # (H, W, 3) uint8: white where the map exceeds the pixel threshold
+    score: float
+    anomalous: bool
+    defect_fraction: float  # share of the image's pixels in the mask
+    verdict: str  # Markdown for the visitor
+
+
+def render(model: HLGFA, result: Inspected, sensitivity: float = 1.0, model_name: str = "") -> Rendered:
+    """Pictures and verdict of one scored image at a sensitivity; cheap, so the slider can call it freely."""
+    cal = model.calibration
+    image = torch.from_numpy(result.image).permute(2, 0, 1).float() / 255  # (3, H, W)
+    mask = result.anomaly_map > pixel_threshold(cal, sensitivity)  # (H, W) bool
+    picture = outline(overlay(image, result.anomaly_map, cal["map_vmin"], cal["map_vmax"]), mask)
+    if result.painted is not None:
+        picture = outline(picture, result.painted, colour=(0, 255, 0))
+    anomalous = model.is_anomalous(result.score, sensitivity)
+    threshold = model.threshold(sensitivity)
+    fraction = float(mask.mean())
+    head = "### ⚠️ Anomalous" if anomalous else "### ✅ Normal"
+    lines = [head,
+             f"Image score **{result.score:.2f}** {'>' if anomalous else '≤'} threshold **{threshold:.2f}** "
+             f"(sensitivity {sensitivity:g}). Good {model_name or 'parts'} scored "
+             f"{cal['good_score_mean']:.2f} on average when the threshold was calibrated.",
+             f"Pixels above the defect threshold: **{100 * fraction:.1f} %** of the image."]
+    if result.notes:
+        lines.append("ℹ️ " + "; ".join(result.notes) + ".")
+    mask_picture = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2)
+    return Rendered(_enlarge_for_display(picture), _enlarge_for_display(mask_picture), result.score, anomalous,
+                    fraction, "\n\n".join(lines))
+
+
+def colour_scale_legend(calibration: dict, width: int = 512, height: int = 18) -> np.ndarray:
+    """A horizontal bar of the fixed colour scale, from map_vmin (left) to map_vmax (right)."""
+    ramp = np.linspace(calibration["map_vmin"], calibration["map_vmax"], width, dtype=np.float32)
+    return np.repeat(colorize(ramp[None, :], calibration["map_vmin"], calibration["map_vmax"]), height, axis=0)
+
+
+# --- fitting a visitor's part ----------------------------------------------------------------------------------
+@dataclass
+class FittedPart:
+    """What a visitor's session keeps about its own head: small and copyable (the model lives in ModelStore)."""
+
+    workdir: str  # temporary folder owning everything below; removed when the session ends
+    run_dir: str  # the library checkpoint (model.json + head.safetensors)
+    zip_path: str  # the same checkpoint, zipped for download
+    summary: str  # Markdown
+
+
+def remove_fitted(part: FittedPart | None, store: ModelStore | None = None) -> None:
+    if part is None:
+        return
+    if store is not None:
+        store.drop_custom(part.run_dir)
+    shutil.rmtree(part.workdir, ignore_errors=True)
+
+
+def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT_STEPS,
+             report_progress: Callable[[float, str], None] | None = None, seed: int = 0) -> FittedPart:
+    """Fit a lite head on a visitor's good images; every image is checked and downscaled before any training.
+
+    report_progress(fraction in [0, 1], description) is called while reading, caching features and training."""
+    def tell(fraction: float, text: str) -> None:
+        if report_progress is not None:
+            report_progress(min(max(fraction, 0.0), 1.0), text)
+
+    paths = [p for p in (paths or []) if p]
+    if len(paths) < MIN_FIT_IMAGES:
+        raise HLGFAError(f"Fitting needs at least {MIN_FIT_IMAGES} good images (you gave {len(paths)}): one to "
+                         f"learn from and one to calibrate the threshold. About 20 work well.")
+    notes = []
+    if len(paths) > MAX_FIT_IMAGES:
+        notes.append(f"only the first {MAX_FIT_IMAGES} of your {len(paths)} images were used, to keep the fit short")
+        paths = paths[:MAX_FIT_IMAGES]
+    workdir = Path(tempfile.mkdtemp(prefix="hlgfa-demo-fit-"))
+    try:
+        images_dir = workdir / "images"
+        images_dir.mkdir()
+        kept, skipped = [], []
+        for i, path in enumerate(paths):
+            tell(0.1 * i / len(paths), "reading images")
+            try:
+                loaded = read_upload(path)
+            except HLGFAError as exc:
+                skipped.append(f"{Path(path).name} ({exc})")
+                continue
+            target = images_dir / f"{i:03d}.png"
+            Image.fromarray(to_uint8_image(loaded.tensor)).save(target)
+            kept.append(target)
+        if skipped:
+            notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped))
+        if len(kept) < MIN_FIT_IMAGES:
+            raise HLGFAError(f"Only {len(kept)} of your files could be read as images; fitting needs at least "
+                             f"{MIN_FIT_IMAGES}. " + (notes[-1] if skipped else ""))
+        if len(kept) < FEW_FIT_IMAGES:
+            notes.append(f"with {len(kept)} images the threshold rests on one held-out image: expect a rough verdict")
+        cfg = preset("lite", steps=steps, seed=seed)
+        tell(0.1, "preparing the frozen backbone")
+        model = HLGFA(cfg).to(store.device)
+        tell(0.12, f"caching features of {len(kept)} images")
+        started = time.perf_counter()
+        report = fit(model, kept, progress=False,
+                     on_step=lambda step, loss: tell(0.15 + 0.8 * (step + 1) / steps,
+                                                     f"training the head: step {step + 1}/{steps}, loss {loss:.3f}"))
+        seconds = time.perf_counter() - started
+        tell(0.97, "saving the checkpoint")
+        run_dir = save(model, workdir / "my_part_lite", extra={"fit": {
+            "data": "images uploaded to the hlgfa_lite demo", "n_train": report.n_train,
+            "n_holdout": report.n_holdout, "seconds": round(seconds, 1), "first_loss": report.losses[0],
+            "last_loss": report.losses[-1]}})
+        zip_path = workdir / "my_part_lite.zip"
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(run_dir.iterdir()):
+                archive.write(file, f"my_part_lite/{file.name}")
+        store.add_custom(run_dir, model)
+        cal = model.calibration
+        summary = [f"### ✅ Fitted on {report.n_train} images, calibrated on {report.n_holdout}",
+                   f"{steps} steps in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head "
+                   f"{report.train_seconds:.0f} s); loss {report.losses[0]:.3f} → {report.losses[-1]:.3f}. "
+                   f"Threshold **{cal['image_threshold']:.2f}** (good held-out scores: mean "
+                   f"{cal['good_score_mean']:.2f}, max {cal['good_score_max']:.2f}).",
+                   "Choose **my part** in the *Inspect* tab to use it, or download the checkpoint below "
+                   "(unzip, then `hlgfa-lite predict my_part_lite IMAGES --out results`)."]
+        if notes:
+            summary.append("ℹ️ " + "; ".join(notes) + ".")
+        tell(1.0, "done")
+        return FittedPart(str(workdir), str(run_dir), str(zip_path), "\n\n".join(summary))
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+# --- look inside -----------------------------------------------------------------------------------------------
+def _channel_energy(features: torch.Tensor) -> np.ndarray:
+    """(C, h, w) -> (h, w): the L2 norm over channels, how much a feature map "says" at each place."""
+    return features.float().norm(dim=0).cpu().numpy()
+
+
+def look_inside(model: HLGFA, loaded: LoadedImage) -> np.ndarray:
+    """A figure (H, W, 3 uint8) of every intermediate for one image: the two views, then per level the structure
+    and detail priors (channel energy), the gate and the misalignment 1 - cos, then the fused map.
+
+    Prior and gate panels use their own colour range (they are not anomaly scores); the misalignment panels use
+    a fixed range per level from good-image statistics, so a good image looks calm there too."""
+    from matplotlib.figure import Figure  # the OO API, no pyplot: safe in a threaded server
+
+    out = model.inspect(loaded.tensor[None])
+    cal = model.calibration
+    levels = len(out.level_maps)
+    strides = model.backbone.strides
+    fig = Figure(figsize=(12, 2.9 * (levels + 1)), dpi=80)
+    axes = fig.subplots(levels + 1, 4, squeeze=False)
+    first = axes[0]
+    first[0].imshow(to_uint8_image(out.hr_image[0]))
+    first[0].set_title(f"high-res view {model.cfg.hr_size} px\n(guides, supervises)", fontsize=9)
+    first[1].imshow(to_uint8_image(out.lr_image[0]))
+    first[1].set_title(f"low-res view {model.cfg.lr_size} px\n(refined by the head)", fontsize=9)
+    fused = out.anomaly_map[0].cpu().numpy()
+    first[2].imshow(colorize(fused, cal["map_vmin"], cal["map_vmax"]))
+    first[2].set_title(f"fused anomaly map (fixed scale)\nscore {out.scores[0].item():.2f}", fontsize=9)
+    first[3].imshow(overlay(out.lr_image[0].cpu(), fused, cal["map_vmin"], cal["map_vmax"]))
+    first[3].set_title("overlay on the low-res view", fontsize=9)
+    for level in range(levels):
+        row = axes[level + 1]
+        priors, output = out.priors[level], out.outputs[level]
+        channels, grid_h, grid_w = priors.target.shape[1:]
+        mean, std = model.level_mean[level].item(), model.level_std[level].item()
+        panels = [
+            (_channel_energy(priors.structure[0]), "viridis", None, None, "structure prior S = G*F_H\n(energy)"),
+            (_channel_energy(priors.detail[0]), "magma", None, None, "detail prior D = F_H - S\n(energy)"),
+            (output.gate[0].mean(0).cpu().numpy() if output.gate is not None else np.zeros((grid_h, grid_w)),
+             "cividis", 0.0, 1.0, "gate g (mean over channels)\n0 = closed, 1 = open"),
+            (out.level_maps[level][0].cpu().numpy(), "jet", max(mean - std, 0.0), mean + 6 * std,
+             "misalignment 1 - cos(F_hat, T)\n(fixed scale: good mean -1σ … +6σ)"),
+        ]
+        for ax, (values, cmap, vmin, vmax, title) in zip(row, panels):
+            shown = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+            ax.set_title(title, fontsize=9)
+        row[0].set_ylabel(f"level {level + 1}: stride {strides[level]}\n{channels} ch, {grid_h}x{grid_w}",
+                          fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+# --- examples --------------------------------------------------------------------------------------------------
+def example_images() -> list[tuple[str, str]]:
+    """(label, path) of the bundled sample: one good test image, then the first image of each defect type."""
+    test = sample_dir() / "test"
+    examples = []
+    for folder in sorted((p for p in test.iterdir() if p.is_dir()), key=lambda p: (p.name != "good", p.name)):
+        images = sorted(folder.glob("*.png"))
+        if images:
+            examples.append((folder.name.replace("_", " "), str(images[0])))
+    return examples
+
+
+def good_images() -> list[str]:
+    return [str(p) for p in sorted((sample_dir() / "test" / "good").glob("*.png"))]

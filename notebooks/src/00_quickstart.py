@@ -1,0 +1,203 @@
+# %% [markdown]
+# # 00 · Quickstart: from nothing to an anomaly map
+#
+# **What you will do.** Fit HLGFA-lite on a handful of *defect-free* bottle images, score unseen good and
+# defective bottles, and look at the anomaly maps and the score histogram. No GPU, no download of a dataset:
+# the package bundles a small real sample of MVTec AD *bottle* (CC BY-NC-SA 4.0).
+#
+# **What HLGFA is, in one paragraph.** A frozen ImageNet network looks at the same image twice: at high
+# resolution (512 px) and at low resolution (256 px). On a normal part, the two views describe each location in
+# nearly the same way. A small trained *alignment head* learns to predict the high-resolution description from the
+# low-resolution one, guided by a *structure prior* and a *detail prior* taken from the high-resolution view.
+# Where that prediction fails, something is there that never occurred on a good part: an anomaly. The next
+# lessons open each box; this one just runs it.
+#
+# *hlgfa_lite is a reconstruction:* the HLGFA paper (arXiv 2602.09524) publishes only its abstract, so every
+# choice it leaves open is ours, and a switch in `hlgfa_lite.config`.
+#
+# Lessons: **00 quickstart** · 01 features · 02 priors · 03 alignment · 04 augmentation · 05 evaluation
+
+# %% [setup]
+
+# %% [markdown]
+# ## 1. The data: an MVTec-layout folder
+#
+# ```
+# bottle/train/good/*.png                  defect-free images: the only thing training ever sees
+# bottle/test/good/*.png                   defect-free test images
+# bottle/test/<defect type>/*.png          defective test images
+# bottle/ground_truth/<defect type>/*_mask.png   where the defect is (only used to *evaluate*)
+# ```
+# Your own data works the same way (lesson 05 shows how).
+
+# %%
+from hlgfa_lite import HLGFA, preset, fit, load_image, load_test_split, train_image_paths, save
+from hlgfa_lite.data import load_mask
+from hlgfa_lite.visualize import overlay, outline, panel_figure, to_uint8_image
+
+train_paths = train_image_paths(SAMPLE)
+test_samples = load_test_split(SAMPLE)
+print(f"{len(train_paths)} good training images; {len(test_samples)} test images:",
+      {t: sum(s.defect_type == t for s in test_samples) for t in sorted({s.defect_type for s in test_samples})})
+
+# %%
+shown = [s for s in test_samples if s.defect_type == "good"][:1] + \
+        [next(s for s in test_samples if s.defect_type == t) for t in ("broken_large", "broken_small", "contamination")]
+fig, axes = plt.subplots(1, 5, figsize=(12, 2.6))
+axes[0].imshow(to_uint8_image(load_image(train_paths[0])))
+axes[0].set_title("train/good (all training sees)")
+for ax, sample in zip(axes[1:], shown):
+    image = load_image(sample.path)
+    picture = to_uint8_image(image)
+    if sample.mask_path is not None:
+        picture = outline(picture, load_mask(sample.mask_path, tuple(image.shape[-2:])).numpy(), (255, 0, 0))
+    ax.imshow(picture)
+    ax.set_title(f"test/{sample.defect_type}" + (" (mask outlined)" if sample.mask_path else ""))
+for ax in axes:
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ## 2. Fit
+#
+# `fit` does four things: keeps a few good images aside for calibration, computes the frozen backbone's features of
+# the training images **once** (the backbone never learns), trains the small alignment head for a fixed number of
+# steps, and calibrates a threshold and a colour scale on the held-out good images. In FAST mode (CI) the head
+# trains for only a few steps, so its maps are rougher.
+
+# %%
+STEPS = 20 if FAST else 300
+model = HLGFA(preset("lite", steps=STEPS))
+print(f"backbone {model.cfg.backbone}: frozen; alignment head: {model.trainable_parameters():,} trainable parameters")
+report = fit(model, train_paths, progress=False)
+print(f"trained on {report.n_train} images for {STEPS} steps, calibrated on {report.n_holdout} held-out good images")
+print(f"feature caching {report.cache_seconds:.1f} s, head training {report.train_seconds:.1f} s")
+print(f"loss: first step {report.losses[0]:.4f}, last step {report.losses[-1]:.4f}")
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 2.5))
+ax.plot(report.losses)
+ax.set_xlabel("step")
+ax.set_ylabel("alignment loss (sum over levels of mean 1 - cos)")
+ax.set_title("the head learns how the two resolutions of a good bottle relate")
+plt.show()
+
+# %% [markdown]
+# ## 3. Score unseen images
+#
+# `model.score_batch(images)` returns one anomaly map (on the 256 px grid) and one score per image.
+# The colour scale is **fixed** by calibration (`model.calibration["map_vmin"]`, `["map_vmax"]`): a good image stays
+# blue everywhere, and red means "brighter than anything seen on the held-out good images". Per-image min-max
+# scaling would make every good image look defective, so the library never does it.
+
+# %%
+from hlgfa_lite.evaluation import evaluate
+
+evaluation = evaluate(model, SAMPLE, progress=False)
+cal = model.calibration
+rows = []
+for index in [0] + [i for i, s in enumerate(evaluation.samples) if s.defect_type != "good"][::3]:
+    sample = evaluation.samples[index]
+    image = torch.nn.functional.interpolate(load_image(sample.path)[None], size=evaluation.maps.shape[-2:],
+                                            mode="bilinear", antialias=True)[0]
+    verdict = "ANOMALOUS" if model.is_anomalous(evaluation.scores[index]) else "good"
+    rows.append({"image": image, "map": evaluation.maps[index], "mask": evaluation.masks[index] if sample.label else None,
+                 "title": f"{sample.defect_type}: score {evaluation.scores[index]:.2f} -> {verdict}"})
+fig = panel_figure(rows, cal["map_vmin"], cal["map_vmax"])
+save_figure(fig, "00_overlays.png")
+plt.show()
+
+# %% [markdown]
+# ## 4. The score histogram
+#
+# One number per image: the mean of the top 1 % of its map (`cfg.score_topk`). The threshold comes from good
+# images only (`mean + 3 std`, at least the largest held-out good score), so you never need a defective example
+# to deploy it. With a good model the two histograms do not overlap.
+
+# %%
+labels = evaluation.labels
+threshold = model.threshold()
+fig, ax = plt.subplots(figsize=(6, 3))
+bins = np.linspace(evaluation.scores.min(), evaluation.scores.max(), 20)
+ax.hist(evaluation.scores[labels == 0], bins=bins, alpha=0.7, label="good test images")
+ax.hist(evaluation.scores[labels == 1], bins=bins, alpha=0.7, label="defective test images")
+ax.axvline(threshold, color="k", linestyle="--", label=f"calibrated threshold {threshold:.2f}")
+ax.set_xlabel("image score")
+ax.set_ylabel("images")
+ax.legend()
+save_figure(fig, "00_histogram.png")
+plt.show()
+print(f"on these {len(labels)} test images: image AUROC {evaluation.metrics['image_auroc']:.3f}, "
+      f"pixel AUROC {evaluation.metrics['pixel_auroc']:.3f}")
+print(f"flagged: {sum(model.is_anomalous(s) for s in evaluation.scores[labels == 1])}/{(labels == 1).sum()} defective, "
+      f"{sum(model.is_anomalous(s) for s in evaluation.scores[labels == 0])}/{(labels == 0).sum()} good")
+
+# %% [markdown]
+# ## 5. Try it: pick an image, move the sensitivity
+#
+# `model.is_anomalous(score, sensitivity)` divides the threshold's distance above the mean good score by the
+# sensitivity: above 1 flags more, below 1 fewer. The figure above is the static version; the controls below
+# redraw it (they need a running kernel).
+
+# %%
+import ipywidgets as widgets
+
+names = [f"{s.defect_type}/{s.path.name}" for s in evaluation.samples]
+
+
+def show(name=names[-1], sensitivity=1.0):
+    index = names.index(name)
+    sample = evaluation.samples[index]
+    image = torch.nn.functional.interpolate(load_image(sample.path)[None], size=evaluation.maps.shape[-2:],
+                                            mode="bilinear", antialias=True)[0]
+    picture = overlay(image, evaluation.maps[index], cal["map_vmin"], cal["map_vmax"])
+    if sample.label:
+        picture = outline(picture, evaluation.masks[index])
+    score = evaluation.scores[index]
+    verdict = "ANOMALOUS" if model.is_anomalous(score, sensitivity) else "good"
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+    axes[0].imshow(to_uint8_image(image))
+    axes[1].imshow(picture)
+    axes[1].set_title(f"score {score:.2f} vs threshold {model.threshold(sensitivity):.2f}: {verdict}")
+    for ax in axes:
+        ax.axis("off")
+    plt.show()
+
+
+widgets.interact(show, name=widgets.Dropdown(options=names, value=names[-1]),
+                 sensitivity=widgets.FloatSlider(value=1.0, min=0.25, max=4.0, step=0.25, continuous_update=False));
+
+# %% [markdown]
+# ## 6. Keep the model
+#
+# `save` writes the head's weights (safetensors, no pickle) and a `model.json` with the config and calibration;
+# `hlgfa_lite.load(folder)` gives back a model that scores identically. The command line does the same:
+# `hlgfa-lite fit PATH --out runs/mine`, `hlgfa-lite evaluate runs/mine PATH`, `hlgfa-lite predict runs/mine IMAGES --out results`.
+
+# %%
+from hlgfa_lite import load
+
+run_dir = save(model, Path("runs") / "quickstart", overwrite=True)
+reloaded = load(run_dir)
+image = load_image(shown[-1].path)[None]
+print("reloaded model scores the same:", torch.allclose(model.score_batch(image)[1], reloaded.score_batch(image)[1]))
+
+# %% [markdown]
+# ## Check yourself
+#
+# 1. Which images did the head train on, and did it ever see a defect?
+# 2. Why is the colour scale the same for every image, and where does it come from?
+# 3. If you raise the sensitivity from 1 to 2, does the threshold go up or down?
+#
+# Run the next cell to check your answers.
+
+# %%
+# 1. only defect-free images: train/good, minus the held-out calibration images
+assert all(p.parent.name == "good" and p.parent.parent.name == "train" for p in train_paths)
+assert report.n_train + report.n_holdout == len(train_paths)
+# 2. from held-out good images, at calibration: the same two numbers for every image
+print("colour scale:", round(cal["map_vmin"], 3), "to", round(cal["map_vmax"], 3),
+      "from", cal["n_calibration_images"], "held-out good images")
+# 3. a higher sensitivity lowers the threshold (more images flagged)
+assert model.threshold(2.0) < model.threshold(1.0)
+print("all answers check out")

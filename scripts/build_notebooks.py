@@ -1,0 +1,133 @@
+"""Build the lesson notebooks from their reviewable sources: ``notebooks/src/NN_name.py`` -> ``notebooks/NN_name.ipynb``.
+
+A source is a plain Python file in the "percent" format (the one jupytext reads too)::
+
+    # %% [markdown]
+    # # A title
+    # Some prose with $\\LaTeX$.
+
+    # %% [setup]                       <- replaced by the shared setup cell (notebooks/src/_setup.py)
+
+    # %%
+    print("a code cell")
+
+The first markdown cell gets the "Open in Colab" badge. Building writes notebooks *without outputs*: run
+``scripts/run_notebooks.py`` afterwards to execute them (full mode) and store the outputs that get committed.
+``--check`` only reports notebooks whose cells differ from their source (outputs are ignored), for tests and CI.
+
+    python scripts/build_notebooks.py            # (re)build every notebook whose source changed
+    python scripts/build_notebooks.py --check    # exit 1 if a notebook is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SOURCES = NOTEBOOKS / "src"
+GITHUB_REPO = "hlgfa-lite/hlgfa_lite"  # placeholder organisation/repository; the one constant to change
+BRANCH = "main"
+CELL_MARKER = re.compile(r"^# %%(?:\s*\[(?P<kind>[a-z]+)\])?\s*$")
+
+
+def colab_url(name: str) -> str:
+    return f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/{BRANCH}/notebooks/{name}"
+
+
+def colab_badge(name: str) -> str:
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(name)})"
+
+
+def parse(text: str) -> list[tuple[str, str]]:
+    """Source text -> [(kind, body)], kind in {"markdown", "code", "setup"}; empty cells dropped."""
+    cells: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        marker = CELL_MARKER.match(line)
+        if marker:
+            cells.append((marker.group("kind") or "code", []))
+        elif cells:
+            cells[-1][1].append(line)
+    parsed = []
+    for kind, lines in cells:
+        if kind == "markdown":
+            lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines]
+        body = "\n".join(lines).strip("\n")
+        if body or kind == "setup":
+            parsed.append((kind, body))
+    return parsed
+
+
+def setup_source(name: str) -> str:
+    text = (SOURCES / "_setup.py").read_text()
+    return text.replace("{NOTEBOOK}", name).replace("{GITHUB_REPO}", GITHUB_REPO).strip("\n")
+
+
+def build_cells(source: Path) -> list:
+    name = source.with_suffix(".ipynb").name
+    cells, badge_done = [], False
+    for kind, body in parse(source.read_text()):
+        if kind == "markdown":
+            if not badge_done:
+                body = colab_badge(name) + "\n\n" + body
+                badge_done = True
+            cells.append(nbformat.v4.new_markdown_cell(body))
+        elif kind == "setup":
+            cells.append(nbformat.v4.new_code_cell(setup_source(name)))
+        elif kind == "code":
+            cells.append(nbformat.v4.new_code_cell(body))
+        else:
+            raise SystemExit(f"{source}: unknown cell kind [{kind}]")
+    if not badge_done:
+        raise SystemExit(f"{source}: a lesson must start with a markdown cell (it carries the Colab badge)")
+    for index, cell in enumerate(cells):  # stable ids keep rebuilds free of noise in the diff
+        cell["id"] = f"{source.stem[:2]}-{index:03d}"
+    return cells
+
+
+def new_notebook(cells: list):
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata.update({
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "colab": {"provenance": []},
+    })
+    return notebook
+
+
+def same_cells(old, new_cells: list) -> bool:
+    mine = [(c.cell_type, c.source) for c in old.cells]
+    return mine == [(c.cell_type, c.source) for c in new_cells]
+
+
+def lesson_sources() -> list[Path]:
+    return sorted(p for p in SOURCES.glob("[0-9][0-9]_*.py"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="report stale notebooks, write nothing")
+    parser.add_argument("--force", action="store_true", help="rewrite even unchanged notebooks (drops outputs)")
+    args = parser.parse_args(argv)
+    stale = []
+    for source in lesson_sources():
+        target = NOTEBOOKS / source.with_suffix(".ipynb").name
+        cells = build_cells(source)
+        if target.exists() and not args.force and same_cells(nbformat.read(target, as_version=4), cells):
+            continue
+        stale.append(target.name)
+        if not args.check:
+            nbformat.write(new_notebook(cells), target)
+            print(f"built {target.relative_to(NOTEBOOKS.parent)} (no outputs: run scripts/run_notebooks.py)")
+    if args.check and stale:
+        print("out of date (run python scripts/build_notebooks.py, then scripts/run_notebooks.py): " + ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

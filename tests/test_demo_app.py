@@ -1,0 +1,96 @@
+"""Integration test: the demo really served on 127.0.0.1 (free port), called through gradio_client like a visitor."""
+
+import os
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+import app  # noqa: E402
+import demo_logic as logic  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    demo = app.launch_demo(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return dict(logic.example_images())
+
+
+def inspect(url, path, model=app.BOTTLE, sensitivity=1.0):
+    client = gradio_client.Client(url, verbose=False)
+    return client.predict(gradio_client.handle_file(str(path)), model, sensitivity, api_name="/inspect")
+
+
+def mask_pixels(mask_path) -> int:
+    return int((np.asarray(Image.open(mask_path).convert("L")) > 127).sum())
+
+
+def test_good_scores_lower_than_defective_and_defect_has_a_mask(server, examples):
+    good_overlay, good_mask, good_score, good_verdict = inspect(server, examples["good"])
+    bad_overlay, bad_mask, bad_score, bad_verdict = inspect(server, examples["broken large"])
+    assert good_score < bad_score
+    assert mask_pixels(bad_mask) > 0
+    assert mask_pixels(bad_mask) > mask_pixels(good_mask)
+    assert Image.open(bad_overlay).size == Image.open(examples["broken large"]).size
+    assert "Normal" in good_verdict or "Anomalous" in good_verdict
+    assert "Anomalous" in bad_verdict
+
+
+def test_bad_uploads_get_a_message_and_the_server_keeps_answering(server, examples, tmp_path):
+    text = tmp_path / "letter.png"
+    text.write_text("not an image at all")
+    overlay, mask, score, verdict = inspect(server, text)
+    assert overlay is None and score is None and "not an image" in verdict
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(Path(examples["good"]).read_bytes()[:300])
+    assert "❗" in inspect(server, corrupt)[3]
+    _, _, score, _ = inspect(server, examples["good"])  # still alive
+    assert score is not None
+
+
+def test_my_part_without_a_fit_is_a_message(server, examples):
+    assert "not fitted your own part" in inspect(server, examples["good"], model=app.MY_PART)[3]
+
+
+def test_eight_parallel_clients_all_succeed(server, examples):
+    paths = [examples["good"], examples["broken small"]] * 8  # 16 requests from 8 clients at once
+
+    def call(path):
+        return inspect(server, path)[2]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        scores = list(pool.map(call, paths))
+    assert all(isinstance(s, float) for s in scores)
+    assert len({round(s, 4) for s in scores[0::2]}) == 1  # the same image scores the same under load
+
+
+def test_fit_then_inspect_with_my_part_in_one_session(server, sample, monkeypatch):
+    monkeypatch.setattr(logic, "FIT_STEPS", 2)  # the server runs in this process: keep the test short
+    client = gradio_client.Client(server, verbose=False)
+    assert "at least 2" in client.predict([], api_name="/fit")[0]
+    paths = sorted((sample / "train" / "good").glob("*.png"))[:3]
+    summary, zip_path = client.predict([gradio_client.handle_file(str(p)) for p in paths], api_name="/fit")
+    assert "Fitted on" in summary and zip_path.endswith(".zip")
+    overlay, mask, score, verdict = client.predict(gradio_client.handle_file(str(paths[0])), app.MY_PART, 1.0,
+                                                   api_name="/inspect")
+    assert score is not None and "❗" not in verdict

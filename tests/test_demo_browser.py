@@ -1,0 +1,87 @@
+"""End-to-end test in a real headless Chromium: open the demo, click a bundled example, read the verdict.
+
+Uses Debian's ``chromium`` driven by Playwright for Python (never Playwright's own browser download). Skips when
+either is missing, unless HLGFA_REQUIRE_BROWSER=1 (set by CI), in which case their absence is a failure.
+The screenshot lands in test-artifacts/demo.png for CI to keep.
+"""
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("HLGFA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+REQUIRED = os.environ.get("HLGFA_REQUIRE_BROWSER") == "1"
+
+
+def browser_or_skip():
+    """Playwright's sync API, or a skip (a failure when the browser test is required)."""
+    missing = []
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing.append("the playwright package (pip install playwright)")
+        sync_playwright = None
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        missing.append(f"Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if REQUIRED:
+            pytest.fail(message + " (HLGFA_REQUIRE_BROWSER=1)")
+        pytest.skip(message)
+    return sync_playwright
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    pytest.importorskip("gradio")
+    sys.path.insert(0, str(ROOT / "demo"))
+    import app
+
+    demo = app.launch_demo(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
+
+
+def test_click_example_shows_overlay_and_verdict(server):
+    sync_playwright = browser_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(server, wait_until="networkidle", timeout=60_000)
+            page.get_by_text("Bundled bottle images").wait_for(timeout=30_000)
+            page.locator("#inspect-examples button", has_text="broken large").first.click()
+            page.locator("#overlay img").first.wait_for(state="visible", timeout=60_000)
+            verdict = page.locator("#verdict")
+            page.wait_for_function(
+                "() => /Anomalous|Normal/.test(document.querySelector('#verdict')?.innerText || '')",
+                timeout=60_000)
+            text = verdict.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+            assert "Anomalous" in text  # a large break on the bundled model
+            assert "Image score" in text
+            assert page.locator("#mask img").first.is_visible()
+
+            page.locator("#inspect-examples button", has_text="good").first.click()
+            page.wait_for_function(
+                "() => /Normal|Anomalous/.test(document.querySelector('#verdict')?.innerText || '') && "
+                "!/Anomalous/.test(document.querySelector('#verdict')?.innerText || '')", timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "demo-good.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "demo.png").stat().st_size > 10_000

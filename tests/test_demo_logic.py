@@ -1,0 +1,272 @@
+"""Unit tests of the demo's logic (demo/demo_logic.py): reading every kind of upload, scoring, drawing, fitting.
+
+No server here: the functions are called directly, with the bundled checkpoint the Space serves.
+"""
+
+import io
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+import demo_logic as logic  # noqa: E402
+
+from hlgfa_lite import HLGFAError, load  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store():
+    return logic.ModelStore()  # the bundled bottle checkpoint
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return dict(logic.example_images())
+
+
+def save_image(tmp_path, image: Image.Image, name: str, **kwargs) -> Path:
+    path = tmp_path / name
+    image.save(path, **kwargs)
+    return path
+
+
+# --- reading uploads: every bad input is one friendly HLGFAError, every odd-but-valid input works -------------
+@pytest.mark.parametrize("path", [None, ""])
+def test_no_upload_is_a_message(path):
+    with pytest.raises(HLGFAError, match="No image"):
+        logic.read_upload(path)
+
+
+def test_missing_file_is_a_message(tmp_path):
+    with pytest.raises(HLGFAError, match="did not arrive"):
+        logic.read_upload(tmp_path / "gone.png")
+
+
+def test_empty_file_is_a_message(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(HLGFAError, match="empty"):
+        logic.read_upload(path)
+
+
+def test_non_image_is_a_message(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("these are not pixels\n" * 50)
+    with pytest.raises(HLGFAError, match="not an image"):
+        logic.read_upload(path)
+
+
+def test_truncated_image_is_a_message(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(HLGFAError, match="damaged or truncated"):
+        logic.read_upload(path)
+
+
+def test_too_large_file_is_a_message(tmp_path, monkeypatch):
+    path = save_image(tmp_path, Image.new("RGB", (64, 64)), "big.png")
+    monkeypatch.setattr(logic, "MAX_UPLOAD_BYTES", 10)
+    with pytest.raises(HLGFAError, match="limit is"):
+        logic.read_upload(path)
+
+
+def test_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    path = save_image(tmp_path, Image.new("RGB", (100, 100)), "wide.png")
+    monkeypatch.setattr(logic, "MAX_PIXELS", 5000)
+    with pytest.raises(HLGFAError, match="million pixels"):
+        logic.read_upload(path)
+
+
+def test_pil_decompression_bomb_error_is_a_message(tmp_path, monkeypatch):
+    path = save_image(tmp_path, Image.new("RGB", (100, 100)), "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL raises above 2x this, on open
+    with pytest.raises(HLGFAError, match="more pixels"):
+        logic.read_upload(path)
+
+
+@pytest.mark.parametrize("mode, expected_note", [
+    ("L", "grayscale"), ("RGBA", "RGBA"), ("I;16", "16-bit"), ("CMYK", "CMYK"), ("P", "palette"), ("1", "black")])
+def test_every_mode_becomes_rgb_in_unit_range(tmp_path, mode, expected_note):
+    rng = np.random.default_rng(1)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, (40, 50), dtype=np.uint16))
+        assert image.mode.startswith("I;16")
+    else:
+        image = Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).convert(mode)
+    path = save_image(tmp_path, image, "odd.jpg" if mode == "CMYK" else "odd.tiff" if mode == "I;16" else "odd.png")
+    loaded = logic.read_upload(path)
+    assert loaded.tensor.shape == (3, 40, 50)
+    assert loaded.tensor.dtype == torch.float32
+    assert 0 <= loaded.tensor.min() and loaded.tensor.max() <= 1 and loaded.tensor.max() > 0
+    assert any(expected_note in note for note in loaded.notes)
+
+
+def test_sixteen_bit_keeps_its_full_range(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    loaded = logic.read_upload(save_image(tmp_path, Image.fromarray(ramp), "ramp.png"))
+    assert loaded.tensor.min() == 0 and loaded.tensor.max() == pytest.approx(1.0)
+
+
+def test_one_pixel_image_is_scored_and_shown_enlarged(tmp_path, store):
+    loaded = logic.read_upload(save_image(tmp_path, Image.new("RGB", (1, 1), (90, 80, 70)), "dot.png"))
+    assert loaded.tensor.shape == (3, 1, 1)
+    assert any("very small" in note for note in loaded.notes)
+    result = logic.inspect_image(store.model, loaded)
+    assert result.anomaly_map.shape == (1, 1) and np.isfinite(result.score)
+    shown = logic.render(store.model, result)
+    assert min(shown.overlay.shape[:2]) >= logic.DISPLAY_MIN_SIDE
+    assert "very small" in shown.verdict
+
+
+def test_huge_png_is_downscaled_without_warnings(tmp_path):
+    """10000 x 10000 is past PIL's decompression-bomb *warning* (89 M pixels): no warning or error may escape."""
+    image = Image.new("RGB", (10000, 10000), (120, 130, 140))
+    path = save_image(tmp_path, image, "huge.png", compress_level=1)
+    del image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = logic.read_upload(path)
+    assert max(loaded.tensor.shape[1:]) == logic.MAX_SIDE
+    assert loaded.tensor.shape == (3, 1024, 1024)
+    assert any("downscaled from 10000 x 10000" in note for note in loaded.notes)
+
+
+def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    path = save_image(tmp_path, Image.new("RGB", (8000, 2000), (10, 200, 30)), "huge.jpg", quality=80)
+    loaded = logic.read_upload(path)
+    assert loaded.tensor.shape == (3, 256, 1024)  # aspect ratio kept
+    assert loaded.tensor[1].mean() > 0.7  # still green
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.new("RGB", (60, 20), (0, 0, 0))
+    exif = image.getexif()
+    exif[274] = 6  # rotate 90 degrees on display
+    path = save_image(tmp_path, image, "rotated.jpg", exif=exif)
+    assert logic.read_upload(path).tensor.shape == (3, 60, 20)
+
+
+# --- scoring and rendering -----------------------------------------------------------------------------------
+def test_defect_scores_higher_than_good_and_gets_a_mask(store, examples):
+    good = logic.inspect_image(store.model, logic.read_upload(examples["good"]))
+    broken = logic.inspect_image(store.model, logic.read_upload(examples["broken large"]))
+    assert broken.score > good.score
+    good_shown, broken_shown = logic.render(store.model, good), logic.render(store.model, broken)
+    assert broken_shown.mask.any() and broken_shown.defect_fraction > good_shown.defect_fraction
+    assert broken_shown.anomalous == store.model.is_anomalous(broken.score)
+    assert ("Anomalous" in broken_shown.verdict) == broken_shown.anomalous
+    assert broken_shown.overlay.shape == broken.image.shape  # at the image's own size
+    assert broken_shown.overlay.dtype == np.uint8
+
+
+def test_colour_scale_is_fixed_not_per_image(store, examples):
+    """Per-image min-max would paint the brightest part of a good image red; the calibrated scale does not."""
+    good = logic.inspect_image(store.model, logic.read_upload(examples["good"]))
+    cal = store.model.calibration
+    assert good.anomaly_map.max() < cal["map_vmax"]
+    dimmed = logic.Inspected(good.image, good.anomaly_map * 0.5, good.score)
+    assert not np.array_equal(logic.render(store.model, good).overlay, logic.render(store.model, dimmed).overlay)
+
+
+def test_pixel_threshold_follows_sensitivity(store):
+    cal = store.model.calibration
+    assert logic.pixel_threshold(cal, 1.0) == pytest.approx(cal["pixel_threshold"])
+    assert logic.pixel_threshold(cal, 2.0) < logic.pixel_threshold(cal, 1.0) < logic.pixel_threshold(cal, 0.5)
+
+
+def test_higher_sensitivity_flags_more(store, examples):
+    result = logic.inspect_image(store.model, logic.read_upload(examples["broken small"]))
+    low, high = logic.render(store.model, result, 0.5), logic.render(store.model, result, 4.0)
+    assert high.defect_fraction >= low.defect_fraction
+    assert high.anomalous or not low.anomalous
+
+
+def test_legend_spans_the_colour_map(store):
+    legend = logic.colour_scale_legend(store.model.calibration, width=100, height=5)
+    assert legend.shape == (5, 100, 3)
+    assert legend[0, 0, 2] > legend[0, 0, 0] and legend[0, -1, 0] > legend[0, -1, 2]  # blue left, red right
+
+
+def test_examples_have_good_first_and_every_defect_type(examples):
+    labels = list(examples)
+    assert labels[0] == "good"
+    assert {"broken large", "broken small", "contamination"} <= set(labels)
+    assert all(Path(path).is_file() for path in examples.values())
+
+
+# --- drawing a defect ----------------------------------------------------------------------------------------
+def test_editor_value_gives_composite_and_painted_region(store):
+    background = np.asarray(Image.open(logic.good_images()[0]).convert("RGBA"))
+    layer = np.zeros_like(background)
+    layer[100:110, 60:260] = (20, 10, 5, 255)  # a dark scratch
+    composite = background.copy()
+    composite[100:110, 60:260] = (20, 10, 5, 255)
+    loaded, painted = logic.read_editor_value({"background": background, "layers": [layer], "composite": composite})
+    assert loaded.tensor.shape == (3, *background.shape[:2])
+    assert painted.sum() == 10 * 200
+    scratched = logic.inspect_image(store.model, loaded, painted)
+    clean = logic.inspect_image(store.model, logic.LoadedImage(loaded.tensor.new_tensor(background[..., :3]).permute(
+        2, 0, 1) / 255))
+    assert scratched.anomaly_map[painted].mean() > clean.anomaly_map[painted].mean()
+    assert logic.render(store.model, scratched).overlay[painted].shape[0] > 0
+
+
+@pytest.mark.parametrize("value", [None, {"background": None, "layers": [], "composite": None}])
+def test_empty_editor_is_a_message(value):
+    with pytest.raises(HLGFAError, match="No image"):
+        logic.read_editor_value(value)
+
+
+# --- look inside ----------------------------------------------------------------------------------------------
+def test_look_inside_draws_every_level(store, examples):
+    figure = logic.look_inside(store.model, logic.read_upload(examples["contamination"]))
+    assert figure.dtype == np.uint8 and figure.ndim == 3 and figure.shape[2] == 3
+    levels = len(store.model.backbone.channels)
+    assert figure.shape[0] > 150 * (levels + 1)  # one row of panels per level plus the views
+    assert figure.std() > 10  # not blank
+
+
+# --- fitting a visitor's part ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("count", [0, 1])
+def test_fit_with_fewer_than_two_images_is_a_message(store, examples, count):
+    with pytest.raises(HLGFAError, match="at least 2"):
+        logic.fit_part([examples["good"]] * count, store, steps=1)
+
+
+def test_fit_with_unreadable_images_is_a_message(store, tmp_path, examples):
+    junk = tmp_path / "junk.png"
+    junk.write_text("nope")
+    with pytest.raises(HLGFAError, match="could be read"):
+        logic.fit_part([str(junk), str(junk), examples["good"]], store, steps=1)
+
+
+def test_fit_part_gives_a_loadable_checkpoint_zip(store, sample, tmp_path):
+    paths = sorted((sample / "train" / "good").glob("*.png"))[:4]
+    junk = tmp_path / "junk.png"
+    junk.write_text("nope")
+    progress = []
+    part = logic.fit_part([*paths, junk], store, steps=3, report_progress=lambda f, text: progress.append(f))
+    try:
+        assert progress[-1] == 1.0 and progress == sorted(progress)
+        assert "skipped 1 unreadable" in part.summary and "Fitted on 3 images" in part.summary
+        with zipfile.ZipFile(part.zip_path) as archive:
+            assert sorted(archive.namelist()) == ["my_part_lite/head.safetensors", "my_part_lite/model.json"]
+            archive.extractall(tmp_path / "unzipped")
+        reloaded = load(tmp_path / "unzipped" / "my_part_lite")
+        assert reloaded.calibration == store.custom(part.run_dir).calibration
+        image = logic.read_upload(paths[0])
+        assert logic.inspect_image(reloaded, image).score == pytest.approx(
+            logic.inspect_image(store.custom(part.run_dir), image).score, rel=1e-5)
+    finally:
+        logic.remove_fitted(part, store)
+    assert not Path(part.workdir).exists()
+    with pytest.raises(HLGFAError, match="no longer on the server"):
+        store.custom(part.run_dir)
