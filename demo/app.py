@@ -48,7 +48,7 @@ pixels) with a threshold set so that no held-out good image was flagged. **Sensi
 
 FIT_HELP = """
 Upload **good** images of one part (no defects), about 20, all taken the same way. The frozen backbone stays as
-it is; only the small alignment head (~0.1 M weights) is trained, for a fixed number of steps, then a few held-out
+it is; only the alignment head ({params:.2f} M weights) is trained, for a fixed number of steps, then a few held-out
 images calibrate the threshold and the colour scale. This takes one to two minutes on a 2-core CPU. No images
 are kept after your session ends.
 """
@@ -70,6 +70,9 @@ range from good images.
 
 CSS = """
 #verdict, #draw-verdict {min-height: 7em;}
+.legend {width: 100%; font-size: 0.8em;}
+.legend-bar {height: 14px; border-radius: 3px;}
+.legend-labels {display: flex; justify-content: space-between; opacity: 0.8;}
 .gradio-container {max-width: 1280px !important;}
 """
 
@@ -144,7 +147,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
             return f"### ❗ {message}", None, old_part, gr.skip()
         logic.remove_fitted(old_part, store)  # a new fit replaces the session's previous one
         gr.Info("Your head is ready: the Inspect tab now uses it.")
-        return part.summary, part.zip_path, part, gr.Radio(value=MY_PART)
+        return part.summary, part.zip_path, part, MY_PART
 
     def sample_training_images():
         return [str(p) for p in sorted((sample_dir() / "train" / "good").glob("*.png"))]
@@ -185,26 +188,24 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                         image = SafeImage(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                           label="Image to inspect", height=320, elem_id="input-image")
                         gr.Examples([[path] for _, path in examples], inputs=[image], cache_examples=False,
-                                    example_labels=[label for label, _ in examples], elem_id="inspect-examples",
-                                    label="Bundled bottle images: one good, then one per defect type")
+                                    elem_id="inspect-examples", examples_per_page=8,
+                                    label="Bundled bottles: " + ", ".join(label for label, _ in examples))
                         choice = gr.Radio([BOTTLE, MY_PART], value=BOTTLE, label="Model", elem_id="model-choice")
                         sensitivity = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Sensitivity",
                                                 info="1 = calibrated threshold; higher flags more",
                                                 elem_id="sensitivity")
                     with gr.Column(scale=2):
                         with gr.Row():
-                            overlay = gr.Image(label="Anomaly map over the image (fixed colour scale)",
+                            overlay = gr.Image(label="Anomaly map (fixed scale)",
                                                format="png", interactive=False, height=320, elem_id="overlay")
-                            mask = gr.Image(label="Defect mask (pixels above the threshold)", format="png",
+                            mask = gr.Image(label="Defect mask", format="png",
                                             interactive=False, height=320, elem_id="mask")
-                        gr.Image(logic.colour_scale_legend(store.model.calibration), show_label=True, height=40,
-                                 label="colour scale: typical good pixel → brightest good pixel (middle) → 2×",
-                                 interactive=False, container=True, buttons=[], elem_id="legend")
-                        score = gr.Number(label="Image score", interactive=False, elem_id="score")
+                        gr.HTML(logic.colour_scale_legend(store.model.calibration), elem_id="legend")
+                        score = gr.Number(None, label="Image score", interactive=False, elem_id="score")
                         verdict = gr.Markdown("Upload an image or click an example.", elem_id="verdict")
                 gr.Markdown(INSPECT_HELP)
             with gr.Tab("Fit your own part", id="fit"):
-                gr.Markdown(FIT_HELP)
+                gr.Markdown(FIT_HELP.format(params=store.model.trainable_parameters() / 1e6))
                 with gr.Row():
                     with gr.Column():
                         files = gr.File(file_count="multiple", file_types=["image"], label="Good images of your part",
@@ -227,8 +228,9 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                                                                color_mode="fixed"),
                                                 height=420, elem_id="editor")
                         with gr.Row():
-                            start_from = gr.Dropdown(logic.good_images(), value=logic.good_images()[0],
-                                                     label="Start again from", scale=2)
+                            start_from = gr.Dropdown([(f"good bottle {Path(p).stem}", p) for p in logic.good_images()],
+                                                     value=logic.good_images()[0], label="Start again from",
+                                                     scale=2)
                             draw_button = gr.Button("Score my drawing", variant="primary", scale=1)
                     with gr.Column():
                         draw_overlay = gr.Image(label="Anomaly map (your strokes outlined in green)", format="png",
@@ -239,7 +241,8 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                 gr.Markdown(INSIDE_HELP)
                 inside_button = gr.Button("Look inside the image from the Inspect tab")
                 inside_message = gr.Markdown()
-                inside_figure = gr.Image(label="Intermediates", format="png", interactive=False)
+                inside_figure = gr.Image(label="Intermediates", format="png", interactive=False,
+                                         elem_id="inside-figure")
 
         # --- events -----------------------------------------------------------------------------------------
         inspect_outputs = [overlay, mask, score, verdict, result_state]

@@ -14,6 +14,7 @@ images, never per-image min-max). What lives here is what a public web page adds
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tempfile
 import threading
@@ -47,7 +48,8 @@ DISPLAY_MIN_SIDE = 256  # tiny images are enlarged (nearest neighbour) for displ
 MIN_FIT_IMAGES = 2  # one to train on, one held out to calibrate the threshold (the library's rule)
 FEW_FIT_IMAGES = 8  # below this the calibrated threshold rests on a single held-out image: warn
 MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
-FIT_STEPS = 150  # optimiser steps of an in-browser fit (measured: see demo/README.md)
+# optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
+FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))
 CUSTOM_MODELS_KEPT = 4  # fitted heads kept in memory across sessions (least recently used dropped)
 
 
@@ -275,10 +277,15 @@ def render(model: HLGFA, result: Inspected, sensitivity: float = 1.0, model_name
                     fraction, "\n\n".join(lines))
 
 
-def colour_scale_legend(calibration: dict, width: int = 512, height: int = 18) -> np.ndarray:
-    """A horizontal bar of the fixed colour scale, from map_vmin (left) to map_vmax (right)."""
-    ramp = np.linspace(calibration["map_vmin"], calibration["map_vmax"], width, dtype=np.float32)
-    return np.repeat(colorize(ramp[None, :], calibration["map_vmin"], calibration["map_vmax"]), height, axis=0)
+def colour_scale_legend(calibration: dict, stops: int = 11) -> str:
+    """HTML of the fixed colour scale: a gradient bar from map_vmin (left) to map_vmax (right), with the pixel
+    threshold (the brightest good pixel) in the middle."""
+    ramp = np.linspace(calibration["map_vmin"], calibration["map_vmax"], stops, dtype=np.float32)
+    colours = colorize(ramp[None, :], calibration["map_vmin"], calibration["map_vmax"])[0]  # (stops, 3)
+    gradient = ", ".join(f"rgb({r},{g},{b})" for r, g, b in colours)
+    return (f'<div class="legend"><div class="legend-bar" style="background: linear-gradient(to right, {gradient});">'
+            '</div><div class="legend-labels"><span>typical good pixel</span>'
+            '<span>brightest pixel on any good image (= defect threshold)</span><span>2× as far</span></div></div>')
 
 
 # --- fitting a visitor's part ----------------------------------------------------------------------------------

@@ -148,3 +148,12 @@ def test_predict_keeps_folder_structure_for_maps(fitted, tmp_path):
     assert main(["predict", str(fitted[2]), str(src), "--out", str(out), "--save-maps", "--quiet"]) == 0
     assert np.load(out / "maps" / "a" / "same.npy").shape == (30, 50)
     assert np.load(out / "maps" / "b" / "same.npy").shape == (20, 50)
+
+
+def test_quickstart_runs_offline_and_never_overwrites(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--steps", "3", "--quiet"]) == 0
+    assert {"model.json", "head.safetensors", "metrics.json", "overlays.png"} <= {p.name for p in out.iterdir()}
+    assert main(["quickstart", "--out", str(out), "--steps", "2", "--quiet"]) == 0
+    assert (tmp_path / "qs-2" / "model.json").exists()  # a second run goes next to the first
+    assert "overlays.png" in capsys.readouterr().out

@@ -89,8 +89,9 @@ def test_fit_then_inspect_with_my_part_in_one_session(server, sample, monkeypatc
     client = gradio_client.Client(server, verbose=False)
     assert "at least 2" in client.predict([], api_name="/fit")[0]
     paths = sorted((sample / "train" / "good").glob("*.png"))[:3]
-    summary, zip_path = client.predict([gradio_client.handle_file(str(p)) for p in paths], api_name="/fit")
-    assert "Fitted on" in summary and zip_path.endswith(".zip")
+    summary, zip_path, model_choice = client.predict([gradio_client.handle_file(str(p)) for p in paths],
+                                                     api_name="/fit")
+    assert "Fitted on" in summary and zip_path.endswith(".zip") and model_choice == app.MY_PART
     overlay, mask, score, verdict = client.predict(gradio_client.handle_file(str(paths[0])), app.MY_PART, 1.0,
                                                    api_name="/inspect")
     assert score is not None and "❗" not in verdict

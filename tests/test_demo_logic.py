@@ -4,6 +4,7 @@ No server here: the functions are called directly, with the bundled checkpoint t
 """
 
 import io
+import re
 import sys
 import warnings
 import zipfile
@@ -190,9 +191,10 @@ def test_higher_sensitivity_flags_more(store, examples):
 
 
 def test_legend_spans_the_colour_map(store):
-    legend = logic.colour_scale_legend(store.model.calibration, width=100, height=5)
-    assert legend.shape == (5, 100, 3)
-    assert legend[0, 0, 2] > legend[0, 0, 0] and legend[0, -1, 0] > legend[0, -1, 2]  # blue left, red right
+    html = logic.colour_scale_legend(store.model.calibration, stops=5)
+    colours = [tuple(map(int, c.split(","))) for c in re.findall(r"rgb\((\d+,\d+,\d+)\)", html)]
+    assert len(colours) == 5
+    assert colours[0][2] > colours[0][0] and colours[-1][0] > colours[-1][2]  # blue on the left, red on the right
 
 
 def test_examples_have_good_first_and_every_defect_type(examples):

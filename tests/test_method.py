@@ -121,3 +121,12 @@ def test_random_weights_only_when_asked(recwarn):
     model = HLGFA(preset("lite", **{"hr_size": 128, "lr_size": 64}), pretrained=False)
     assert "random" in model.backbone.weights_source
     assert any("RANDOM" in str(w.message) for w in recwarn)
+
+
+def test_paper_preset_builds_wide_resnet_levels():
+    # no ImageNet WRN-50 weights exist offline; the architecture and its wiring must still be right
+    model = HLGFA(preset("paper", hr_size=128, lr_size=64), pretrained=False)
+    assert model.backbone.channels == [256, 512, 1024] and model.backbone.strides == [4, 8, 16]
+    out = model.inspect(torch.rand(1, 3, 100, 100))
+    assert [m.shape for m in out.level_maps] == [(1, 16, 16), (1, 8, 8), (1, 4, 4)]
+    assert out.anomaly_map.shape == (1, 64, 64)

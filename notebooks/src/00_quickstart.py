@@ -45,14 +45,14 @@ shown = [s for s in test_samples if s.defect_type == "good"][:1] + \
         [next(s for s in test_samples if s.defect_type == t) for t in ("broken_large", "broken_small", "contamination")]
 fig, axes = plt.subplots(1, 5, figsize=(12, 2.6))
 axes[0].imshow(to_uint8_image(load_image(train_paths[0])))
-axes[0].set_title("train/good (all training sees)")
+axes[0].set_title("train/good\n(all that training sees)")
 for ax, sample in zip(axes[1:], shown):
     image = load_image(sample.path)
     picture = to_uint8_image(image)
     if sample.mask_path is not None:
         picture = outline(picture, load_mask(sample.mask_path, tuple(image.shape[-2:])).numpy(), (255, 0, 0))
     ax.imshow(picture)
-    ax.set_title(f"test/{sample.defect_type}" + (" (mask outlined)" if sample.mask_path else ""))
+    ax.set_title(f"test/{sample.defect_type}" + ("\n(true defect outlined)" if sample.mask_path else ""))
 for ax in axes:
     ax.axis("off")
 plt.show()
@@ -96,7 +96,10 @@ from hlgfa_lite.evaluation import evaluate
 evaluation = evaluate(model, SAMPLE, progress=False)
 cal = model.calibration
 rows = []
-for index in [0] + [i for i, s in enumerate(evaluation.samples) if s.defect_type != "good"][::3]:
+first_of_each_type = {}
+for i, s in enumerate(evaluation.samples):
+    first_of_each_type.setdefault(s.defect_type, i)
+for index in [first_of_each_type["good"]] + [i for t, i in first_of_each_type.items() if t != "good"]:
     sample = evaluation.samples[index]
     image = torch.nn.functional.interpolate(load_image(sample.path)[None], size=evaluation.maps.shape[-2:],
                                             mode="bilinear", antialias=True)[0]

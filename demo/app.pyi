@@ -1,0 +1,281 @@
+"""hlgfa_lite demo: upload an image, see its anomaly map. The Gradio layout only; the work is in demo_logic.py.
+
+Run it with ``hlgfa-lite demo`` from a clone, or ``python app.py`` inside this folder (as a Hugging Face Space
+does). Every handler turns a visitor's mistake into a friendly message (a toast plus the verdict panel), never a
+traceback, and the server keeps answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+# the bundled checkpoint was fit on the offline Lite0 weights; fetching others from the Hub would shift scores
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # demo_logic, whether started from here or elsewhere
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+import demo_logic as logic  # noqa: E402
+from hlgfa_lite import HLGFAError  # noqa: E402
+from hlgfa_lite.samples import sample_dir  # noqa: E402
+
+log = logging.getLogger("hlgfa_lite.demo")
+BOTTLE, MY_PART = "bottle (bundled model)", "my part (fitted in this session)"
+QUEUE = dict(default_concurrency_limit=2, max_size=32)  # 2 inferences at a time (2 CPU cores), 32 waiting
+SESSION_SECONDS = 3600  # a session's fitted part and last result are dropped after an hour without use
+
+INTRO = """
+# hlgfa_lite: where does the high-resolution view disagree with the low-resolution one?
+A frozen network looks at each image twice, at 512 px and at 256 px. A small head, trained only on **good** parts,
+learns to predict the high-resolution features from the low-resolution ones. Where that fails, something is there
+that never occurred on a good part: the **anomaly map**. A reconstruction of *HLGFA* (arXiv 2602.09524), not the
+authors' code.
+"""
+
+INSPECT_HELP = """
+**How to read it.** Colours use one **fixed scale** per model, calibrated on held-out good images: dark blue is the
+typical good pixel, the middle of the scale is the brightest pixel any good image produced, red is twice as far.
+So a good image stays calm and a defect stands out (no per-image stretching). The white outline and the mask
+mark pixels above the defect threshold; the verdict compares the image score (mean of its brightest 1 % of
+pixels) with a threshold set so that no held-out good image was flagged. **Sensitivity** > 1 flags more,
+< 1 fewer.
+"""
+
+FIT_HELP = """
+Upload **good** images of one part (no defects), about 20, all taken the same way. The frozen backbone stays as
+it is; only the small alignment head (~0.1 M weights) is trained, for a fixed number of steps, then a few held-out
+images calibrate the threshold and the colour scale. This takes one to two minutes on a 2-core CPU. No images
+are kept after your session ends.
+"""
+
+DRAW_HELP = """
+Paint a scratch, a blot or a crack onto a good bottle with the brush, then press **Score my drawing**. The map
+should light up where you painted (your strokes are outlined in green) and stay calm elsewhere. Thin strokes in
+the bottle's own colours are the hardest case — try them.
+"""
+
+INSIDE_HELP = """
+The image from the *Inspect* tab, taken apart as in the notebooks. Top row: the two views the frozen backbone
+sees and the fused map. Then one row per feature level (fine to coarse): the **structure prior** (smooth layout
+of the high-res features), the **detail prior** (what the smoothing removed), the head's **gate** (how much of
+the detail-guided correction it lets through), and the level's **misalignment** 1 − cos between the refined
+low-res features and the high-res target. Priors and gate are shown on their own ranges; misalignment on a fixed
+range from good images.
+"""
+
+CSS = """
+#verdict, #draw-verdict {min-height: 7em;}
+.gradio-container {max-width: 1280px !important;}
+"""
+
+from gradio.events import Dependency
+
+class SafeImage(gr.Image):
+    """``gr.Image`` whose upload step never fails: Gradio opens the file with PIL before our function runs, which
+    raises on a corrupt or non-image upload. Here the raw path is passed on instead, and ``read_upload`` says in
+    one sentence what is wrong. ``is_template`` makes the browser draw it as a plain Image."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - whatever PIL or Gradio dislikes, read_upload explains it
+            return str(payload.path) if payload is not None and payload.path else None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _friendly(exc: Exception) -> str:
+    if isinstance(exc, HLGFAError):
+        return str(exc)
+    log.exception("unexpected error in the demo")
+    return "Something went wrong with this request; the demo is still running, please try another image."
+
+
+def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blocks:
+    """The whole demo as a Blocks app, serving the checkpoint in ``run_dir`` (default: the bundled bottle model)."""
+    store = logic.ModelStore(run_dir, device=device)
+    store.warm_up()
+    examples = logic.example_images()
+
+    def model_for(choice: str, part: logic.FittedPart | None):
+        if choice == MY_PART:
+            if part is None:
+                raise HLGFAError("You have not fitted your own part yet: do that in the “Fit your own part” tab, "
+                                 "or choose the bundled bottle model.")
+            return store.custom(part.run_dir), "parts of your own"
+        return store.model, "bottles"
+
+    # --- handlers: thin wrappers that turn every failure into a message -------------------------------------
+    def inspect(path, choice, sensitivity, part):
+        if path is None:
+            return None, None, None, "Upload an image or click an example.", None
+        try:
+            model, name = model_for(choice, part)
+            result = logic.inspect_image(model, logic.read_upload(path))
+            shown = logic.render(model, result, sensitivity, name)
+            return shown.overlay, shown.mask, round(shown.score, 4), shown.verdict, result
+        except Exception as exc:  # noqa: BLE001
+            message = _friendly(exc)
+            gr.Warning(message)
+            return None, None, None, f"### ❗ {message}", None
+
+    def rerender(choice, sensitivity, part, result):
+        if result is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            model, name = model_for(choice, part)
+            shown = logic.render(model, result, sensitivity, name)
+            return shown.overlay, shown.mask, round(shown.score, 4), shown.verdict
+        except Exception as exc:  # noqa: BLE001
+            return gr.skip(), gr.skip(), gr.skip(), f"### ❗ {_friendly(exc)}"
+
+    def fit_own(files, old_part, progress=gr.Progress()):
+        try:
+            paths = [getattr(f, "name", f) for f in (files or [])]
+            part = logic.fit_part(paths, store, steps=logic.FIT_STEPS,
+                                  report_progress=lambda f, text: progress(f, desc=text))
+        except Exception as exc:  # noqa: BLE001
+            message = _friendly(exc)
+            gr.Warning(message)
+            return f"### ❗ {message}", None, old_part, gr.skip()
+        logic.remove_fitted(old_part, store)  # a new fit replaces the session's previous one
+        gr.Info("Your head is ready: the Inspect tab now uses it.")
+        return part.summary, part.zip_path, part, gr.Radio(value=MY_PART)
+
+    def sample_training_images():
+        return [str(p) for p in sorted((sample_dir() / "train" / "good").glob("*.png"))]
+
+    def score_drawing(value, sensitivity):
+        try:
+            loaded, painted = logic.read_editor_value(value)
+            result = logic.inspect_image(store.model, loaded, painted)
+            shown = logic.render(store.model, result, sensitivity, "bottles")
+            return shown.overlay, shown.mask, shown.verdict
+        except Exception as exc:  # noqa: BLE001
+            message = _friendly(exc)
+            gr.Warning(message)
+            return None, None, f"### ❗ {message}"
+
+    def inside(choice, part, result):
+        if result is None:
+            return None, "Inspect an image first (first tab); its inside is shown here."
+        try:
+            model, _ = model_for(choice, part)
+            tensor = torch.from_numpy(result.image).permute(2, 0, 1).float() / 255
+            return logic.look_inside(model, logic.LoadedImage(tensor)), ""
+        except Exception as exc:  # noqa: BLE001
+            return None, f"### ❗ {_friendly(exc)}"
+
+    def forget_part(part):
+        logic.remove_fitted(part, store)
+
+    # --- layout ---------------------------------------------------------------------------------------------
+    with gr.Blocks(title="hlgfa_lite: anomaly maps") as demo:
+        part_state = gr.State(None, time_to_live=SESSION_SECONDS, delete_callback=forget_part)
+        result_state = gr.State(None, time_to_live=SESSION_SECONDS)
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Inspect", id="inspect"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        image = SafeImage(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                          label="Image to inspect", height=320, elem_id="input-image")
+                        gr.Examples([[path] for _, path in examples], inputs=[image], cache_examples=False,
+                                    example_labels=[label for label, _ in examples], elem_id="inspect-examples",
+                                    label="Bundled bottle images: one good, then one per defect type")
+                        choice = gr.Radio([BOTTLE, MY_PART], value=BOTTLE, label="Model", elem_id="model-choice")
+                        sensitivity = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Sensitivity",
+                                                info="1 = calibrated threshold; higher flags more",
+                                                elem_id="sensitivity")
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            overlay = gr.Image(label="Anomaly map over the image (fixed colour scale)",
+                                               format="png", interactive=False, height=320, elem_id="overlay")
+                            mask = gr.Image(label="Defect mask (pixels above the threshold)", format="png",
+                                            interactive=False, height=320, elem_id="mask")
+                        gr.Image(logic.colour_scale_legend(store.model.calibration), show_label=True, height=40,
+                                 label="colour scale: typical good pixel → brightest good pixel (middle) → 2×",
+                                 interactive=False, container=True, buttons=[], elem_id="legend")
+                        score = gr.Number(label="Image score", interactive=False, elem_id="score")
+                        verdict = gr.Markdown("Upload an image or click an example.", elem_id="verdict")
+                gr.Markdown(INSPECT_HELP)
+            with gr.Tab("Fit your own part", id="fit"):
+                gr.Markdown(FIT_HELP)
+                with gr.Row():
+                    with gr.Column():
+                        files = gr.File(file_count="multiple", file_types=["image"], label="Good images of your part",
+                                        elem_id="fit-files")
+                        with gr.Row():
+                            use_sample = gr.Button("Use the 20 bundled bottle images")
+                            fit_button = gr.Button("Fit the head", variant="primary", elem_id="fit-button")
+                    with gr.Column():
+                        fit_summary = gr.Markdown("Nothing fitted yet.", elem_id="fit-summary")
+                        download = gr.File(label="Your checkpoint (model.json + head.safetensors, zipped)",
+                                           interactive=False, elem_id="fit-download")
+            with gr.Tab("Draw a defect", id="draw"):
+                gr.Markdown(DRAW_HELP)
+                with gr.Row():
+                    with gr.Column():
+                        editor = gr.ImageEditor(value=logic.good_images()[0], type="numpy", sources=["upload"],
+                                                layers=False, transforms=[], label="Paint on a good bottle",
+                                                brush=gr.Brush(colors=["#2b1d0e", "#000000", "#ffffff", "#8a5a2b",
+                                                                       "#c0392b"], default_size=6,
+                                                               color_mode="fixed"),
+                                                height=420, elem_id="editor")
+                        with gr.Row():
+                            start_from = gr.Dropdown(logic.good_images(), value=logic.good_images()[0],
+                                                     label="Start again from", scale=2)
+                            draw_button = gr.Button("Score my drawing", variant="primary", scale=1)
+                    with gr.Column():
+                        draw_overlay = gr.Image(label="Anomaly map (your strokes outlined in green)", format="png",
+                                                interactive=False, height=320)
+                        draw_mask = gr.Image(label="Defect mask", format="png", interactive=False, height=200)
+                        draw_verdict = gr.Markdown(elem_id="draw-verdict")
+            with gr.Tab("Look inside", id="inside") as inside_tab:
+                gr.Markdown(INSIDE_HELP)
+                inside_button = gr.Button("Look inside the image from the Inspect tab")
+                inside_message = gr.Markdown()
+                inside_figure = gr.Image(label="Intermediates", format="png", interactive=False)
+
+        # --- events -----------------------------------------------------------------------------------------
+        inspect_outputs = [overlay, mask, score, verdict, result_state]
+        image.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_name="inspect")
+        choice.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_visibility="private")
+        sensitivity.release(rerender, [choice, sensitivity, part_state, result_state], [overlay, mask, score, verdict],
+                            api_visibility="private")
+        use_sample.click(sample_training_images, None, files, api_visibility="private")
+        fit_button.click(fit_own, [files, part_state], [fit_summary, download, part_state, choice], api_name="fit",
+                         concurrency_limit=1, concurrency_id="fit")  # one fit at a time: it uses both cores
+        start_from.change(lambda path: path, start_from, editor, api_visibility="private")
+        draw_button.click(score_drawing, [editor, sensitivity], [draw_overlay, draw_mask, draw_verdict],
+                          api_name="draw")
+        inside_button.click(inside, [choice, part_state, result_state], [inside_figure, inside_message],
+                            api_name="look_inside")
+        inside_tab.select(inside, [choice, part_state, result_state], [inside_figure, inside_message],
+                          api_visibility="private")
+    return demo
+
+
+def launch_demo(run_dir: str | Path | None = None, **launch_kwargs) -> gr.Blocks:
+    """Build, queue and launch with the demo's limits (upload size, concurrency); kwargs go to ``launch``."""
+    demo = build_demo(run_dir).queue(**QUEUE)
+    options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir())], ssr_mode=False,
+                   theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, footer_links=["api"])
+    options.update(launch_kwargs)
+    demo.launch(**options)
+    return demo
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    launch_demo(os.environ.get("HLGFA_RUN_DIR") or None)

@@ -1,0 +1,342 @@
+# %% [markdown]
+# # 03 · Alignment: conditional modulation and the gated residual
+#
+# Lesson 01 found that the low-res features $F_L$ and the pooled high-res target $T$ disagree on defects, but also,
+# less, on normal edges and reflections. The **alignment head** learns, on good images only, how a normal part
+# changes between the two resolutions, so that only the unexplainable disagreement remains. It is the only trained
+# part of HLGFA. Per level, with $s, d$ the structure and detail priors of lesson 02 after their 1×1 projections:
+#
+# $$\gamma, \beta = W_2\,\mathrm{relu}(W_1 s) \qquad\qquad M = (1 + \gamma) \odot F_L + \beta
+#   \qquad\text{(conditional modulation, FiLM/SFT)}$$
+# $$g = \sigma\big(W_g [M; d]\big) \qquad\qquad \hat F_L = M + g \odot R([M; d])
+#   \qquad\text{(gated residual correction)}$$
+# $$\mathcal{L} = \sum_l \operatorname{mean}_u \big(1 - \cos(\hat F_L^l(u), T^l(u))\big)
+#   \qquad\text{(trained on good images)}$$
+#
+# $W_2$ and the last layer of $R$ start at zero, and the gate's bias at $-2$ ($g \approx 0.12$): the untrained
+# head is exactly the identity, $\hat F_L = F_L$, so training *starts* from the training-free score of lesson 01.
+# The switches `use_structure`, `use_detail` and `use_gate` remove each part, for the ablations at the end.
+#
+# Lessons: 00 quickstart · 01 features · 02 priors · **03 alignment** · 04 augmentation · 05 evaluation
+
+# %% [setup]
+
+# %% [markdown]
+# ## 1. The equations, in the library's code
+#
+# This is `AlignmentLevel.forward` from `hlgfa_lite/alignment.py`, printed from the installed package, so it is
+# the code that runs below: `modulated` is $M$, `gate` is $g$, `correction` is $R([M; d])$, `refined` is $\hat F_L$.
+
+# %%
+import inspect as source_of
+from hlgfa_lite.alignment import AlignmentLevel
+
+print(source_of.getsource(AlignmentLevel.forward))
+
+# %%
+import torch.nn.functional as F
+from IPython.display import display
+from hlgfa_lite import HLGFA, preset, load_image, load_test_split, train_image_paths
+from hlgfa_lite.evaluation import evaluate_samples
+from hlgfa_lite.training import cache_features, calibrate_model, load_images, split_holdout, train_head
+from hlgfa_lite.visualize import overlay, outline, to_uint8_image
+
+STEPS = 15 if FAST else 300  # optimiser steps per head; FAST only checks that everything runs
+cfg = preset("lite", steps=STEPS, batch_size=8)
+model = HLGFA(cfg)
+print(f"alignment head: {model.trainable_parameters():,} trainable parameters; levels {model.backbone.channels} channels")
+
+# the identity at initialisation: computed, not assumed
+probe = load_image(next((SAMPLE / "test" / "broken_large").iterdir()))[None]
+probe_ins = model.inspect(probe)
+print("untrained head is the identity:", all(torch.equal(o.refined, f) for o, f in zip(probe_ins.outputs, probe_ins.low)))
+
+# %% [markdown]
+# ## 2. Train the head, live
+#
+# The backbone is frozen, so the features of the training images are computed **once** and cached (with three
+# noise-augmented low-res views per image, lesson 04); every step then only runs the small head. A few good images
+# are held out: they calibrate the per-level normalisation and the colour scale.
+
+# %%
+train_paths, holdout_paths = split_holdout(train_image_paths(SAMPLE), cfg.holdout_fraction, cfg.seed)
+cache = cache_features(model, load_images(train_paths, cfg.hr_size), progress=False)
+holdout = load_images(holdout_paths, cfg.hr_size)
+test_samples = load_test_split(SAMPLE)
+print(f"{len(train_paths)} training images cached, {len(holdout_paths)} held out; {len(test_samples)} test images")
+
+# the untrained model, calibrated on the same held-out images: the "before" of every comparison
+before = HLGFA(cfg)  # a second untrained head: the identity, like `model` before training
+_ = calibrate_model(before, holdout)
+
+# %%
+curve = display(None, display_id=True)  # the figure below is redrawn while the head trains
+
+
+seen = []
+
+
+def live_plot(step: int, loss: float) -> None:
+    seen.append(loss)
+    if step % max(1, STEPS // 10) == 0 or step == STEPS - 1:
+        fig, ax = plt.subplots(figsize=(5, 2.4))
+        ax.plot(seen)
+        ax.set_xlim(0, STEPS)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(f"full head: step {step + 1}/{STEPS}, loss {loss:.4f}")
+        curve.update(fig)
+        plt.close(fig)
+
+
+losses = {"full head": train_head(model, cache, STEPS, progress=False, on_step=live_plot)}
+calibrate_model(model, holdout)
+print(f"loss: {losses['full head'][0]:.4f} at the first step, {losses['full head'][-1]:.4f} at the last")
+
+# %% [markdown]
+# ## 3. The misalignment map before and after training
+#
+# Raw misalignment $e = 1 - \cos(\hat F_L, T)$, averaged over the three levels and upsampled: **the same scale for
+# both columns**, because $e$ means the same thing for any head. Before training, $\hat F_L = F_L$ (lesson 01's
+# score). After training, the normal rings and reflections should fade, and what stays bright is what the head
+# could not explain from a good bottle.
+
+# %%
+def raw_map(inspection) -> torch.Tensor:
+    """Mean over levels of the upsampled raw misalignment, (B, lr, lr): comparable across heads."""
+    size = inspection.anomaly_map.shape[-1]
+    return torch.stack([F.interpolate(e[:, None], size=(size, size), mode="bilinear")[:, 0]
+                        for e in inspection.level_maps]).mean(0)
+
+
+shown = [next(s for s in test_samples if s.defect_type == t) for t in ("good", "broken_large", "broken_small", "contamination")]
+shown_images = torch.stack([load_image(s.path) for s in shown])
+raw_before, raw_after = raw_map(before.inspect(shown_images)), raw_map(model.inspect(shown_images))
+top = float(raw_before.max())
+fig, axes = plt.subplots(len(shown), 3, figsize=(8, 2.6 * len(shown)))
+for row, sample in enumerate(shown):
+    axes[row, 0].imshow(to_uint8_image(shown_images[row]))
+    axes[row, 0].set_title(sample.defect_type)
+    for col, (name, maps) in enumerate((("before training", raw_before), ("after training", raw_after)), start=1):
+        axes[row, col].imshow(maps[row].numpy(), cmap="jet", vmin=0, vmax=top)
+        axes[row, col].set_title(f"{name}: mean e {maps[row].mean():.3f}")
+for ax in axes.flat:
+    ax.axis("off")
+fig.tight_layout()
+save_figure(fig, "03_before_after.png")
+plt.show()
+
+# %% [markdown]
+# ## 4. What the head does, where: the gate
+#
+# The gate $g \in (0, 1)$ decides, per location and channel, how much detail-guided correction is added. Its mean
+# over channels is a map of *where the head relies on the high-res detail*. Next to it: how far the modulation
+# moved the features ($\|M - F_L\| / \|F_L\|$) and how far the whole head moved them ($\|\hat F_L - F_L\| / \|F_L\|$).
+
+# %%
+def head_figure(image: torch.Tensor, mask: np.ndarray | None, level: int, title: str):
+    inspection = model.inspect(image[None])
+    out, low = inspection.outputs[level], inspection.low[level]
+    norm = low[0].norm(dim=0).clamp_min(1e-6)
+    panels = {
+        "gate g (mean over channels)": out.gate[0].mean(0) if out.gate is not None else torch.zeros_like(norm),
+        "|M - F_L| / |F_L| (modulation)": (out.modulated - low)[0].norm(dim=0) / norm,
+        "|F_hat - F_L| / |F_L| (whole head)": (out.refined - low)[0].norm(dim=0) / norm,
+    }
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.1))
+    picture = to_uint8_image(inspection.lr_image[0])
+    if mask is not None:
+        picture = outline(picture, F.interpolate(torch.from_numpy(mask)[None, None].float(), size=picture.shape[:2])[0, 0].numpy() > 0)
+    axes[0].imshow(picture)
+    axes[0].set_title(title, fontsize=8)
+    for ax, (name, values) in zip(axes[1:], panels.items()):
+        shown_map = ax.imshow(values.numpy(), cmap="viridis")
+        fig.colorbar(shown_map, ax=ax, fraction=0.046)
+        ax.set_title(f"level {level + 1}: {name}", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def mask_of(sample):
+    if sample.mask_path is None:
+        return None
+    from hlgfa_lite.data import load_mask
+    image = load_image(sample.path)
+    return load_mask(sample.mask_path, tuple(image.shape[-2:])).numpy()
+
+
+fig = head_figure(shown_images[1], mask_of(shown[1]), level=0, title=f"{shown[1].defect_type}/{shown[1].path.name}")
+save_figure(fig, "03_gate.png")
+plt.show()
+
+# %% [markdown]
+# ### Try it
+# Pick an image and a level. Where is the gate most open, on good bottles and on defects?
+
+# %%
+import ipywidgets as widgets
+
+picker = {f"{s.defect_type}/{s.path.name}": s for s in test_samples}
+
+
+def explore_head(image=f"{shown[1].defect_type}/{shown[1].path.name}", level=1):
+    sample = picker[image]
+    head_figure(load_image(sample.path), mask_of(sample), level - 1, image)
+    plt.show()
+
+
+widgets.interact(explore_head, image=widgets.Dropdown(options=list(picker), value=f"{shown[1].defect_type}/{shown[1].path.name}"),
+                 level=widgets.IntSlider(1, 1, 3));
+
+# %% [markdown]
+# ## 5. Ablations: what each part buys
+#
+# The same cached features, the same steps, the same seed, one part removed at a time:
+#
+# | variant | switch | what is left |
+# |---|---|---|
+# | no structure | `use_structure=False` | $M = F_L$: no modulation |
+# | no detail | `use_detail=False` | the residual sees $M$ only |
+# | no gate | `use_gate=False` | $\hat F_L = M + R([M; d])$ |
+# | no priors | both priors off | a gated refiner of $F_L$ alone: it never sees the high-res view |
+#
+# Scored on the sample's test images (5 good, 9 defective: few, so small differences are noise; lesson 05 and
+# `benchmarks/RESULTS.md` have numbers on the full test set).
+
+# %%
+VARIANTS = {
+    "full head": {},
+    "no structure": dict(use_structure=False),
+    "no detail": dict(use_detail=False),
+    "no gate": dict(use_gate=False),
+    "no priors": dict(use_structure=False, use_detail=False),
+}
+heads = {"full head": model}
+for name, switches in VARIANTS.items():
+    if name in heads:
+        continue
+    variant = HLGFA(cfg.replace(**switches))
+    losses[name] = train_head(variant, cache, STEPS, progress=False)  # the same cache: the backbone is frozen
+    calibrate_model(variant, holdout)
+    heads[name] = variant
+    print(f"{name:<13} {variant.trainable_parameters():>9,} parameters, final loss {losses[name][-1]:.4f}")
+
+# %%
+def run(head):
+    """Scores, fused maps and raw maps (mean 1 - cos over levels) of every test image."""
+    raw = []
+
+    def score(images):
+        inspection = head.inspect(images)
+        raw.append(raw_map(inspection))
+        return inspection.anomaly_map, inspection.scores
+
+    evaluation = evaluate_samples(score, test_samples, cfg.eval_size, warmup=0, progress=False)
+    raw = F.interpolate(torch.cat(raw)[:, None], size=(cfg.eval_size, cfg.eval_size), mode="bilinear")[:, 0].numpy()
+    return evaluation, raw
+
+
+results = {"before training": run(before)} | {name: run(head) for name, head in heads.items()}
+masks = results["full head"][0].masks
+labels = results["full head"][0].labels
+print(f"{'variant':<16}{'image AUROC':>12}{'pixel AUROC':>12}{'final loss':>12}{'contrast':>10}")
+contrast = {}
+for name, (evaluation, raw) in results.items():
+    # defect contrast: mean raw map on defect pixels / mean raw map on good images (1 = no contrast)
+    contrast[name] = raw[masks].mean() / raw[labels == 0].mean()
+    final = f"{losses[name][-1]:.4f}" if name in losses else "-"
+    print(f"{name:<16}{evaluation.metrics['image_auroc']:>12.3f}{evaluation.metrics['pixel_auroc']:>12.3f}"
+          f"{final:>12}{contrast[name]:>10.2f}")
+
+# %% [markdown]
+# ### The leakage check
+#
+# Lesson 02 showed that the priors *could* carry the target, defects included. If the head learned to copy, its
+# training loss would drop below that of a head without priors **and** its maps would go dark on defects. The
+# defect contrast measures the second part: the mean raw misalignment on defect pixels divided by its mean on good
+# images (raw $e$, not the normalised map, whose good-image mean is zero by construction).
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+for name, curve_values in losses.items():
+    smoothed = np.convolve(curve_values, np.ones(10) / 10, mode="valid") if len(curve_values) > 20 else curve_values
+    axes[0].plot(smoothed, label=name)
+axes[0].set_xlabel("step")
+axes[0].set_ylabel("training loss (smoothed)")
+axes[0].legend(fontsize=7)
+names = list(contrast)
+bars = axes[1].bar(range(len(names)), [contrast[n] for n in names],
+                   color=["grey"] + ["C0" if n == "full head" else "C1" if n == "no priors" else "C2" for n in names[1:]])
+axes[1].set_xticks(range(len(names)), names, rotation=20, fontsize=7)
+axes[1].axhline(1, color="k", linewidth=0.5)
+axes[1].set_ylabel("defect contrast (raw e)")
+axes[1].bar_label(bars, fmt="%.2f", fontsize=7)
+fig.tight_layout()
+save_figure(fig, "03_leakage_check.png")
+plt.show()
+copying = losses["full head"][-1] < losses["no priors"][-1] and contrast["full head"] < contrast["no priors"]
+print(f"full head vs no priors: final loss {losses['full head'][-1]:.4f} vs {losses['no priors'][-1]:.4f}, "
+      f"contrast {contrast['full head']:.2f} vs {contrast['no priors']:.2f} -> "
+      + ("LOWER loss AND LOWER contrast: a sign of leakage" if copying else "no sign of leakage on these images"))
+
+# %% [markdown]
+# ### The variants on the same images
+# Each map on its own calibrated, fixed scale (from its own held-out good images).
+
+# %%
+def variant_figure(names_shown: list[str], samples_shown: list):
+    fig, axes = plt.subplots(len(samples_shown), len(names_shown), figsize=(2.3 * len(names_shown), 2.4 * len(samples_shown)),
+                             squeeze=False)
+    for row, sample in enumerate(samples_shown):
+        index = test_samples.index(sample)
+        image = F.interpolate(load_image(sample.path)[None], size=(cfg.eval_size, cfg.eval_size), mode="bilinear",
+                              antialias=True)[0]
+        for col, name in enumerate(names_shown):
+            evaluation = results[name][0]
+            cal = (before if name == "before training" else heads[name]).calibration
+            picture = overlay(image, evaluation.maps[index], cal["map_vmin"], cal["map_vmax"])
+            if sample.label:
+                picture = outline(picture, evaluation.masks[index])
+            axes[row, col].imshow(picture)
+            axes[row, col].set_title(f"{name}\n{sample.defect_type}: {evaluation.scores[index]:.2f}", fontsize=7)
+            axes[row, col].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+fig = variant_figure(list(results), shown)
+save_figure(fig, "03_ablations.png")
+plt.show()
+
+# %%
+def explore_variants(image=f"{shown[2].defect_type}/{shown[2].path.name}", variant="no priors"):
+    variant_figure(["full head", variant], [picker[image]])
+    plt.show()
+
+
+widgets.interact(explore_variants, image=widgets.Dropdown(options=list(picker), value=f"{shown[2].defect_type}/{shown[2].path.name}"),
+                 variant=widgets.Dropdown(options=[n for n in results if n != "full head"], value="no priors"));
+
+# %% [markdown]
+# ## Check yourself
+# 1. Why does the untrained head give exactly the training-free map of lesson 01?
+# 2. In the full head, is the gate more open (higher mean $g$) inside the defect or outside, on the image of §4?
+# 3. Which variant lost the most pixel AUROC against the full head here, and is one run on 14 images enough to
+#    rank them?
+
+# %%
+# 1. zero-initialised last layers: gamma = beta = 0 and R = 0, so F_hat = (1 + 0) F_L + 0 + g * 0 = F_L
+fresh = HLGFA(cfg)
+fresh_ins = fresh.inspect(probe)
+assert all(torch.equal(o.refined, f) for o, f in zip(fresh_ins.outputs, fresh_ins.low))
+# 2. computed from the trained head
+gate_ins = model.inspect(shown_images[1:2])
+gate = gate_ins.outputs[0].gate[0].mean(0)
+inside = F.adaptive_max_pool2d(torch.from_numpy(mask_of(shown[1]))[None, None].float(), gate.shape[-1])[0, 0] > 0
+print(f"mean gate, level 1: inside the defect {gate[inside].mean():.3f}, outside {gate[~inside].mean():.3f}")
+# 3. computed; with 14 test images, a difference of one or two images moves AUROC a lot: use benchmarks for ranking
+drops = {n: results["full head"][0].metrics["pixel_auroc"] - results[n][0].metrics["pixel_auroc"]
+         for n in VARIANTS if n != "full head"}
+print("largest pixel-AUROC drop:", max(drops, key=drops.get), {n: round(d, 3) for n, d in drops.items()})
