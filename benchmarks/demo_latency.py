@@ -5,6 +5,7 @@ requests through gradio_client with 1 client and with 8 parallel clients, altern
 bundled image. Reports median and p95 latency per request and throughput, as a Markdown table.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/demo_latency.py --requests 50 --clients 1 8
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/demo_latency.py --fit      # time an in-browser fit instead
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LOG = Path(tempfile.gettempdir()) / "hlgfa_demo_latency_server.log"
 sys.path.insert(0, str(ROOT / "demo"))
 
 
@@ -31,17 +34,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, run_dir: str | None) -> subprocess.Popen:
+def start_server(port: int, run_dir: str | None, threads: int) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_SERVER_PORT=str(port))
+               GRADIO_SERVER_PORT=str(port), HLGFA_DEMO_THREADS=str(threads))
     if run_dir:
         env["HLGFA_RUN_DIR"] = run_dir
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT / "demo", env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    log = open(LOG, "w")  # a file, not a pipe: a full pipe would stall the server mid-benchmark
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT / "demo", env=env, stdout=log, stderr=log)
     deadline = time.time() + 180
     while time.time() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the demo exited before answering:\n{server.stderr.read()[-2000:]}")
+            raise SystemExit(f"the demo exited before answering; see {LOG}:\n{LOG.read_text()[-2000:]}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
             return server
@@ -83,20 +86,65 @@ def run(url: str, images: list[str], requests: int, clients: int) -> dict:
             "throughput": requests / wall}
 
 
+def model_only_ms(images: list[str], threads: int, repeats: int = 20) -> float:
+    """The demo's own work per request without Gradio: what the framework adds is the rest of the latency."""
+    import demo_logic
+    import torch
+
+    torch.set_num_threads(threads)
+    store = demo_logic.ModelStore()
+    store.warm_up()
+    times = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        result = demo_logic.inspect_image(store.model, demo_logic.read_upload(images[i % len(images)]))
+        demo_logic.render(store.model, result)
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def time_fit(threads: int) -> None:
+    """The "Fit your own part" tab's work on the 20 bundled good images, with the demo's step count."""
+    import demo_logic
+    import torch
+
+    from hlgfa_lite.samples import sample_dir
+
+    torch.set_num_threads(threads)
+    store = demo_logic.ModelStore()
+    paths = sorted((sample_dir() / "train" / "good").glob("*.png"))
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    part = demo_logic.fit_part(paths, store, steps=demo_logic.FIT_STEPS)
+    seconds = time.perf_counter() - started
+    demo_logic.remove_fitted(part, store)
+    print(f"fit_part: {len(paths)} images, {demo_logic.FIT_STEPS} steps, {threads} torch thread(s): {seconds:.0f} s "
+          f"in all (load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    print(part.summary.splitlines()[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled one)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per request in the server (default: the demo's own rule, cores // 2)")
+    parser.add_argument("--fit", action="store_true", help="time an in-browser fit instead (no server)")
     args = parser.parse_args()
 
+    import app  # the demo's settings (threads rule); does not start it
     import demo_logic
     import torch
 
+    if args.fit:
+        return time_fit(args.threads or app.THREADS)
     examples = dict(demo_logic.example_images())
+    load_before = os.getloadavg()
     images = [examples["good"], examples["broken large"]]
     port = free_port()
-    server = start_server(port, args.run_dir)
+    threads = args.threads or app.THREADS
+    server = start_server(port, args.run_dir, threads)
     try:
         rows = [run(f"http://127.0.0.1:{port}/", images, args.requests, n) for n in args.clients]
     finally:
@@ -104,13 +152,17 @@ def main() -> None:
         server.wait(timeout=30)
     print(f"demo /inspect latency, {args.requests} requests per row, images "
           f"{', '.join(Path(p).parent.name + '/' + Path(p).name for p in images)} (320 px), "
-          f"queue concurrency 2; {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), {platform.processor() or platform.machine()}\n")
+          f"queue concurrency 2; {os.cpu_count()} CPUs, torch {torch.__version__} with {threads} thread(s) per request "
+          f"in the server, {platform.processor() or platform.machine()}; load average before: "
+          f"{' '.join(f'{x:.1f}' for x in load_before)}\n")
+    model_ms = model_only_ms(images, threads)
     print("| clients | requests | median (ms) | p95 (ms) | max (ms) | throughput (req/s) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['clients']} | {row['requests']} | {row['median_ms']:.0f} | {row['p95_ms']:.0f} | "
               f"{row['max_ms']:.0f} | {row['throughput']:.2f} |")
+    print(f"\nof which the model and pictures alone (read_upload + predict + render, in-process, no server, "
+          f"median of 20): {model_ms:.0f} ms")
 
 
 if __name__ == "__main__":

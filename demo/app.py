@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 # the bundled checkpoint was fit on the offline Lite0 weights; fetching others from the Hub would shift scores
@@ -27,6 +28,9 @@ from hlgfa_lite.samples import sample_dir  # noqa: E402
 log = logging.getLogger("hlgfa_lite.demo")
 BOTTLE, MY_PART = "bottle (bundled model)", "my part (fitted in this session)"
 QUEUE = dict(default_concurrency_limit=2, max_size=32)  # 2 inferences at a time (2 CPU cores), 32 waiting
+# torch threads per request: the cores shared among the concurrent requests. On a busy 2-core machine, 2 threads
+# per inference measured 4x slower than 1 (threads wait for each other); HLGFA_DEMO_THREADS overrides it.
+THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or max(1, (os.cpu_count() or 1) // 2)
 SESSION_SECONDS = 3600  # a session's fitted part and last result are dropped after an hour without use
 
 INTRO = """
@@ -49,8 +53,8 @@ pixels) with a threshold set so that no held-out good image was flagged. **Sensi
 FIT_HELP = """
 Upload **good** images of one part (no defects), about 20, all taken the same way. The frozen backbone stays as
 it is; only the alignment head ({params:.2f} M weights) is trained, for a fixed number of steps, then a few held-out
-images calibrate the threshold and the colour scale. This takes one to two minutes on a 2-core CPU. No images
-are kept after your session ends.
+images calibrate the threshold and the colour scale. On a 2-core CPU this takes about two minutes (more when
+the machine is busy). No images are kept after your session ends.
 """
 
 DRAW_HELP = """
@@ -77,18 +81,21 @@ CSS = """
 """
 
 
-class SafeImage(gr.Image):
-    """``gr.Image`` whose upload step never fails: Gradio opens the file with PIL before our function runs, which
-    raises on a corrupt or non-image upload. Here the raw path is passed on instead, and ``read_upload`` says in
-    one sentence what is wrong. ``is_template`` makes the browser draw it as a plain Image."""
+def tolerant_upload(component: gr.Image) -> gr.Image:
+    """Make an upload step that never fails: Gradio opens an uploaded file with PIL before our function runs,
+    which raises on a corrupt or non-image file. Here the raw path is passed on instead, and ``read_upload`` says in
+    one sentence what is wrong. (Wrapping the instance, not subclassing: a Component subclass makes Gradio write a
+    .pyi stub next to this file.)"""
+    strict = component.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return strict(payload)
         except Exception:  # noqa: BLE001 - whatever PIL or Gradio dislikes, read_upload explains it
-            return str(payload.path) if payload is not None and payload.path else None
+            return str(payload.path) if payload is not None and getattr(payload, "path", None) else None
+
+    component.preprocess = preprocess
+    return component
 
 
 def _friendly(exc: Exception) -> str:
@@ -110,7 +117,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                 raise HLGFAError("You have not fitted your own part yet: do that in the “Fit your own part” tab, "
                                  "or choose the bundled bottle model.")
             return store.custom(part.run_dir), "parts of your own"
-        return store.model, "bottles"
+        return store.model, "bottles" if run_dir is None else "parts"
 
     # --- handlers: thin wrappers that turn every failure into a message -------------------------------------
     def inspect(path, choice, sensitivity, part):
@@ -124,7 +131,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
             gr.Warning(message)
-            return None, None, None, f"### ❗ {message}", None
+            return None, None, None, f"### ✖ {message}", None
 
     def rerender(choice, sensitivity, part, result):
         if result is None:
@@ -134,7 +141,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
             shown = logic.render(model, result, sensitivity, name)
             return shown.overlay, shown.mask, round(shown.score, 4), shown.verdict
         except Exception as exc:  # noqa: BLE001
-            return gr.skip(), gr.skip(), gr.skip(), f"### ❗ {_friendly(exc)}"
+            return gr.skip(), gr.skip(), gr.skip(), f"### ✖ {_friendly(exc)}"
 
     def fit_own(files, old_part, progress=gr.Progress()):
         try:
@@ -144,7 +151,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
             gr.Warning(message)
-            return f"### ❗ {message}", None, old_part, gr.skip()
+            return f"### ✖ {message}", None, old_part, gr.skip()
         logic.remove_fitted(old_part, store)  # a new fit replaces the session's previous one
         gr.Info("Your head is ready: the Inspect tab now uses it.")
         return part.summary, part.zip_path, part, MY_PART
@@ -161,7 +168,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
             gr.Warning(message)
-            return None, None, f"### ❗ {message}"
+            return None, None, f"### ✖ {message}"
 
     def inside(choice, part, result):
         if result is None:
@@ -171,7 +178,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
             tensor = torch.from_numpy(result.image).permute(2, 0, 1).float() / 255
             return logic.look_inside(model, logic.LoadedImage(tensor)), ""
         except Exception as exc:  # noqa: BLE001
-            return None, f"### ❗ {_friendly(exc)}"
+            return None, f"### ✖ {_friendly(exc)}"
 
     def forget_part(part):
         logic.remove_fitted(part, store)
@@ -185,8 +192,9 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
             with gr.Tab("Inspect", id="inspect"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        image = SafeImage(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                          label="Image to inspect", height=320, elem_id="input-image")
+                        image = tolerant_upload(gr.Image(type="filepath", image_mode=None, label="Image to inspect",
+                                                         sources=["upload", "clipboard"], height=320,
+                                                         elem_id="input-image"))
                         gr.Examples([[path] for _, path in examples], inputs=[image], cache_examples=False,
                                     elem_id="inspect-examples", examples_per_page=8,
                                     label="Bundled bottles: " + ", ".join(label for label, _ in examples))
@@ -197,7 +205,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                     with gr.Column(scale=2):
                         with gr.Row():
                             overlay = gr.Image(label="Anomaly map (fixed scale)",
-                                               format="png", interactive=False, height=320, elem_id="overlay")
+                                               format="jpeg", interactive=False, height=320, elem_id="overlay")
                             mask = gr.Image(label="Defect mask", format="png",
                                             interactive=False, height=320, elem_id="mask")
                         gr.HTML(logic.colour_scale_legend(store.model.calibration), elem_id="legend")
@@ -209,7 +217,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                 with gr.Row():
                     with gr.Column():
                         files = gr.File(file_count="multiple", file_types=["image"], label="Good images of your part",
-                                        elem_id="fit-files")
+                                        height=260, elem_id="fit-files")
                         with gr.Row():
                             use_sample = gr.Button("Use the 20 bundled bottle images")
                             fit_button = gr.Button("Fit the head", variant="primary", elem_id="fit-button")
@@ -233,7 +241,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                                                      scale=2)
                             draw_button = gr.Button("Score my drawing", variant="primary", scale=1)
                     with gr.Column():
-                        draw_overlay = gr.Image(label="Anomaly map (your strokes outlined in green)", format="png",
+                        draw_overlay = gr.Image(label="Anomaly map (your strokes outlined in green)", format="jpeg",
                                                 interactive=False, height=320)
                         draw_mask = gr.Image(label="Defect mask", format="png", interactive=False, height=200)
                         draw_verdict = gr.Markdown(elem_id="draw-verdict")
@@ -245,26 +253,37 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                                          elem_id="inside-figure")
 
         # --- events -----------------------------------------------------------------------------------------
+        # Every event that runs the model shares one concurrency group, so QUEUE's limit bounds them together
+        # (Gradio would otherwise give each event its own limit); fits run one at a time in their own group.
+        model_group = dict(concurrency_id="model", concurrency_limit=QUEUE["default_concurrency_limit"])
         inspect_outputs = [overlay, mask, score, verdict, result_state]
-        image.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_name="inspect")
-        choice.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_visibility="private")
+        image.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_name="inspect",
+                     **model_group)
+        choice.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_visibility="private",
+                      **model_group)
         sensitivity.release(rerender, [choice, sensitivity, part_state, result_state], [overlay, mask, score, verdict],
                             api_visibility="private")
         use_sample.click(sample_training_images, None, files, api_visibility="private")
         fit_button.click(fit_own, [files, part_state], [fit_summary, download, part_state, choice], api_name="fit",
-                         concurrency_limit=1, concurrency_id="fit")  # one fit at a time: it uses both cores
+                         concurrency_limit=1, concurrency_id="fit")
         start_from.change(lambda path: path, start_from, editor, api_visibility="private")
         draw_button.click(score_drawing, [editor, sensitivity], [draw_overlay, draw_mask, draw_verdict],
-                          api_name="draw")
+                          api_name="draw", **model_group)
         inside_button.click(inside, [choice, part_state, result_state], [inside_figure, inside_message],
-                            api_name="look_inside")
+                            api_name="look_inside", **model_group)
         inside_tab.select(inside, [choice, part_state, result_state], [inside_figure, inside_message],
-                          api_visibility="private")
+                          api_visibility="private", **model_group)
     return demo
 
 
-def launch_demo(run_dir: str | Path | None = None, **launch_kwargs) -> gr.Blocks:
-    """Build, queue and launch with the demo's limits (upload size, concurrency); kwargs go to ``launch``."""
+def launch_demo(run_dir: str | Path | None = None, torch_threads: int | None = THREADS, **launch_kwargs) -> gr.Blocks:
+    """Build, queue and launch with the demo's limits (upload size, concurrency, torch threads per request; None
+    leaves the process's setting alone, as tests do); other kwargs go to ``launch``."""
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    # Gradio's worker threads leave event loops to the garbage collector: harmless, but noisy where the CLI
+    # shows every warning once
+    warnings.filterwarnings("ignore", message="unclosed event loop", category=ResourceWarning)
     demo = build_demo(run_dir).queue(**QUEUE)
     options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir())], ssr_mode=False,
                    theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, footer_links=["api"])

@@ -264,14 +264,14 @@ def render(model: HLGFA, result: Inspected, sensitivity: float = 1.0, model_name
     anomalous = model.is_anomalous(result.score, sensitivity)
     threshold = model.threshold(sensitivity)
     fraction = float(mask.mean())
-    head = "### ⚠️ Anomalous" if anomalous else "### ✅ Normal"
+    head = "### ⚠ Anomalous" if anomalous else "### ✔ Normal"
     lines = [head,
              f"Image score **{result.score:.2f}** {'>' if anomalous else '≤'} threshold **{threshold:.2f}** "
              f"(sensitivity {sensitivity:g}). Good {model_name or 'parts'} scored "
              f"{cal['good_score_mean']:.2f} on average when the threshold was calibrated.",
              f"Pixels above the defect threshold: **{100 * fraction:.1f} %** of the image."]
     if result.notes:
-        lines.append("ℹ️ " + "; ".join(result.notes) + ".")
+        lines.append("ℹ " + "; ".join(result.notes) + ".")
     mask_picture = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2)
     return Rendered(_enlarge_for_display(picture), _enlarge_for_display(mask_picture), result.score, anomalous,
                     fraction, "\n\n".join(lines))
@@ -366,7 +366,7 @@ def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT
                 archive.write(file, f"my_part_lite/{file.name}")
         store.add_custom(run_dir, model)
         cal = model.calibration
-        summary = [f"### ✅ Fitted on {report.n_train} images, calibrated on {report.n_holdout}",
+        summary = [f"### ✔ Fitted on {report.n_train} images, calibrated on {report.n_holdout}",
                    f"{steps} steps in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head "
                    f"{report.train_seconds:.0f} s); loss {report.losses[0]:.3f} → {report.losses[-1]:.3f}. "
                    f"Threshold **{cal['image_threshold']:.2f}** (good held-out scores: mean "
@@ -374,7 +374,7 @@ def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT
                    "Choose **my part** in the *Inspect* tab to use it, or download the checkpoint below "
                    "(unzip, then `hlgfa-lite predict my_part_lite IMAGES --out results`)."]
         if notes:
-            summary.append("ℹ️ " + "; ".join(notes) + ".")
+            summary.append("ℹ " + "; ".join(notes) + ".")
         tell(1.0, "done")
         return FittedPart(str(workdir), str(run_dir), str(zip_path), "\n\n".join(summary))
     except BaseException:

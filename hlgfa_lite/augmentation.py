@@ -3,7 +3,7 @@
 During training each nuisance is applied, with probability ``aug_prob`` and a random strength, to the
 **low-res input only**; the high-res target stays clean:
 
-    x_L' = n(x_L),   n = jpeg o gamma o contrast o brightness o blur o sensor_noise   (each maybe identity)
+    x_L' = n(x_L),   n = jpeg o gamma o contrast o brightness o sharpen o blur o sensor_noise   (each maybe identity)
     loss = 1 - cos(head(phi(x_L'), priors(phi(x_H))), pool(phi(x_H)))
 
 so the head learns to map a noisy, blurred, badly lit or compressed view back onto the clean one, and a
@@ -48,13 +48,15 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
 def apply_nuisance(image: torch.Tensor, kind: str, strength: float) -> torch.Tensor:
     """One nuisance at a fixed strength on (3, H, W) or (B, 3, H, W) images in [0, 1].
 
-    kinds: ``noise`` (std), ``blur`` (sigma, px), ``brightness`` (additive shift), ``contrast`` (factor),
-    ``gamma`` (exponent), ``jpeg`` (quality 1-100).
+    kinds: ``noise`` (std), ``blur`` (sigma, px), ``sharpness`` (factor), ``brightness`` (additive shift),
+    ``contrast`` (factor), ``gamma`` (exponent), ``jpeg`` (quality 1-100).
     """
     if kind == "noise":
         return sensor_noise(image, strength, torch.Generator().manual_seed(0))
     if kind == "blur":
         return blur(image, strength)
+    if kind == "sharpness":
+        return TF.adjust_sharpness(image, strength)
     if kind == "brightness":
         return (image + strength).clamp(0, 1)
     if kind == "contrast":
@@ -63,7 +65,7 @@ def apply_nuisance(image: torch.Tensor, kind: str, strength: float) -> torch.Ten
         return TF.adjust_gamma(image, strength)
     if kind == "jpeg":
         return jpeg(image, int(strength))
-    raise HLGFAError(f"unknown nuisance {kind!r}; choose noise, blur, brightness, contrast, gamma or jpeg.")
+    raise HLGFAError(f"unknown nuisance {kind!r}; choose noise, blur, sharpness, brightness, contrast, gamma or jpeg.")
 
 
 class NoiseAugment:
@@ -85,6 +87,8 @@ class NoiseAugment:
             image = sensor_noise(image, self._uniform(0, cfg.aug_noise_std), self.generator)
         if self._maybe():
             image = blur(image, self._uniform(0.3, cfg.aug_blur_sigma))
+        if self._maybe():  # focus and resampling filters vary: sharper as well as blurrier views
+            image = TF.adjust_sharpness(image, self._uniform(1, 1 + cfg.aug_sharpness))
         if self._maybe():
             image = TF.adjust_brightness(image, self._uniform(1 - cfg.aug_brightness, 1 + cfg.aug_brightness))
         if self._maybe():

@@ -36,6 +36,7 @@ class HLGFAConfig:
     aug_prob: float = 0.5  # probability of each nuisance
     aug_noise_std: float = 0.04  # max std of additive Gaussian sensor noise, images in [0, 1]
     aug_blur_sigma: float = 1.2  # max std (px) of Gaussian blur
+    aug_sharpness: float = 1.0  # sharpness factor in [1, 1 + this] (torchvision adjust_sharpness)
     aug_brightness: float = 0.25  # brightness and contrast factor range 1 +- this
     aug_gamma: float = 0.25  # gamma in [1 - this, 1 + this]
     aug_jpeg_quality: tuple[int, int] = (30, 90)

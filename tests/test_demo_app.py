@@ -13,6 +13,7 @@ from PIL import Image
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
+httpx = pytest.importorskip("httpx")  # comes with gradio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
 import app  # noqa: E402
 import demo_logic as logic  # noqa: E402
@@ -26,7 +27,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
-    demo = app.launch_demo(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    demo = app.launch_demo(server_name="127.0.0.1", server_port=free_port(), torch_threads=None,
+                           prevent_thread_lock=True, quiet=True)
     yield demo.local_url
     demo.close()
 
@@ -63,9 +65,22 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_answering(server, exampl
     assert overlay is None and score is None and "not an image" in verdict
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(Path(examples["good"]).read_bytes()[:300])
-    assert "❗" in inspect(server, corrupt)[3]
+    assert "✖" in inspect(server, corrupt)[3]
     _, _, score, _ = inspect(server, examples["good"])  # still alive
     assert score is not None
+
+
+def test_huge_image_is_downscaled_and_oversized_upload_refused(server, examples, tmp_path):
+    """10000 x 10000 px (past PIL's bomb warning) gets a result; a file over the upload bound gets HTTP 413."""
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (10000, 10000), (90, 70, 50)).save(huge, compress_level=1)
+    overlay, mask, score, verdict = inspect(server, huge)
+    assert score is not None and "downscaled from 10000 x 10000" in verdict
+    assert max(Image.open(overlay).size) == logic.MAX_SIDE
+    # the server's upload route itself refuses a file over the bound, before any of our code runs
+    too_big = ("big.png", bytes(logic.MAX_UPLOAD_BYTES + 1), "image/png")
+    assert httpx.post(server + "gradio_api/upload", files={"files": too_big}, timeout=60).status_code == 413
+    assert inspect(server, examples["good"])[2] is not None  # and keeps answering
 
 
 def test_my_part_without_a_fit_is_a_message(server, examples):
@@ -94,4 +109,4 @@ def test_fit_then_inspect_with_my_part_in_one_session(server, sample, monkeypatc
     assert "Fitted on" in summary and zip_path.endswith(".zip") and model_choice == app.MY_PART
     overlay, mask, score, verdict = client.predict(gradio_client.handle_file(str(paths[0])), app.MY_PART, 1.0,
                                                    api_name="/inspect")
-    assert score is not None and "❗" not in verdict
+    assert score is not None and "✖" not in verdict

@@ -46,42 +46,62 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server():
+def sync_playwright():
+    return browser_or_skip()  # before the server starts: a skip costs nothing
+
+
+@pytest.fixture(scope="module")
+def demo_app(sync_playwright):
     pytest.importorskip("gradio")
     sys.path.insert(0, str(ROOT / "demo"))
     import app
 
-    demo = app.launch_demo(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    return app
+
+
+@pytest.fixture(scope="module")
+def server(demo_app):
+    demo = demo_app.launch_demo(server_name="127.0.0.1", server_port=free_port(), torch_threads=None,
+                                prevent_thread_lock=True, quiet=True)
     yield demo.local_url
     demo.close()
 
 
-def test_click_example_shows_overlay_and_verdict(server):
-    sync_playwright = browser_or_skip()
+VERDICT_SHOWN = "() => /Anomalous|Normal/.test(document.querySelector('#verdict')?.innerText || '')"
+
+
+def test_click_example_shows_overlay_and_verdict(sync_playwright, server):
+    import demo_logic
+
+    labels = [label for label, _ in demo_logic.example_images()]  # the order of the example thumbnails
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(server, wait_until="networkidle", timeout=60_000)
-            page.get_by_text("Bundled bottle images").wait_for(timeout=30_000)
-            page.locator("#inspect-examples button", has_text="broken large").first.click()
-            page.locator("#overlay img").first.wait_for(state="visible", timeout=60_000)
-            verdict = page.locator("#verdict")
-            page.wait_for_function(
-                "() => /Anomalous|Normal/.test(document.querySelector('#verdict')?.innerText || '')",
-                timeout=60_000)
-            text = verdict.inner_text()
-            page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
-            assert "Anomalous" in text  # a large break on the bundled model
-            assert "Image score" in text
-            assert page.locator("#mask img").first.is_visible()
+            page.goto(server, wait_until="load", timeout=60_000)  # not "networkidle": Gradio keeps a stream open
+            thumbnails = page.locator("#inspect-examples button.gallery-item")
+            thumbnails.first.wait_for(timeout=60_000)
+            assert thumbnails.count() == len(labels)
 
-            page.locator("#inspect-examples button", has_text="good").first.click()
+            thumbnails.nth(labels.index("broken large")).click()
+            page.locator("#overlay img").first.wait_for(state="visible", timeout=60_000)
+            page.wait_for_function(VERDICT_SHOWN, timeout=60_000)
+            verdict = page.locator("#verdict").inner_text()
+            defect_score = float(page.locator("#score input").input_value())
+            assert page.locator("#mask img").first.is_visible()
+            page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+            assert "Anomalous" in verdict  # a large break, on the bundled model
+            assert f"{defect_score:.2f}" in verdict
+
+            thumbnails.nth(labels.index("good")).click()
             page.wait_for_function(
-                "() => /Normal|Anomalous/.test(document.querySelector('#verdict')?.innerText || '') && "
-                "!/Anomalous/.test(document.querySelector('#verdict')?.innerText || '')", timeout=60_000)
+                f"() => {{ const v = document.querySelector('#score input')?.value; "
+                f"return v && Math.abs(parseFloat(v) - {defect_score}) > 1e-3; }}", timeout=60_000)
+            page.wait_for_function(VERDICT_SHOWN, timeout=60_000)
+            good_score = float(page.locator("#score input").input_value())
             page.screenshot(path=str(ARTIFACTS / "demo-good.png"), full_page=True)
+            assert good_score < defect_score
         finally:
             browser.close()
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000

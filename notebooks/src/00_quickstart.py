@@ -113,9 +113,13 @@ plt.show()
 # %% [markdown]
 # ## 4. The score histogram
 #
-# One number per image: the mean of the top 1 % of its map (`cfg.score_topk`). The threshold comes from good
-# images only (`mean + 3 std`, at least the largest held-out good score), so you never need a defective example
-# to deploy it. With a good model the two histograms do not overlap.
+# One number per image: the mean of the top 1 % of its map $A$ (`cfg.score_topk`). The threshold comes from the
+# scores $s_i$ of held-out good images only, so you never need a defective example to deploy it:
+#
+# $$\text{score} = \operatorname{mean}\big(\text{top } 1\,\%\text{ of } A(u)\big), \qquad
+#   t = \max\big(\mu_{good} + 3\,\sigma_{good},\ \max_i s_i\big)$$
+#
+# With a good model the two histograms do not overlap.
 
 # %%
 labels = evaluation.labels

@@ -143,14 +143,15 @@ def feature_figure(inspection, index: int, level: int, channel: int | None = Non
         pictures, kw = values, [dict(cmap="viridis", vmin=vmin, vmax=vmax)] * 3
     fig, axes = plt.subplots(1, 5, figsize=(14, 3))
     axes[0].imshow(to_uint8_image(inspection.hr_image[index]))
-    names = [f"F_H {tuple(fh.shape[-2:])}", f"F_L {tuple(fl.shape[-2:])}", "T = avgpool2(F_H)"]
+    ratio = fh.shape[-1] // fl.shape[-1]
+    names = [f"F_H {tuple(fh.shape[-2:])}", f"F_L {tuple(fl.shape[-2:])}", f"T = avgpool{ratio}(F_H)"]
     for ax, picture, name, k in zip(axes[1:4], pictures, names, kw):
         ax.imshow(picture, **k)
         ax.set_title(name + ("" if channel is None else f", channel {channel}"))
     axes[4].imshow(inspection.level_maps[level][index].numpy(), cmap="jet", vmin=0, vmax=float(
         max(m.max() for m in inspection.level_maps[level]))
     )
-    axes[4].set_title("e = 1 - cos(F_L, T)")
+    axes[4].set_title("e = 1 - cos(F_L, T), 0 to its max")
     axes[0].set_title(title)
     for ax in axes:
         ax.axis("off")

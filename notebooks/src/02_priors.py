@@ -195,7 +195,7 @@ save_figure(fig, "02_leak.png")
 plt.show()
 
 # %% [markdown]
-# The cheat is linear (a 1×1 convolution could compute it), so a head with enough capacity *can* represent it.
+# The cheat is linear (a 1×1 convolution could compute it), so a head with enough capacity can learn it, or come close.
 # Three things stand in its way in `hlgfa_lite/alignment.py`:
 #
 # 1. **Narrowing.** Each prior is projected to `prior_width × C` channels by a 1×1 convolution. The target's

@@ -29,6 +29,9 @@ import torch
 import hlgfa_lite.visualize  # noqa: F401  (it selects the Agg backend on import; inline must come after it)
 import matplotlib.pyplot as plt
 %matplotlib inline
+# JPEG keeps the committed photo-like figures small enough for GitHub to render the notebooks
+%config InlineBackend.figure_formats = ["jpeg"]
+%config InlineBackend.print_figure_kwargs = {"bbox_inches": "tight", "pil_kwargs": {"quality": 88}}
 plt.rcParams.update({"figure.dpi": 90, "font.size": 9})
 torch.manual_seed(0)
 np.random.seed(0)

@@ -1,0 +1,284 @@
+"""Turn a benchmark results JSON (benchmarks/run.py) into Markdown tables and a plot, so RESULTS.md can be rebuilt.
+
+    python benchmarks/render.py benchmarks/results/NAME.json                 # Markdown on stdout
+    python benchmarks/render.py benchmarks/results/NAME.json --md X.md --png X.png
+
+With several seeds every cell is mean ± sample standard deviation (n - 1) over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+# (key in each run, column title, kind): kind "percent" prints x100, one decimal
+MAIN_COLUMNS = [
+    ("image_auroc", "image AUROC %", "percent"),
+    ("pixel_auroc", "pixel AUROC %", "percent"),
+    ("pixel_aupro", "pixel AUPRO %", "percent"),
+    ("image_f1_max", "image F1-max %", "percent"),
+    ("fit_seconds", "fit s", "seconds"),
+    ("ms_per_image", "ms / image", "ms"),
+    ("peak_rss_mb", "peak RSS MiB", "mib"),
+    ("rss_growth_mb", "of which fit + eval MiB", "mib"),
+    ("trainable_parameters", "trainable params", "count"),
+    ("state_bytes", "stored state", "bytes"),
+]
+PLOT_METRICS = [("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("pixel_aupro", "pixel AUPRO"),
+                ("image_f1_max", "image F1-max")]
+
+
+def stats(values: list) -> tuple[float, float, int] | None:
+    """(mean, sample std (0 for one value), n) of the non-missing values; None if there are none."""
+    values = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def summarise(runs: list[dict]) -> dict[str, dict[str, tuple | None]]:
+    """{variant: {key: stats}} over seeds, variants in the order they were run."""
+    variants = list(dict.fromkeys(run["variant"] for run in runs))
+    keys = [k for k, _, _ in MAIN_COLUMNS] + ["fpr_good", "tpr_defect"]
+    return {v: {k: stats([value(r, k) for r in runs if r["variant"] == v]) for k in keys} for v in variants}
+
+
+def value(run: dict, key: str):
+    """A run's number; ``rss_growth_mb`` is derived: peak RSS minus RSS after imports and model construction."""
+    if key == "rss_growth_mb":
+        peak, setup = run.get("peak_rss_mb"), run.get("setup_rss_mb")
+        return None if peak is None or setup is None else peak - setup
+    return run.get(key)
+
+
+def robustness_summary(runs: list[dict]) -> dict[str, dict[str, dict[str, tuple | None]]]:
+    """{variant: {nuisance: {"image_auroc" | "fpr_good" | ...: stats}}} for the variants that have it."""
+    out: dict = {}
+    for run in runs:
+        for nuisance, values in (run.get("robustness") or {}).items():
+            cell = out.setdefault(run["variant"], {}).setdefault(nuisance, {})
+            for key, value in values.items():
+                cell.setdefault(key, []).append(value)
+    return {v: {n: {k: stats(vals) for k, vals in cell.items()} for n, cell in by_n.items()} for v, by_n in out.items()}
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def cell(stat: tuple | None, kind: str) -> str:
+    if stat is None:
+        return "—"
+    mean, std, n = stat
+    if kind == "percent":
+        text, spread = f"{100 * mean:.1f}", f"{100 * std:.1f}"
+    elif kind == "bytes":
+        text, spread = human_bytes(mean), human_bytes(std)
+    elif kind == "count":
+        text, spread = f"{mean:,.0f}", f"{std:,.0f}"
+    elif kind == "fraction":
+        text, spread = f"{mean:.2f}", f"{std:.2f}"
+    else:  # seconds, ms, MiB
+        text, spread = f"{mean:.0f}", f"{std:.0f}"
+    return f"{text} ± {spread}" if n > 1 else text
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def labels_of(results: dict) -> dict[str, str]:
+    return results.get("settings", {}).get("variant_labels", {})
+
+
+def cost_line(summary: dict, labels: dict) -> str | None:
+    """The two cost claims, measured: inference time per image and stored state, full HLGFA-lite vs PatchCore."""
+    full, bank = summary.get("full"), summary.get("patchcore")
+    if not full or not bank or not full["ms_per_image"] or not bank["ms_per_image"]:
+        return None
+    ms_full, ms_bank = full["ms_per_image"][0], bank["ms_per_image"][0]
+    bytes_full, bytes_bank = full["state_bytes"][0], bank["state_bytes"][0]
+    faster = "faster" if ms_full < ms_bank else "slower"
+    smaller = "smaller" if bytes_full < bytes_bank else "larger"
+    speed = max(ms_full, ms_bank) / min(ms_full, ms_bank)
+    size = max(bytes_full, bytes_bank) / min(bytes_full, bytes_bank)
+    return (f"**Cost, {labels.get('full', 'full')} vs {labels.get('patchcore', 'patchcore')}:** inference "
+            f"{ms_full:.0f} vs {ms_bank:.0f} ms per image (batch 1, median: HLGFA-lite {speed:.2f}× {faster}); "
+            f"stored state {human_bytes(bytes_full)} checkpoint vs {human_bytes(bytes_bank)} memory bank "
+            f"(HLGFA-lite {size:.1f}× {smaller}).")
+
+
+def markdown(results: dict) -> str:
+    machine, settings = results.get("machine", {}), results.get("settings", {})
+    labels = labels_of(results)
+    lines = ["# Benchmark results", ""]
+    lines.append(f"Command: `{results.get('command', '?')}`")
+    lines.append("")
+    load = ""
+    if machine.get("load_average_at_start"):
+        load = f"; load average {'/'.join(map(str, machine['load_average_at_start']))} at start"
+        if machine.get("load_average_at_end"):
+            load += f", {'/'.join(map(str, machine['load_average_at_end']))} at end"
+    device = machine.get("device", "?") + (f" ({machine['gpu']})" if machine.get("gpu") else "")
+    lines.append(f"Machine: {machine.get('cpu', '?')}, {machine.get('usable_cores', '?')} usable cores "
+                 f"({machine.get('torch_threads', '?')} torch threads), device {device}; Python "
+                 f"{machine.get('python', '?')}, torch {machine.get('torch', '?')}, timm {machine.get('timm', '?')}, "
+                 f"hlgfa_lite {machine.get('hlgfa_lite', '?')}{load}.")
+    lines.append("")
+    minutes = results.get("total_seconds", 0) / 60
+    state = "complete" if results.get("complete") else "**incomplete** (interrupted or still running)"
+    overrides = ", ".join(f"{k} {v}" for k, v in settings.get("config_overrides", {}).items()) or "none"
+    lines.append(f"Run: {state}, {minutes:.1f} min in total (fits, evaluations and robustness, every variant in its "
+                 f"own process: {settings.get('isolation', '?')}). Preset `{settings.get('preset', '?')}` "
+                 f"(overrides: {overrides}); seeds {settings.get('seeds', '?')}; PatchCore coreset "
+                 f"{settings.get('coreset', '?')} {100 * settings.get('coreset_fraction', 0):.0f} %.")
+    for name, dataset in results.get("datasets", {}).items():
+        runs = dataset.get("runs", [])
+        lines += ["", f"## {name}", ""]
+        holdout = next((r["n_holdout"] for r in runs if r.get("n_holdout")), None)
+        lines.append(f"`{dataset.get('path', '?')}`: {dataset.get('n_train_images', '?')} good training images"
+                     + (f" ({holdout} held out for calibration)" if holdout else "")
+                     + f", {dataset.get('n_test_images', '?')} test images ({dataset.get('n_test_defective', '?')} "
+                     f"defective: {', '.join(dataset.get('defect_types', []))}).")
+        if not runs:
+            lines += ["", "No variant finished yet."]
+            continue
+        summary = summarise(runs)
+        lines.append("")
+        rows = [[labels.get(v, v)] + [cell(s[key], kind) for key, _, kind in MAIN_COLUMNS]
+                for v, s in summary.items()]
+        lines += table(["variant"] + [title for _, title, _ in MAIN_COLUMNS], rows)
+        lines.append("")
+        lines.append("Fit s: wall time of fitting (feature caching, training, calibration; the memory bank and its "
+                     "coreset), model construction excluded. ms / image: median over the test set, batch 1, after "
+                     "warm-up, the model call only. Peak RSS: high-water mark of the variant's own process "
+                     "(`VmHWM`), Python, torch and the backbone included (— when variants share a process); of "
+                     "which fit + eval: that peak minus the process's peak before fitting (imports, data listing, "
+                     "model built). "
+                     "Stored state: what the method keeps besides the frozen backbone.")
+        cost = cost_line(summary, labels)
+        if cost:
+            lines += ["", cost]
+        types = list(dict.fromkeys(t for r in runs for t in r.get("per_type", {})))
+        if types:
+            lines += ["", "### Image AUROC per defect type (%)", ""]
+            rows = [[labels.get(v, v)] + [cell(stats([r["per_type"].get(t) for r in runs if r["variant"] == v]),
+                                               "percent") for t in types] for v in summary]
+            lines += table(["variant"] + types, rows)
+        robust = robustness_summary(runs)
+        if robust:
+            nuisances = settings.get("nuisances", {})
+            size = settings.get("config_overrides", {}).get("hr_size") or next(
+                (r["config"]["hr_size"] for r in runs if r.get("config")), "?")
+            n_good = dataset.get("n_test_images", 0) - dataset.get("n_test_defective", 0)
+            lines += ["", "### Nuisance robustness", "",
+                      f"Each nuisance is applied at a fixed strength to every test image after resizing it to "
+                      f"{size} px (so both views see it, as with a real camera). FPR: share of the {n_good} good "
+                      f"test images flagged at the threshold calibrated on clean held-out good images; TPR: share of "
+                      f"defective images flagged.", ""]
+            header = ["nuisance"]
+            for v in robust:
+                header += [f"{labels.get(v, v)}: image AUROC %", "FPR good", "TPR defect"]
+            rows = []
+            for nuisance in ["clean"] + [n for n in nuisances if any(n in by_n for by_n in robust.values())]:
+                row = [nuisances.get(nuisance, {}).get("label", nuisance)]
+                for v, by_n in robust.items():
+                    values = by_n.get(nuisance, {})
+                    row += [cell(values.get("image_auroc"), "percent"), cell(values.get("fpr_good"), "fraction"),
+                            cell(values.get("tpr_defect"), "fraction")]
+                rows.append(row)
+            lines += table(header, rows)
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: str | Path) -> Path:
+    """One row per dataset: the quality metrics of every variant, and (if measured) robustness to nuisances."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = labels_of(results)
+    datasets = [(name, ds) for name, ds in results.get("datasets", {}).items() if ds.get("runs")]
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(15, 4.8 * len(datasets)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})
+    for row, (name, dataset) in enumerate(datasets):
+        summary = summarise(dataset["runs"])
+        ax = axes[row][0]
+        variants = list(summary)
+        width = 0.8 / len(PLOT_METRICS)
+        lowest = 1.0
+        for i, (key, title) in enumerate(PLOT_METRICS):
+            means = [100 * (summary[v][key] or (math.nan, 0, 0))[0] for v in variants]
+            stds = [100 * (summary[v][key] or (0, 0, 0))[1] for v in variants]
+            lowest = min([lowest] + [m / 100 for m in means if not math.isnan(m)])
+            ax.bar(np.arange(len(variants)) + (i - (len(PLOT_METRICS) - 1) / 2) * width, means, width, yerr=stds,
+                   capsize=2, label=title)
+        ax.set_xticks(np.arange(len(variants)), [labels.get(v, v) for v in variants], rotation=20, ha="right",
+                      fontsize=8)
+        ax.set_ylim(max(0, math.floor(lowest * 10) * 10 - 10), 100.5)
+        ax.set_ylabel("%")
+        ax.set_title(f"{name}: quality per variant (mean ± std over seeds)")
+        ax.legend(fontsize=8, loc="lower left")
+        ax.grid(axis="y", alpha=0.3)
+        ax = axes[row][1]
+        robust = robustness_summary(dataset["runs"])
+        if not robust:
+            ax.axis("off")
+            continue
+        nuisances = ["clean"] + list(results.get("settings", {}).get("nuisances", {}))
+        width = 0.8 / len(robust)
+        for i, (v, by_n) in enumerate(robust.items()):
+            x = np.arange(len(nuisances)) + (i - (len(robust) - 1) / 2) * width
+            auroc = [100 * (by_n.get(n, {}).get("image_auroc") or (math.nan,))[0] for n in nuisances]
+            fpr = [100 * (by_n.get(n, {}).get("fpr_good") or (math.nan,))[0] for n in nuisances]
+            bars = ax.bar(x, auroc, width, label=f"{labels.get(v, v)}: image AUROC")
+            ax.plot(x, fpr, "v", color=bars.patches[0].get_facecolor(), markeredgecolor="black",
+                    label=f"{labels.get(v, v)}: FPR good")
+        ax.set_xticks(np.arange(len(nuisances)), nuisances, fontsize=8)
+        ax.set_ylim(0, 100.5)
+        ax.set_ylabel("%")
+        ax.set_title(f"{name}: nuisances (bars image AUROC, ▼ FPR at the calibrated threshold)")
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/render.py", description=__doc__.splitlines()[0])
+    parser.add_argument("results", help="a JSON written by benchmarks/run.py")
+    parser.add_argument("--md", default=None, help="write the Markdown here (default: stdout)")
+    parser.add_argument("--png", default=None, help="also draw the plot here")
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads(Path(args.results).read_text())
+        if not isinstance(results, dict) or "datasets" not in results:
+            raise ValueError("no 'datasets' key")
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.results} is not a benchmark results JSON ({exc}).", file=sys.stderr)
+        return 2
+    text = markdown(results)
+    if args.md:
+        Path(args.md).write_text(text)
+    else:
+        print(text, end="")
+    if args.png:
+        plot(results, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""benchmarks/run.py end to end on the bundled sample (tiny settings), its rendering, and its bad-input errors."""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--steps", "2", "--hr-size", "256", "--lr-size", "128", "--seeds", "0", "--quiet"]
+RUN_KEYS = {"image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "fit_seconds", "ms_per_image",
+            "peak_rss_mb", "trainable_parameters", "state_bytes", "seed", "threshold", "fpr_good", "per_type"}
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("run")
+
+
+@pytest.fixture(scope="module")
+def smoke(bench, sample, tmp_path_factory):
+    """Every variant once, in this process (no per-variant peak memory then), 2 steps at 256/128 px."""
+    out = tmp_path_factory.mktemp("bench") / "smoke.json"
+    assert bench.main([str(sample), *TINY, "--isolation", "none", "--out", str(out)]) == 0
+    return out, json.loads(out.read_text())
+
+
+def test_every_variant_has_every_number(bench, smoke):
+    out, results = smoke
+    assert results["complete"] and results["machine"]["torch"] and results["command"].startswith("python benchmarks")
+    [(name, dataset)] = results["datasets"].items()
+    assert name == "bottle" and dataset["n_test_images"] == 14 and dataset["n_test_defective"] == 9
+    runs = {run["variant"]: run for run in dataset["runs"]}
+    assert list(runs) == list(bench.VARIANTS)
+    for variant, run in runs.items():
+        assert RUN_KEYS <= set(run), (variant, RUN_KEYS - set(run))
+        assert run["peak_rss_mb"] is None  # shared process: no honest per-variant peak, so none is claimed
+        for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "fpr_good"):
+            assert 0 <= run[key] <= 1, (variant, key)
+        assert run["fit_seconds"] > 0 and run["ms_per_image"] > 0 and run["state_bytes"] > 0
+        assert run["config"]["hr_size"] == 256 and run["config"]["steps"] == 2
+    # each ablation really switched its part off, and only that part
+    assert not runs["no_structure"]["config"]["use_structure"] and runs["no_structure"]["config"]["use_detail"]
+    assert not runs["no_detail"]["config"]["use_detail"] and not runs["no_gate"]["config"]["use_gate"]
+    assert not runs["no_noise_aug"]["config"]["noise_aug"] and runs["full"]["config"]["noise_aug"]
+    assert runs["full"]["trainable_parameters"] > runs["no_detail"]["trainable_parameters"] > 0
+    assert runs["training_free"]["trainable_parameters"] == runs["patchcore"]["trainable_parameters"] == 0
+    assert runs["patchcore"]["state_bytes"] == runs["patchcore"]["bank_size"] * runs["patchcore"]["bank_dim"] * 4
+    for variant in bench.DEFAULT_ROBUSTNESS:
+        assert set(runs[variant]["robustness"]) == {"clean", *bench.NUISANCES}
+    assert runs["no_gate"]["robustness"] is None
+
+
+def test_outputs_are_written_and_rebuilt_from_the_json(smoke, tmp_path):
+    out, results = smoke
+    markdown = out.with_suffix(".md").read_text()
+    for label in results["settings"]["variant_labels"].values():
+        assert f"| {label} |" in markdown
+    assert "Nuisance robustness" in markdown and "JPEG quality 30" in markdown
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    render = load_script("render")
+    assert render.main([str(out), "--md", str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == markdown
+
+
+def test_seeds_are_summarised_as_mean_and_sample_std():
+    render = load_script("render")
+    runs = [{"variant": "full", "seed": seed, "image_auroc": auroc, "ms_per_image": 100.0 + seed}
+            for seed, auroc in [(0, 0.9), (1, 1.0)]]
+    summary = render.summarise(runs)
+    assert render.cell(summary["full"]["image_auroc"], "percent") == "95.0 ± 7.1"
+    assert render.cell(summary["full"]["ms_per_image"], "ms") == "100 ± 1"
+    assert summary["full"]["peak_rss_mb"] is None and render.cell(None, "mib") == "—"
+
+
+def test_an_isolated_variant_reports_its_own_peak_memory(bench, sample, tmp_path):
+    out = tmp_path / "one.json"
+    assert bench.main([str(sample), *TINY, "--variants", "patchcore", "--robustness-variants", "--out", str(out)]) == 0
+    [run] = json.loads(out.read_text())["datasets"]["bottle"]["runs"]
+    # the child's own high-water mark: more than what it held before fitting, and not the parent's peak
+    assert 0 < run["setup_rss_mb"] < run["peak_rss_mb"] < 16 * 1024
+    assert run["robustness"] is None
+
+
+def mvtec_without_defects(sample, root):
+    shutil.copytree(sample / "train", root / "train")
+    shutil.copytree(sample / "test" / "good", root / "test" / "good")
+    return root
+
+
+@pytest.mark.parametrize("case, message", [
+    ("plain", "not MVTec layout"),
+    ("no_defects", "no defective images"),
+    ("missing", "is not a folder"),
+    ("bad_out", "must name a .json file"),
+])
+def test_bad_input_gives_one_line_and_exit_2(bench, sample, tmp_path, capsys, case, message):
+    out = tmp_path / "results" / "x.json"
+    data = tmp_path / "data"
+    if case == "plain":  # a folder of images, fine for `fit`, but nothing to evaluate
+        data.mkdir()
+        shutil.copy(next((sample / "train" / "good").iterdir()), data / "a.png")
+        shutil.copy(next((sample / "train" / "good").iterdir()), data / "b.png")
+    elif case == "no_defects":
+        mvtec_without_defects(sample, data)
+    elif case == "bad_out":
+        data, out = sample, tmp_path / "x.txt"
+    code = bench.main([str(data), *TINY, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error:") and message in err, err
+    assert not out.exists() and not out.with_suffix(".md").exists()
+
+
+def test_script_runs_from_the_command_line(sample, tmp_path):
+    """The documented invocation (a plain script, not an import) reaches the same error handling."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), str(tmp_path / "nope"), "--quiet"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error:") and "Traceback" not in done.stderr
