@@ -79,10 +79,9 @@ def cell(stat: tuple | None, kind: str) -> str:
     mean, std, n = stat
     if kind == "percent":
         text, spread = f"{100 * mean:.1f}", f"{100 * std:.1f}"
-    elif kind == "bytes":
-        text, spread = human_bytes(mean), human_bytes(std)
-    elif kind == "count":
-        text, spread = f"{mean:,.0f}", f"{std:,.0f}"
+    elif kind in ("bytes", "count"):  # sizes: the same for every seed, so no spread unless there is one
+        show = human_bytes if kind == "bytes" else "{:,.0f}".format
+        return f"{show(mean)} ± {show(std)}" if n > 1 and std > 0 else show(mean)
     elif kind == "fraction":
         text, spread = f"{mean:.2f}", f"{std:.2f}"
     else:  # seconds, ms, MiB
@@ -127,8 +126,9 @@ def markdown(results: dict) -> str:
         if machine.get("load_average_at_end"):
             load += f", {'/'.join(map(str, machine['load_average_at_end']))} at end"
     device = machine.get("device", "?") + (f" ({machine['gpu']})" if machine.get("gpu") else "")
+    threads = machine.get("torch_threads", "?")
     lines.append(f"Machine: {machine.get('cpu', '?')}, {machine.get('usable_cores', '?')} usable cores "
-                 f"({machine.get('torch_threads', '?')} torch threads), device {device}; Python "
+                 f"({threads} torch thread{'' if threads == 1 else 's'} per variant), device {device}; Python "
                  f"{machine.get('python', '?')}, torch {machine.get('torch', '?')}, timm {machine.get('timm', '?')}, "
                  f"hlgfa_lite {machine.get('hlgfa_lite', '?')}{load}.")
     lines.append("")
@@ -199,7 +199,8 @@ def markdown(results: dict) -> str:
 
 
 def plot(results: dict, path: str | Path) -> Path:
-    """One row per dataset: the quality metrics of every variant, and (if measured) robustness to nuisances."""
+    """One row per dataset: the quality metrics of every variant; then, if measured, image AUROC and the
+    false-positive rate on good images under each nuisance."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,51 +209,52 @@ def plot(results: dict, path: str | Path) -> Path:
 
     labels = labels_of(results)
     datasets = [(name, ds) for name, ds in results.get("datasets", {}).items() if ds.get("runs")]
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(15, 4.8 * len(datasets)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 2]})
+    if not datasets:
+        raise ValueError("no finished runs to plot")
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(18, 5.2 * len(datasets)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2, 2]})
+
+    def bars(ax, groups: list[str], series: list[tuple[str, list[float], list[float]]]):
+        width = 0.8 / len(series)
+        for i, (name, means, stds) in enumerate(series):
+            ax.bar(np.arange(len(groups)) + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds,
+                   capsize=2, label=name)
+        ax.set_xticks(np.arange(len(groups)), groups, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("%")
+        ax.grid(axis="y", alpha=0.3)
+
+    def mean_std(stat) -> tuple[float, float]:
+        return (100 * stat[0], 100 * stat[1]) if stat else (math.nan, 0.0)
+
     for row, (name, dataset) in enumerate(datasets):
         summary = summarise(dataset["runs"])
-        ax = axes[row][0]
         variants = list(summary)
-        width = 0.8 / len(PLOT_METRICS)
-        lowest = 1.0
-        for i, (key, title) in enumerate(PLOT_METRICS):
-            means = [100 * (summary[v][key] or (math.nan, 0, 0))[0] for v in variants]
-            stds = [100 * (summary[v][key] or (0, 0, 0))[1] for v in variants]
-            lowest = min([lowest] + [m / 100 for m in means if not math.isnan(m)])
-            ax.bar(np.arange(len(variants)) + (i - (len(PLOT_METRICS) - 1) / 2) * width, means, width, yerr=stds,
-                   capsize=2, label=title)
-        ax.set_xticks(np.arange(len(variants)), [labels.get(v, v) for v in variants], rotation=20, ha="right",
-                      fontsize=8)
-        ax.set_ylim(max(0, math.floor(lowest * 10) * 10 - 10), 100.5)
-        ax.set_ylabel("%")
-        ax.set_title(f"{name}: quality per variant (mean ± std over seeds)")
-        ax.legend(fontsize=8, loc="lower left")
-        ax.grid(axis="y", alpha=0.3)
-        ax = axes[row][1]
+        series = [(title, *zip(*(mean_std(summary[v][key]) for v in variants))) for key, title in PLOT_METRICS]
+        bars(axes[row][0], [labels.get(v, v) for v in variants], series)
+        lowest = min([100.0] + [m for _, means, _ in series for m in means if not math.isnan(m)])
+        axes[row][0].set_ylim(max(0, math.floor(lowest / 10) * 10 - 10), 100.5)
+        axes[row][0].set_title(f"{name}: quality per variant", fontsize=10)
+        axes[row][0].legend(fontsize=8, loc="lower left")
         robust = robustness_summary(dataset["runs"])
         if not robust:
-            ax.axis("off")
+            axes[row][1].axis("off")
+            axes[row][2].axis("off")
             continue
         nuisances = ["clean"] + list(results.get("settings", {}).get("nuisances", {}))
-        width = 0.8 / len(robust)
-        for i, (v, by_n) in enumerate(robust.items()):
-            x = np.arange(len(nuisances)) + (i - (len(robust) - 1) / 2) * width
-            auroc = [100 * (by_n.get(n, {}).get("image_auroc") or (math.nan,))[0] for n in nuisances]
-            fpr = [100 * (by_n.get(n, {}).get("fpr_good") or (math.nan,))[0] for n in nuisances]
-            bars = ax.bar(x, auroc, width, label=f"{labels.get(v, v)}: image AUROC")
-            ax.plot(x, fpr, "v", color=bars.patches[0].get_facecolor(), markeredgecolor="black",
-                    label=f"{labels.get(v, v)}: FPR good")
-        ax.set_xticks(np.arange(len(nuisances)), nuisances, fontsize=8)
-        ax.set_ylim(0, 100.5)
-        ax.set_ylabel("%")
-        ax.set_title(f"{name}: nuisances (bars image AUROC, ▼ FPR at the calibrated threshold)")
-        ax.legend(fontsize=7, loc="lower left")
-        ax.grid(axis="y", alpha=0.3)
+        for ax, key, title in ((axes[row][1], "image_auroc", "image AUROC under nuisances"),
+                               (axes[row][2], "fpr_good", "good images flagged (FPR) at the calibrated threshold")):
+            series = [(labels.get(v, v), *zip(*(mean_std(by_n.get(n, {}).get(key)) for n in nuisances)))
+                      for v, by_n in robust.items()]
+            bars(ax, nuisances, series)
+            ax.set_ylim(0, 105)
+            ax.set_title(f"{name}: {title}", fontsize=10)
+        axes[row][2].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    seeds = results.get("settings", {}).get("seeds", [])
+    fig.suptitle("mean ± std over seeds " + str(seeds) if len(seeds) > 1 else f"seed {seeds}", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -276,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text, end="")
     if args.png:
-        plot(results, args.png)
+        try:
+            plot(results, args.png)
+        except ValueError as exc:
+            print(f"error: cannot draw {args.png}: {exc}.", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -63,6 +63,7 @@ WORKER_FLAG = "--_worker"  # internal: run one variant from a spec file (the par
 class VariantFailed(Exception):
     """A variant's process died without a result (a bug or an out-of-memory kill, not a user mistake)."""
 
+
 # kind: how the variant is fitted; overrides: HLGFAConfig fields changed from the preset
 VARIANTS: dict[str, dict] = {
     "full": {"kind": "hlgfa", "overrides": {}, "label": "HLGFA-lite (full)"},
@@ -152,6 +153,9 @@ def fit_variant(spec: dict, cfg, device: str, paths: list[Path]) -> tuple[object
              "trainable_parameters": model.trainable_parameters(), "state_kind": "checkpoint (head.safetensors)"}
     with tempfile.TemporaryDirectory() as folder:
         facts["state_bytes"] = (save(model, Path(folder) / "model") / TENSORS).stat().st_size
+    if spec.get("keep_checkpoints"):  # e.g. to ship the full variant's head as the demo's model
+        save(model, Path(spec["keep_checkpoints"]) / f"{spec['dataset']}_{spec['variant']}_seed{spec['seed']}",
+             overwrite=True)
     return model, facts
 
 
@@ -347,7 +351,7 @@ def run_benchmark(args, argv: list[str]) -> dict:
                         "config_overrides": overrides, "device": args.device, "progress": not args.quiet,
                         "robustness": variant in robust, "coreset": args.coreset,
                         "coreset_fraction": args.coreset_fraction, "isolated": args.isolation == "process",
-                        "threads": threads}
+                        "threads": threads, "keep_checkpoints": args.keep_checkpoints}
                 print(f"[{done}/{total}] {name} seed {seed} {variant} ...", flush=True)
                 result = run_isolated(spec) if args.isolation == "process" else run_in_this_process(spec)
                 results["datasets"][name]["runs"].append(result)
@@ -390,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"),
                         help="results JSON; NAME.md and NAME.png are written beside it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--keep-checkpoints", default=None, metavar="DIR",
+                        help="also save each HLGFA variant's checkpoint under DIR/<dataset>_<variant>_seed<seed>")
     return parser
 
 

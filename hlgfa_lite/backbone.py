@@ -43,16 +43,17 @@ class FrozenBackbone(nn.Module):
         return super().train(False)
 
     def _runner(self, x: torch.Tensor):
-        """The network, traced and frozen once per input size and device (BatchNorm folded into the convolutions,
-        about 1.7x faster on a CPU); the plain module where tracing is off or fails."""
+        """The network, traced and frozen once per input shape and device (BatchNorm folded into the convolutions,
+        about 1.7x faster on a CPU); the plain module where tracing is off or fails. The batch size is part of the
+        key: a graph traced for one batch size runs several times slower on another."""
         if not self.compile:
             return self.net
-        key = (tuple(x.shape[-2:]), x.device, x.dtype)
+        key = (tuple(x.shape), x.device, x.dtype)
         if key not in self._compiled:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._compiled[key] = torch.jit.freeze(torch.jit.trace(self.net, x[:1], check_trace=False))
+                    self._compiled[key] = torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
             except Exception:  # noqa: BLE001 - any tracing failure: stay with the eager network
                 self._compiled[key] = self.net
         return self._compiled[key]

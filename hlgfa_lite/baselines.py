@@ -229,7 +229,7 @@ class PatchCoreBaseline(nn.Module):
         return maps, image_scores(maps, 0)
 
     @torch.no_grad()
-    def fit(self, paths: list[Path], progress: bool = False, batch_size: int = 8) -> PatchCoreReport:
+    def fit(self, paths: list[Path], progress: bool = False, batch_size: int = 1) -> PatchCoreReport:
         """Memory bank from the good images at ``paths`` (minus HLGFA's held-out split), then calibration on the
         held-out images with HLGFA's rule (``scoring.calibrate``)."""
         cfg = self.cfg

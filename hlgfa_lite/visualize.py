@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt  # without a display, matplotlib picks its file backend (Agg) by itself
+import numpy as np
+import torch
+from PIL import Image
 
 
 def to_uint8_image(image: torch.Tensor) -> np.ndarray:
