@@ -151,7 +151,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     print(f"demo /inspect latency, {args.requests} requests per row, images "
-          f"{', '.join(Path(p).parent.name + '/' + Path(p).name for p in images)} (320 px), "
+          f"{', '.join(Path(p).parent.name + '/' + Path(p).name for p in images)} (512 px), "
           f"queue concurrency 2; {os.cpu_count()} CPUs, torch {torch.__version__} with {threads} thread(s) per request "
           f"in the server, {platform.processor() or platform.machine()}; load average before: "
           f"{' '.join(f'{x:.1f}' for x in load_before)}\n")

@@ -46,7 +46,7 @@ for level, (channels, stride) in enumerate(zip(model.backbone.channels, model.ba
 samples = load_test_split(SAMPLE)
 good_sample = next(s for s in samples if s.defect_type == "good")
 defect_sample = next(s for s in samples if s.defect_type == "broken_small")
-images = torch.stack([load_image(good_sample.path), load_image(defect_sample.path)])  # (2, 3, 320, 320)
+images = torch.stack([load_image(good_sample.path), load_image(defect_sample.path)])  # (2, 3, 512, 512)
 defect_mask = load_mask(defect_sample.mask_path, tuple(images.shape[-2:]))
 ins = model.inspect(images)
 print("high view", tuple(ins.hr_image.shape), "low view", tuple(ins.lr_image.shape))

@@ -30,7 +30,7 @@ cfg = preset("lite")
 print("training-time nuisance ranges (config):", {k: v for k, v in cfg.to_dict().items() if k.startswith("aug_")})
 test_samples = load_test_split(SAMPLE)
 good_samples = [s for s in test_samples if s.label == 0]
-good_images = torch.stack([load_image(s.path) for s in good_samples])  # (5, 3, 320, 320): unseen good bottles
+good_images = torch.stack([load_image(s.path) for s in good_samples])  # (5, 3, 512, 512): unseen good bottles
 image = good_images[0]
 
 # %% [markdown]

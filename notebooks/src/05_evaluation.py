@@ -48,14 +48,6 @@ else:
     fit(model, train_image_paths(SAMPLE), progress=False)
     print("no checkpoint here (no clone): fitted a head on the bundled sample instead")
 print(f"test data: {DATA}" + (" (the bundled sample)" if DATA == SAMPLE else ""))
-if DATA == SAMPLE and CHECKPOINT is not None and (CHECKPOINT / "model.json").is_file():
-    # the checkpoint was calibrated on the full-size (900 px) photos; the sample is downsized to 320 px, and a
-    # threshold only holds at the resolution it was calibrated at (section 6 shows why): recalibrate on the
-    # sample's good images, as you would for a new camera
-    from hlgfa_lite.training import calibrate_model, load_images
-    old_threshold = model.threshold()
-    calibrate_model(model, load_images(train_image_paths(SAMPLE), model.cfg.hr_size))
-    print(f"recalibrated on the sample's good images: threshold {old_threshold:.2f} -> {model.threshold():.2f}")
 
 # %%
 ev = evaluate(model, DATA, progress=False)
