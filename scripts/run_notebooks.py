@@ -68,6 +68,10 @@ def execute(path: Path, fast: bool, out_path: Path | None = None, timeout: int =
         try:
             client.execute()
         finally:
+            # nbclient leaves a kernel it was handed running (it only stops kernels it started itself): stop it,
+            # or each finished lesson keeps a busy Python process alive
+            if kernel_manager.has_kernel:
+                kernel_manager.shutdown_kernel(now=True)
             os.environ.clear()
             os.environ.update(env_before)
     seconds = time.perf_counter() - started
