@@ -50,7 +50,6 @@ class HLGFAConfig:
     # --- scoring ---------------------------------------------------------------------------------------
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
     score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max
-    use_position_prior: bool = False  # beyond the paper: add distance to the per-position mean feature
     eval_size: int = 256  # pixel metrics are computed on maps and masks resized to this square
 
     @property
