@@ -1,4 +1,5 @@
 import os
+import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never wait for the Hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -33,3 +34,10 @@ def fitted(sample, tmp_path_factory):
     report = fit(model, train_image_paths(sample), progress=False)
     run_dir = save(model, tmp_path_factory.mktemp("run") / "model")
     return model, report, run_dir
+
+
+def free_port_on_loopback() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for the demo's test servers)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,13 +1,13 @@
 """Integration test: the demo really served on 127.0.0.1 (free port), called through gradio_client like a visitor."""
 
 import os
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port_on_loopback
 from PIL import Image
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -19,15 +19,9 @@ import app  # noqa: E402
 import demo_logic as logic  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    demo = app.launch_demo(server_name="127.0.0.1", server_port=free_port(), torch_threads=None,
+    demo = app.launch_demo(server_name="127.0.0.1", server_port=free_port_on_loopback(), torch_threads=None,
                            prevent_thread_lock=True, quiet=True)
     yield demo.local_url
     demo.close()

@@ -7,11 +7,11 @@ The screenshot lands in test-artifacts/demo.png for CI to keep.
 
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port_on_loopback
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +39,6 @@ def browser_or_skip():
     return sync_playwright
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sync_playwright():
     return browser_or_skip()  # before the server starts: a skip costs nothing
@@ -61,7 +55,7 @@ def demo_app(sync_playwright):
 
 @pytest.fixture(scope="module")
 def server(demo_app):
-    demo = demo_app.launch_demo(server_name="127.0.0.1", server_port=free_port(), torch_threads=None,
+    demo = demo_app.launch_demo(server_name="127.0.0.1", server_port=free_port_on_loopback(), torch_threads=None,
                                 prevent_thread_lock=True, quiet=True)
     yield demo.local_url
     demo.close()
