@@ -1,8 +1,9 @@
 """Request latency of the Gradio demo, as a visitor sees it: upload + queue + inference + pictures + download.
 
 Starts ``demo/app.py`` in its own process (as a Space does) on a free local port, then sends N ``/inspect``
-requests through gradio_client with 1 client and with 8 parallel clients, alternating a good and a defective
-bundled image. Reports median and p95 latency per request and throughput, as a Markdown table.
+requests with 1 client and with 8 parallel clients, alternating a good and a defective bundled image: by default
+the page's own HTTP requests (upload, queue join, event stream, picture downloads), or ``--via gradio_client``.
+Reports median and p95 latency per request and throughput, as a Markdown table.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/demo_latency.py --requests 50 --clients 1 8
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/demo_latency.py --fit      # time an in-browser fit instead
@@ -11,6 +12,7 @@ bundled image. Reports median and p95 latency per request and throughput, as a M
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import socket
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,9 +37,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, run_dir: str | None, threads: int) -> subprocess.Popen:
+def start_server(port: int, run_dir: str | None, threads: int, concurrency: int) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_SERVER_PORT=str(port), HLGFA_DEMO_THREADS=str(threads))
+               GRADIO_SERVER_PORT=str(port), HLGFA_DEMO_THREADS=str(threads),
+               HLGFA_DEMO_CONCURRENCY=str(concurrency))
     if run_dir:
         env["HLGFA_RUN_DIR"] = run_dir
     log = open(LOG, "w")  # a file, not a pipe: a full pipe would stall the server mid-benchmark
@@ -60,21 +64,67 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def run(url: str, images: list[str], requests: int, clients: int) -> dict:
-    from gradio_client import Client, handle_file
+class BrowserLikeClient:
+    """One visitor's /inspect exactly as the web page makes it, over plain HTTP: upload the file, join the queue,
+    read the event stream until the result, then fetch the pictures it names. (gradio_client adds its own polling,
+    up to 50 ms per message, which a browser does not; both are offered, this one is the default.)"""
 
-    pool_clients = [Client(url, verbose=False) for _ in range(clients)]
+    def __init__(self, url: str):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=300)
+        config = self.http.get("config").json()
+        [self.dependency] = [d for d in config["dependencies"] if d.get("api_name") == "inspect"]
+        types = {c["id"]: c.get("type") for c in config["components"]}
+        self.states = [types[i] == "state" for i in self.dependency["inputs"]]
+
+    def inspect(self, path: str, model: str, sensitivity: float) -> dict:
+        name = Path(path).name
+        with open(path, "rb") as file:
+            [server_path] = self.http.post("gradio_api/upload", files={"files": (name, file)}).raise_for_status().json()
+        upload = {"path": server_path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+        visible = iter([upload, model, sensitivity])
+        data = [None if is_state else next(visible) for is_state in self.states]
+        session = uuid.uuid4().hex
+        self.http.post("gradio_api/queue/join", json={
+            "data": data, "fn_index": self.dependency["id"], "session_hash": session, "event_data": None,
+            "trigger_id": None}).raise_for_status()
+        with self.http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed":
+                    break
+        if not message.get("success"):
+            raise RuntimeError(f"/inspect failed: {message}")
+        outputs = message["output"]["data"]
+        for picture in outputs[:2]:  # the overlay and the mask, as the page loads them
+            self.http.get(picture["url"]).raise_for_status()
+        return {"score": outputs[2], "verdict": outputs[3]}
+
+
+def run(url: str, images: list[str], requests: int, clients: int, via: str = "http") -> dict:
+    if via == "http":
+        pool_clients = [BrowserLikeClient(url) for _ in range(clients)]
+
+        def call(client, path):
+            return client.inspect(path, "bottle (bundled model)", 1.0)["score"]
+    else:
+        from gradio_client import Client, handle_file
+
+        pool_clients = [Client(url, verbose=False) for _ in range(clients)]
+
+        def call(client, path):
+            return client.predict(handle_file(path), "bottle (bundled model)", 1.0, api_name="/inspect")[2]
+
     for client in pool_clients:  # warm-up: one request each, not timed
-        client.predict(handle_file(images[0]), "bottle (bundled model)", 1.0, api_name="/inspect")
+        call(client, images[0])
 
     def one(i: int) -> float:
-        client = pool_clients[i % clients]
         started = time.perf_counter()
-        result = client.predict(handle_file(images[i % len(images)]), "bottle (bundled model)", 1.0,
-                                api_name="/inspect")
+        score = call(pool_clients[i % clients], images[i % len(images)])
         elapsed = time.perf_counter() - started
-        if result[2] is None:
-            raise RuntimeError(f"request {i} failed: {result[3]}")
+        if score is None:
+            raise RuntimeError(f"request {i} got no score")
         return elapsed
 
     started = time.perf_counter()
@@ -129,7 +179,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled one)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per request in the server (default: the demo's own rule, cores // 2)")
+                        help="torch threads per request in the server (default: the demo's own rule, "
+                        "cores // concurrency)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="inferences at a time in the server (default: the demo's own, app.CONCURRENCY)")
+    parser.add_argument("--via", choices=["http", "gradio_client"], default="http",
+                        help="http: the page's own requests (default); gradio_client: the Python client, which adds "
+                        "its own polling delays")
     parser.add_argument("--fit", action="store_true", help="time an in-browser fit instead (no server)")
     args = parser.parse_args()
 
@@ -137,22 +193,27 @@ def main() -> None:
     import demo_logic
     import torch
 
+    from hlgfa_lite.cli import usable_cpus
+
     if args.fit:
         return time_fit(args.threads or app.THREADS)
     examples = dict(demo_logic.example_images())
     load_before = os.getloadavg()
     images = [examples["good"], examples["broken large"]]
     port = free_port()
-    threads = args.threads or app.THREADS
-    server = start_server(port, args.run_dir, threads)
+    concurrency = args.concurrency or app.CONCURRENCY
+    threads = args.threads or max(1, usable_cpus() // concurrency)
+    server = start_server(port, args.run_dir, threads, concurrency)
     try:
-        rows = [run(f"http://127.0.0.1:{port}/", images, args.requests, n) for n in args.clients]
+        rows = [run(f"http://127.0.0.1:{port}/", images, args.requests, n, args.via) for n in args.clients]
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"demo /inspect latency, {args.requests} requests per row, images "
+    print(f"demo /inspect latency ({args.via}: upload, queue, inference, pictures, download), {args.requests} "
+          f"requests per row, images "
           f"{', '.join(Path(p).parent.name + '/' + Path(p).name for p in images)} (512 px), "
-          f"queue concurrency 2; {os.cpu_count()} CPUs, torch {torch.__version__} with {threads} thread(s) per request "
+          f"queue concurrency {concurrency}; {usable_cpus()} usable CPUs, torch {torch.__version__} with {threads} "
+          f"thread(s) per request "
           f"in the server, {platform.processor() or platform.machine()}; load average before: "
           f"{' '.join(f'{x:.1f}' for x in load_before)}\n")
     model_ms = model_only_ms(images, threads)

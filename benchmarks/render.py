@@ -2,13 +2,17 @@
 
     python benchmarks/render.py benchmarks/results/NAME.json                 # Markdown on stdout
     python benchmarks/render.py benchmarks/results/NAME.json --md X.md --png X.png
+    python benchmarks/render.py A.json B.json --md X.md     # runs of several commands pooled (e.g. seed 0, seeds 1 2)
 
-With several seeds every cell is mean ± sample standard deviation (n - 1) over the seeds.
+With several seeds every cell is mean ± sample standard deviation (n - 1) over the seeds, and the effect of each
+variant is also given as its per-seed difference from the full model (paired by seed, so the spread is that of the
+effect itself, not of the two variants' scores).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
@@ -66,6 +70,41 @@ def robustness_summary(runs: list[dict]) -> dict[str, dict[str, dict[str, tuple 
     return {v: {n: {k: stats(vals) for k, vals in cell.items()} for n, cell in by_n.items()} for v, by_n in out.items()}
 
 
+def paired_effects(runs: list[dict], keys: tuple[str, ...] = ("image_auroc", "pixel_auroc", "pixel_aupro"),
+                   reference: str = "full") -> dict[str, dict[str, tuple | None]]:
+    """{variant: {key: stats of (variant - reference) over the seeds where both ran}}, every variant but the
+    reference."""
+    by_seed = {r["seed"]: r for r in runs if r["variant"] == reference}
+    variants = [v for v in dict.fromkeys(r["variant"] for r in runs) if v != reference]
+    return {v: {k: stats([value(r, k) - value(by_seed[r["seed"]], k) for r in runs
+                          if r["variant"] == v and r["seed"] in by_seed
+                          and value(r, k) is not None and value(by_seed[r["seed"]], k) is not None])
+                for k in keys} for v in variants}
+
+
+def merge(parts: list[dict]) -> dict:
+    """Results of several commands over the same datasets (say ``--seeds 0``, then ``--seeds 1 2``) as one: the runs
+    of each dataset pooled, the seeds and commands listed together."""
+    if len(parts) == 1:
+        return parts[0]
+    merged = copy.deepcopy(parts[0])
+    merged["command"] = " ; ".join(p.get("command", "?") for p in parts)
+    merged["complete"] = all(p.get("complete") for p in parts)
+    merged["total_seconds"] = sum(p.get("total_seconds", 0) for p in parts)
+    settings = merged.setdefault("settings", {})
+    settings["seeds"] = sorted({s for p in parts for s in p.get("settings", {}).get("seeds", [])})
+    for part in parts[1:]:
+        settings.setdefault("variant_labels", {}).update(part.get("settings", {}).get("variant_labels", {}))
+        settings.setdefault("nuisances", {}).update(part.get("settings", {}).get("nuisances", {}))
+        for name, dataset in part.get("datasets", {}).items():
+            merged["datasets"].setdefault(name, {**dataset, "runs": []})
+            if dataset is not merged["datasets"][name]:
+                merged["datasets"][name]["runs"] += copy.deepcopy(dataset.get("runs", []))
+    if parts[-1].get("machine", {}).get("load_average_at_end"):
+        merged["machine"]["load_average_at_end"] = parts[-1]["machine"]["load_average_at_end"]
+    return merged
+
+
 def human_bytes(n: float) -> str:
     for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
@@ -84,6 +123,8 @@ def cell(stat: tuple | None, kind: str) -> str:
         return f"{show(mean)} ± {show(std)}" if n > 1 and std > 0 else show(mean)
     elif kind == "fraction":
         text, spread = f"{mean:.2f}", f"{std:.2f}"
+    elif kind == "points":  # a difference of two fractions, in percentage points, with its sign
+        text, spread = f"{100 * mean:+.1f}", f"{100 * std:.1f}"
     else:  # seconds, ms, MiB
         text, spread = f"{mean:.0f}", f"{std:.0f}"
     return f"{text} ± {spread}" if n > 1 else text
@@ -118,7 +159,9 @@ def markdown(results: dict) -> str:
     machine, settings = results.get("machine", {}), results.get("settings", {})
     labels = labels_of(results)
     lines = ["# Benchmark results", ""]
-    lines.append(f"Command: `{results.get('command', '?')}`")
+    commands = results.get("command", "?").split(" ; ")
+    lines.append(("Command: " if len(commands) == 1 else "Commands (runs pooled): ")
+                 + "; ".join(f"`{c}`" for c in commands))
     lines.append("")
     load = ""
     if machine.get("load_average_at_start"):
@@ -166,6 +209,15 @@ def markdown(results: dict) -> str:
         cost = cost_line(summary, labels)
         if cost:
             lines += ["", cost]
+        effects = paired_effects(runs)
+        if "full" in summary and effects:
+            n_seeds = len({r["seed"] for r in runs})
+            lines += ["", "### Each variant against the full model (percentage points, paired by seed)", "",
+                      f"Variant minus full HLGFA-lite with the same seed, mean ± std over {n_seeds} seed"
+                      f"{'' if n_seeds == 1 else 's'}: an effect smaller than its spread is not established.", ""]
+            keys = [("image_auroc", "Δ image AUROC"), ("pixel_auroc", "Δ pixel AUROC"), ("pixel_aupro", "Δ AUPRO")]
+            rows = [[labels.get(v, v)] + [cell(e[k], "points") for k, _ in keys] for v, e in effects.items()]
+            lines += table(["variant"] + [title for _, title in keys], rows)
         types = list(dict.fromkeys(t for r in runs for t in r.get("per_type", {})))
         if types:
             lines += ["", "### Image AUROC per defect type (%)", ""]
@@ -261,17 +313,21 @@ def plot(results: dict, path: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/render.py", description=__doc__.splitlines()[0])
-    parser.add_argument("results", help="a JSON written by benchmarks/run.py")
+    parser.add_argument("results", nargs="+", help="JSON(s) written by benchmarks/run.py; several are pooled")
     parser.add_argument("--md", default=None, help="write the Markdown here (default: stdout)")
     parser.add_argument("--png", default=None, help="also draw the plot here")
     args = parser.parse_args(argv)
-    try:
-        results = json.loads(Path(args.results).read_text())
-        if not isinstance(results, dict) or "datasets" not in results:
-            raise ValueError("no 'datasets' key")
-    except (OSError, ValueError) as exc:
-        print(f"error: {args.results} is not a benchmark results JSON ({exc}).", file=sys.stderr)
-        return 2
+    parts = []
+    for path in args.results:
+        try:
+            part = json.loads(Path(path).read_text())
+            if not isinstance(part, dict) or "datasets" not in part:
+                raise ValueError("no 'datasets' key")
+        except (OSError, ValueError) as exc:
+            print(f"error: {path} is not a benchmark results JSON ({exc}).", file=sys.stderr)
+            return 2
+        parts.append(part)
+    results = merge(parts)
     text = markdown(results)
     if args.md:
         Path(args.md).write_text(text)

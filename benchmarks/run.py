@@ -11,6 +11,7 @@ conditions (same data split, backbone, image sizes, scoring and metrics code; on
     no_detail      without the detail prior (the residual sees only the low-res features)
     no_gate        the residual correction added with weight 1
     no_noise_aug   without the noise-aware augmentation
+    aug_low_only   the augmentation on the low-res view only, the clean high-res view as target (the other reading)
     training_free  1 - cos(F_L, avgpool(F_H)), head left at the identity, nothing learnt
     patchcore      PatchCore-style memory bank on the same frozen features (hlgfa_lite.baselines)
 
@@ -51,7 +52,7 @@ from hlgfa_lite.augmentation import apply_nuisance  # noqa: E402
 from hlgfa_lite.backbone import resize  # noqa: E402
 from hlgfa_lite.baselines import PatchCoreBaseline, training_free  # noqa: E402
 from hlgfa_lite.checkpoint import TENSORS  # noqa: E402
-from hlgfa_lite.cli import resolve_device  # noqa: E402
+from hlgfa_lite.cli import resolve_device, usable_cpus  # noqa: E402
 from hlgfa_lite.config import PRESETS  # noqa: E402
 from hlgfa_lite.data import load_test_split, train_image_paths  # noqa: E402
 from hlgfa_lite.evaluation import evaluate_samples  # noqa: E402
@@ -71,20 +72,22 @@ VARIANTS: dict[str, dict] = {
     "no_detail": {"kind": "hlgfa", "overrides": {"use_detail": False}, "label": "without detail prior"},
     "no_gate": {"kind": "hlgfa", "overrides": {"use_gate": False}, "label": "without gate"},
     "no_noise_aug": {"kind": "hlgfa", "overrides": {"noise_aug": False}, "label": "without noise augmentation"},
+    "aug_low_only": {"kind": "hlgfa", "overrides": {"aug_views": "low"},
+                     "label": "augmentation on the low-res view only"},
     "training_free": {"kind": "training_free", "overrides": {}, "label": "training-free 1 − cos (no head)"},
     "patchcore": {"kind": "patchcore", "overrides": {}, "label": "PatchCore-style memory bank"},
 }
 
 # (nuisance kind for hlgfa_lite.augmentation.apply_nuisance, strength, label). Applied to the whole test image
-# after resizing it to hr_size (both views see it, as with a real camera); strengths are meant at 512 px and sit
-# inside the training augmentation's range (noise std <= 0.04, blur <= 1.2 px at 256 px, JPEG 30-90).
+# after resizing it to hr_size (both views see it, as with a real camera); strengths are meant at 512 px. Noise and
+# JPEG sit inside the training augmentation's ranges (std <= 0.04, quality 30-90), blur near its edge (<= 2 px).
 NUISANCES: dict[str, tuple[str, float, str]] = {
     "noise": ("noise", 0.03, "Gaussian noise σ = 0.03"),
     "blur": ("blur", 1.5, "Gaussian blur σ = 1.5 px"),
     "brightness": ("brightness", 0.1, "brightness + 0.1"),
     "jpeg": ("jpeg", 30, "JPEG quality 30"),
 }
-DEFAULT_ROBUSTNESS = ("full", "no_noise_aug", "patchcore")
+DEFAULT_ROBUSTNESS = ("full", "no_noise_aug", "aug_low_only", "patchcore")
 
 
 # --- one variant (runs in its own process) ----------------------------------------------------------------------
@@ -262,15 +265,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def machine_info(device: str, threads: int) -> dict:
     import timm
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-            "logical_cores": os.cpu_count(), "usable_cores": usable_cores(), "torch_threads": threads,
+            "logical_cores": os.cpu_count(), "usable_cores": usable_cpus(), "torch_threads": threads,
             "torch": torch.__version__, "timm": timm.__version__, "hlgfa_lite": __version__, "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
     if hasattr(os, "getloadavg"):  # a busy machine slows every timing: say how busy it was

@@ -23,14 +23,17 @@ import torch  # noqa: E402
 
 import demo_logic as logic  # noqa: E402
 from hlgfa_lite import HLGFAError  # noqa: E402
+from hlgfa_lite.cli import usable_cpus  # noqa: E402
 from hlgfa_lite.samples import sample_dir  # noqa: E402
 
 log = logging.getLogger("hlgfa_lite.demo")
 BOTTLE, MY_PART = "bottle (bundled model)", "my part (fitted in this session)"
-QUEUE = dict(default_concurrency_limit=2, max_size=32)  # 2 inferences at a time (2 CPU cores), 32 waiting
-# torch threads per request: the cores shared among the concurrent requests. On a busy 2-core machine, 2 threads
-# per inference measured 4x slower than 1 (threads wait for each other); HLGFA_DEMO_THREADS overrides it.
-THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or max(1, (os.cpu_count() or 1) // 2)
+# Inferences run one at a time, each with every core the machine gives us (a free Space has 2): a lone visitor
+# gets the fastest answer, and queued visitors get the same throughput as two 1-thread inferences side by side
+# (benchmarks/DEMO_RESULTS.md measures both). HLGFA_DEMO_CONCURRENCY and HLGFA_DEMO_THREADS override the rule.
+CONCURRENCY = int(os.environ.get("HLGFA_DEMO_CONCURRENCY", 0)) or 1
+THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or max(1, usable_cpus() // CONCURRENCY)
+QUEUE = dict(default_concurrency_limit=CONCURRENCY, max_size=32)  # at most 32 visitors waiting
 SESSION_SECONDS = 3600  # a session's fitted part and last result are dropped after an hour without use
 
 INTRO = """

@@ -246,7 +246,7 @@ def _enlarge_for_display(picture: np.ndarray) -> np.ndarray:
 @dataclass
 class Rendered:
     overlay: np.ndarray  # (H, W, 3) uint8: the image with the coloured map and the mask's outline
-    mask: np.ndarray  # (H, W, 3) uint8: white where the map exceeds the pixel threshold
+    mask: np.ndarray  # (H, W) uint8: white (255) where the map exceeds the pixel threshold; one channel, a 3x smaller PNG
     score: float
     anomalous: bool
     defect_fraction: float  # share of the image's pixels in the mask
@@ -272,7 +272,7 @@ def render(model: HLGFA, result: Inspected, sensitivity: float = 1.0, model_name
              f"Pixels above the defect threshold: **{100 * fraction:.1f} %** of the image."]
     if result.notes:
         lines.append("ℹ " + "; ".join(result.notes) + ".")
-    mask_picture = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2)
+    mask_picture = mask.astype(np.uint8) * 255
     return Rendered(_enlarge_for_display(picture), _enlarge_for_display(mask_picture), result.score, anomalous,
                     fraction, "\n\n".join(lines))
 

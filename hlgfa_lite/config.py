@@ -30,12 +30,16 @@ class HLGFAConfig:
     prior_width: float = 1.0  # bottleneck: prior channels = prior_width * C (measured: full width is best)
     hidden_width: float = 1.0  # width of the head's hidden layers, relative to C
     gate_bias_init: float = -2.0  # sigmoid(-2) = 0.12: the gate starts mostly closed
-    # --- noise-aware augmentation (low-res input only; the high-res target stays clean) ----------------
+    # --- noise-aware augmentation ---------------------------------------------------------------------------
     noise_aug: bool = True
-    aug_copies: int = 3  # augmented low-res views pre-drawn per training image (features cached once)
+    # "both": a nuisance hits the image before both views are made, as a camera's would (the head learns to keep
+    # a noisy pair aligned); "low": the low-res input only, with the clean high-res target (the head learns to
+    # undo nuisances: measured to make nuisances at test time *worse*, see benchmarks/RESULTS.md)
+    aug_views: str = "both"
+    aug_copies: int = 3  # augmented views pre-drawn per training image (features cached once)
     aug_prob: float = 0.5  # probability of each nuisance
     aug_noise_std: float = 0.04  # max std of additive Gaussian sensor noise, images in [0, 1]
-    aug_blur_sigma: float = 1.2  # max std (px) of Gaussian blur
+    aug_blur_sigma: float = 2.0  # max std (px of the augmented image) of Gaussian blur
     aug_sharpness: float = 1.0  # sharpness factor in [1, 1 + this] (torchvision adjust_sharpness)
     aug_brightness: float = 0.25  # brightness and contrast factor range 1 +- this
     aug_gamma: float = 0.25  # gamma in [1 - this, 1 + this]
@@ -64,6 +68,8 @@ class HLGFAConfig:
             )
         if self.lr_size % 32:
             raise HLGFAError(f"lr_size ({self.lr_size}) must be a multiple of 32 so every level's grid is whole.")
+        if self.aug_views not in ("both", "low"):
+            raise HLGFAError(f"aug_views must be 'both' or 'low', got {self.aug_views!r}.")
         if not self.out_indices:
             raise HLGFAError("out_indices is empty: name at least one backbone level, e.g. (1, 2, 3).")
         return self

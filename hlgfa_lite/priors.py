@@ -23,17 +23,31 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.functional import gaussian_blur
+
+
+def gaussian_kernel1d(sigma: float, size: int) -> torch.Tensor:
+    """k(x) = exp(-x^2 / (2 sigma^2)) / Z on x = -(size // 2) .. size // 2, summing to 1."""
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
 
 
 def low_pass(features: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Per-channel Gaussian blur (reflect padding) of (B, C, H, W) features; kernel covers +-3 sigma."""
+    """Per-channel Gaussian blur (reflect padding) of (B, C, H, W) features; kernel covers +-3 sigma.
+
+    The 2-D Gaussian is separable, G = g g^T, so it runs as a vertical then a horizontal 1-D convolution:
+    2k instead of k^2 multiply-adds per value (the same result as torchvision's ``gaussian_blur``, several
+    times faster for the k = 13-25 used here)."""
     if sigma <= 0:
         return features
-    kernel = 2 * int(round(3 * sigma)) + 1
+    size = 2 * int(round(3 * sigma)) + 1
     # a kernel wider than the map cannot be reflect-padded; clip it to the largest odd size that fits
-    kernel = min(kernel, 2 * (min(features.shape[-2:]) - 1) - 1)
-    return gaussian_blur(features, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+    size = min(size, 2 * (min(features.shape[-2:]) - 1) - 1)
+    channels, pad = features.shape[1], size // 2
+    kernel = gaussian_kernel1d(sigma, size).to(features.device, features.dtype)
+    x = F.pad(features, [pad, pad, pad, pad], mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels)  # along H
+    return F.conv2d(x, kernel.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)  # along W
 
 
 def split(high: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,9 +69,10 @@ class Priors:
         return Priors(fn(self.structure), fn(self.detail), fn(self.target))
 
     @staticmethod
-    def cat(parts: list["Priors"]) -> "Priors":
-        """Concatenate along the batch axis."""
-        return Priors(*(torch.cat([getattr(p, name) for p in parts]) for name in ("structure", "detail", "target")))
+    def stack(parts: list["Priors"]) -> "Priors":
+        """Stack along a new axis 1: K draws of (B, ...) -> (B, K, ...)."""
+        return Priors(*(torch.stack([getattr(p, name) for p in parts], dim=1)
+                        for name in ("structure", "detail", "target")))
 
 
 def priors_on_low_grid(high: torch.Tensor, sigma: float, ratio: int) -> Priors:

@@ -1,8 +1,10 @@
 """Fitting the alignment head on good images, then calibrating on held-out good images.
 
 1. Split the good images: ``holdout_fraction`` of them (at least one) are kept aside for calibration.
-2. Cache features once. The backbone is frozen, so F_H of a training image never changes; the low-res
-   input is pre-drawn ``1 + aug_copies`` times (clean + noise-augmented views) and its features cached too.
+2. Cache features once. The backbone is frozen, so the features of a fixed input never change: each training
+   image is pre-drawn ``1 + aug_copies`` times (clean + noise-augmented) and the features of every draw cached.
+   With ``aug_views="both"`` a draw changes the image before both views are made (priors and target follow the
+   nuisance); with ``"low"`` only the low-res view changes and the clean high-res priors are cached once.
 3. Train for a fixed number of steps (not epochs: a 20-image set needs as many updates as a 200-image one):
    AdamW, cosine learning-rate decay, loss = sum over levels of mean(1 - cos(F_hat, T)).
 4. Calibrate: per-level mean/std of the misalignment on held-out images, then their fused maps and scores
@@ -52,37 +54,62 @@ def as_float(images_uint8: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class FeatureCache:
-    """Frozen features of the training images, float16 on the CPU: computed once, read every step."""
+    """Frozen features of the training images, float16 on the CPU: computed once, read every step.
 
-    priors: list[Priors]  # per level; structure (N, C, h, w), detail (N, C r^2, h, w), target (N, C, h, w)
-    low: list[torch.Tensor]  # per level (N, K, C, h, w): K low-res views (clean + augmented)
+    K draws per image (clean + augmented); the priors have K draws too when the nuisance reached both views,
+    else one (clean) draw shared by all K low-res draws."""
+
+    priors: list[Priors]  # per level; structure (N, Kp, C, h, w), detail (N, Kp, C r^2, h, w), target (N, Kp, C, h, w)
+    low: list[torch.Tensor]  # per level (N, K, C, h, w): K low-res draws
 
     def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
-        low = [cache[images, views].to(device).float() for cache in self.low]
-        priors = [p.apply(lambda t: t[images].to(device).float()) for p in self.priors]
-        return low, priors
+        """Draw ``views[i]`` of image ``images[i]``, as float32 (B, C, h, w) tensors on ``device``."""
+
+        def read(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return t[images, index].to(device).float()
+
+        prior_views = views % self.priors[0].target.shape[1]  # Kp = 1: always the clean draw
+        return [read(cache, views) for cache in self.low], [p.apply(lambda t: read(t, prior_views)) for p in self.priors]
 
 
 @torch.no_grad()
 def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, progress: bool = True) -> FeatureCache:
-    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features of 1 + aug_copies low-res views.
+    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features F_L of 1 + aug_copies draws.
 
     One image at a time by default: on a CPU, 512 px batches of 8 measured slower per image than single images."""
     cfg = model.cfg
     augment = NoiseAugment(cfg) if cfg.noise_aug else None
     copies = 1 + (cfg.aug_copies if augment else 0)
-    chunks: list[tuple[list[Priors], list[torch.Tensor]]] = []
+    both = augment is not None and cfg.aug_views == "both"
+
+    cache: FeatureCache | None = None
     for start in tqdm(range(0, len(hr_images), batch_size), desc="caching features", disable=not progress,
                       leave=False):
-        hr = as_float(hr_images[start:start + batch_size]).to(model.device)
-        lr = resize(hr, cfg.lr_size)
-        views = [lr] + [torch.stack([augment(img) for img in lr.cpu()]).to(model.device) for _ in range(copies - 1)]
-        lows = [model.backbone(view) for view in views]
-        priors = [p.apply(lambda t: t.half().cpu()) for p in model.priors(model.backbone(hr))]
-        chunks.append((priors, [torch.stack(level, dim=1).half().cpu() for level in zip(*lows)]))
-    priors_per_chunk, low_per_chunk = zip(*chunks)
-    return FeatureCache(priors=[Priors.cat(list(level)) for level in zip(*priors_per_chunk)],
-                        low=[torch.cat(level) for level in zip(*low_per_chunk)])
+        clean = as_float(hr_images[start:start + batch_size]).to(model.device)  # (b, 3, hr, hr)
+        high_views, low_views = [clean], [resize(clean, cfg.lr_size)]
+        for _ in range(copies - 1):
+            if both:  # the nuisance first, then both views from the changed image
+                noisy = torch.stack([augment(img) for img in clean.cpu()]).to(model.device)
+                high_views.append(noisy)
+                low_views.append(resize(noisy, cfg.lr_size))
+            else:  # the low view only; the clean high view is shared
+                low_views.append(torch.stack([augment(img) for img in low_views[0].cpu()]).to(model.device))
+        high_priors = [model.priors(model.backbone(view)) for view in high_views]  # [draw][level]
+        priors = [Priors.stack(list(level)) for level in zip(*high_priors)]  # [level] (b, Kp, ...)
+        lows = [torch.stack(level, dim=1) for level in zip(*(model.backbone(v) for v in low_views))]  # (b, K, ...)
+        if cache is None:  # the first chunk tells every shape: allocate the whole cache once, then fill it in place
+            # (collecting chunks and concatenating them would hold the cache twice at the end)
+
+            def allocate(t: torch.Tensor) -> torch.Tensor:
+                return torch.empty((len(hr_images), *t.shape[1:]), dtype=torch.float16)
+
+            cache = FeatureCache(priors=[p.apply(allocate) for p in priors], low=[allocate(t) for t in lows])
+        rows = slice(start, start + len(clean))
+        for stored, new in zip(cache.priors, priors):
+            stored.structure[rows], stored.detail[rows], stored.target[rows] = new.structure, new.detail, new.target
+        for stored, new in zip(cache.low, lows):
+            stored[rows] = new
+    return cache
 
 
 def train_head(model: HLGFA, cache: FeatureCache, steps: int, progress: bool = True,

@@ -39,3 +39,32 @@ def test_blur_removes_high_frequencies_and_brightness_shifts_the_mean():
 def test_unknown_nuisance_says_which_exist():
     with pytest.raises(HLGFAError, match="choose noise"):
         apply_nuisance(torch.rand(3, 8, 8), "fog", 1.0)
+
+
+@pytest.mark.parametrize("views, prior_draws", [("both", 3), ("low", 1)])
+def test_cached_draws_follow_where_the_nuisance_is_applied(views, prior_draws):
+    """"both": each draw has its own high-res priors (the nuisance reached the high view); "low": one clean draw.
+    Draw 0 is always the clean image, whatever the mode."""
+    from hlgfa_lite import HLGFA
+    from hlgfa_lite.training import cache_features
+
+    cfg = preset("lite", hr_size=128, lr_size=64, aug_views=views, aug_copies=2, aug_prob=1.0)
+    model = HLGFA(cfg).eval()
+    images = (torch.rand(2, 3, 128, 128) * 255).to(torch.uint8)
+    cache = cache_features(model, images, progress=False)
+    assert [level.shape[1] for level in cache.low] == [3, 3, 3]
+    assert [p.target.shape[1] for p in cache.priors] == [prior_draws] * 3
+    clean = model.inspect(images.float() / 255)
+    for level, priors in enumerate(cache.priors):
+        torch.testing.assert_close(priors.target[:, 0].float(), clean.priors[level].target, atol=2e-2, rtol=1e-2)
+        torch.testing.assert_close(cache.low[level][:, 0].float(), clean.low[level], atol=2e-2, rtol=1e-2)
+        assert not torch.allclose(cache.low[level][:, 1], cache.low[level][:, 0])  # augmented draws differ
+    if views == "both":
+        assert not torch.allclose(cache.priors[0].target[:, 1], cache.priors[0].target[:, 0])
+    low, priors = cache.batch(torch.tensor([0, 1, 1]), torch.tensor([2, 0, 1]), "cpu")
+    assert low[0].shape[0] == priors[0].detail.shape[0] == 3
+
+
+def test_aug_views_is_checked():
+    with pytest.raises(HLGFAError, match="aug_views"):
+        preset("lite", aug_views="high")

@@ -56,6 +56,7 @@ def test_every_variant_has_every_number(bench, smoke, sample):
     assert not runs["no_structure"]["config"]["use_structure"] and runs["no_structure"]["config"]["use_detail"]
     assert not runs["no_detail"]["config"]["use_detail"] and not runs["no_gate"]["config"]["use_gate"]
     assert not runs["no_noise_aug"]["config"]["noise_aug"] and runs["full"]["config"]["noise_aug"]
+    assert runs["aug_low_only"]["config"]["aug_views"] == "low" and runs["full"]["config"]["aug_views"] == "both"
     assert runs["full"]["trainable_parameters"] > runs["no_detail"]["trainable_parameters"] > 0
     assert runs["training_free"]["trainable_parameters"] == runs["patchcore"]["trainable_parameters"] == 0
     assert runs["patchcore"]["state_bytes"] == runs["patchcore"]["bank_size"] * runs["patchcore"]["bank_dim"] * 4
@@ -84,6 +85,31 @@ def test_seeds_are_summarised_as_mean_and_sample_std():
     assert render.cell(summary["full"]["image_auroc"], "percent") == "95.0 ± 7.1"
     assert render.cell(summary["full"]["ms_per_image"], "ms") == "100 ± 1"
     assert summary["full"]["peak_rss_mb"] is None and render.cell(None, "mib") == "—"
+
+
+def test_effects_are_paired_by_seed_and_runs_of_two_commands_pool():
+    render = load_script("render")
+
+    def run(variant, seed, pixel):
+        return {"variant": variant, "seed": seed, "image_auroc": 1.0, "pixel_auroc": pixel, "pixel_aupro": None}
+
+    # full varies a lot between seeds, the ablation follows it 1 point below: a clear effect with no spread
+    first = {"command": "python benchmarks/run.py D --seeds 0", "complete": True, "total_seconds": 60,
+             "settings": {"seeds": [0], "variant_labels": {"full": "F", "x": "X"}},
+             "datasets": {"d": {"runs": [run("full", 0, 0.90), run("x", 0, 0.89)]}}, "machine": {}}
+    second = {**first, "command": "python benchmarks/run.py D --seeds 1 2", "settings": {"seeds": [1, 2]},
+              "datasets": {"d": {"runs": [run("full", 1, 0.98), run("x", 1, 0.97),
+                                          run("full", 2, 0.94), run("x", 2, 0.93)]}}}
+    merged = render.merge([first, second])
+    assert merged["settings"]["seeds"] == [0, 1, 2] and merged["total_seconds"] == 120
+    assert len(merged["datasets"]["d"]["runs"]) == 6 and len(first["datasets"]["d"]["runs"]) == 2  # inputs intact
+    effect = render.paired_effects(merged["datasets"]["d"]["runs"])["x"]
+    assert render.cell(effect["pixel_auroc"], "points") == "-1.0 ± 0.0"
+    assert effect["image_auroc"][:2] == (0.0, 0.0) and effect["pixel_aupro"] is None
+    # unpaired, the same numbers would show a spread four times the effect
+    assert render.summarise(merged["datasets"]["d"]["runs"])["x"]["pixel_auroc"][1] > 0.03
+    text = render.markdown(merged)
+    assert "Commands (runs pooled)" in text and "--seeds 1 2" in text and "| X | +0.0 ± 0.0 | -1.0 ± 0.0 | — |" in text
 
 
 def test_an_isolated_variant_reports_its_own_peak_memory(bench, sample, tmp_path):

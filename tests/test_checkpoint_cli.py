@@ -10,7 +10,7 @@ import torch
 
 from hlgfa_lite import HLGFAError, load, save
 from hlgfa_lite.checkpoint import METADATA, TENSORS
-from hlgfa_lite.cli import main
+from hlgfa_lite.cli import main, usable_cpus
 from hlgfa_lite.data import load_image, load_test_split
 from hlgfa_lite.weights import create_feature_extractor, map_in_order
 
@@ -157,3 +157,16 @@ def test_quickstart_runs_offline_and_never_overwrites(tmp_path, capsys):
     assert main(["quickstart", "--out", str(out), "--steps", "2", "--quiet"]) == 0
     assert (tmp_path / "qs-2" / "model.json").exists()  # a second run goes next to the first
     assert "overlays.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cpu_max, quota_cores", [("max 100000\n", None), ("200000 100000\n", 2), ("50000 100000", 1)])
+def test_usable_cpus_honours_a_container_quota(tmp_path, cpu_max, quota_cores):
+    """A Space sees the host's cores but may run on 2: the cgroup quota wins when it is lower."""
+    import os
+
+    visible = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota_file = tmp_path / "cpu.max"
+    quota_file.write_text(cpu_max)
+    expected = visible if quota_cores is None else min(visible, quota_cores)
+    assert usable_cpus(quota_file) == expected
+    assert usable_cpus(tmp_path / "absent") == visible  # no cgroup v2 file: the affinity mask alone

@@ -5,7 +5,9 @@ import torch.nn.functional as F
 
 from hlgfa_lite import HLGFA, preset
 from hlgfa_lite.alignment import AlignmentHead, alignment_loss, misalignment
-from hlgfa_lite.priors import priors_on_low_grid, split
+from torchvision.transforms.functional import gaussian_blur
+
+from hlgfa_lite.priors import low_pass, priors_on_low_grid, split
 
 
 def test_inspect_shapes_and_dtypes(lite_model):
@@ -54,6 +56,16 @@ def test_structure_plus_detail_recovers_the_input():
     checker = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2).float().expand(1, 1, 32, 32)
     structure, detail = split(checker - 0.5, sigma=2.0)
     assert structure.abs().max() < 0.05 and detail.abs().mean() > 0.45
+
+
+def test_separable_low_pass_matches_torchvision_gaussian_blur():
+    # the reference is torchvision's 2-D kernel; ours runs it as two 1-D passes, clipped on tiny maps the same way
+    for shape, sigma, kernel in [((2, 6, 40, 33), 2.0, 13), ((1, 1, 64, 64), 4.0, 25), ((1, 3, 7, 9), 2.0, 11)]:
+        features = torch.randn(shape)
+        expected = gaussian_blur(features, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+        torch.testing.assert_close(low_pass(features, sigma), expected, rtol=0, atol=1e-5)
+    features = torch.randn(1, 2, 8, 8)
+    assert low_pass(features, 0) is features
 
 
 def test_priors_on_the_low_grid_lose_nothing():

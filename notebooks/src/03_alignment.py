@@ -55,7 +55,7 @@ print("untrained head is the identity:", all(torch.equal(o.refined, f) for o, f 
 # ## 2. Train the head, live
 #
 # The backbone is frozen, so the features of the training images are computed **once** and cached (with three
-# noise-augmented low-res views per image, lesson 04); every step then only runs the small head. A few good images
+# noise-augmented draws of each image, lesson 04); every step then only runs the small head. A few good images
 # are held out: they calibrate the per-level normalisation and the colour scale.
 
 # %%

@@ -59,7 +59,7 @@ for key, value in ev.metrics.items():
 # %% [markdown]
 # These numbers come from the same function as the command line (`hlgfa-lite evaluate`) and the benchmarks. When
 # this run used the full bottle test set with the bundled checkpoint, they must agree with the metrics stored next
-# to the checkpoint (and with `benchmarks/RESULTS.md`, shown below when present); the next cell checks it.
+# to the checkpoint (and with `benchmarks/RESULTS.md`); the next cell checks it.
 # (`ms_per_image` depends on the machine and its load, so it is not compared.)
 
 # %%
@@ -72,10 +72,7 @@ if DATA == FULL_DATA and stored is not None and stored.is_file() and (CHECKPOINT
     print("agrees with", stored.relative_to(ROOT))
 else:
     print("not the full test set with the bundled checkpoint: nothing stored to compare with")
-results_md = ROOT / "benchmarks" / "RESULTS.md" if ROOT else None
-if results_md is not None and results_md.is_file():
-    from IPython.display import Markdown, display
-    display(Markdown(results_md.read_text()))
+print("every benchmark number, with its command: benchmarks/RESULTS.md")
 
 # %% [markdown]
 # ## 2. Image AUROC: ranking images
