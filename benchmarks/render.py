@@ -211,13 +211,13 @@ def markdown(results: dict) -> str:
             lines += ["", cost]
         effects = paired_effects(runs)
         if "full" in summary and effects:
-            n_seeds = len({r["seed"] for r in runs})
             lines += ["", "### Each variant against the full model (percentage points, paired by seed)", "",
-                      f"Variant minus full HLGFA-lite with the same seed, mean ± std over {n_seeds} seed"
-                      f"{'' if n_seeds == 1 else 's'}: an effect smaller than its spread is not established.", ""]
+                      "Variant minus full HLGFA-lite with the same seed, mean ± std over the seeds where both ran "
+                      "(n): an effect smaller than its spread is not established.", ""]
             keys = [("image_auroc", "Δ image AUROC"), ("pixel_auroc", "Δ pixel AUROC"), ("pixel_aupro", "Δ AUPRO")]
-            rows = [[labels.get(v, v)] + [cell(e[k], "points") for k, _ in keys] for v, e in effects.items()]
-            lines += table(["variant"] + [title for _, title in keys], rows)
+            rows = [[labels.get(v, v), str(max((s[2] for s in e.values() if s), default=0))]
+                    + [cell(e[k], "points") for k, _ in keys] for v, e in effects.items()]
+            lines += table(["variant", "n"] + [title for _, title in keys], rows)
         types = list(dict.fromkeys(t for r in runs for t in r.get("per_type", {})))
         if types:
             lines += ["", "### Image AUROC per defect type (%)", ""]

@@ -109,7 +109,7 @@ def test_effects_are_paired_by_seed_and_runs_of_two_commands_pool():
     # unpaired, the same numbers would show a spread four times the effect
     assert render.summarise(merged["datasets"]["d"]["runs"])["x"]["pixel_auroc"][1] > 0.03
     text = render.markdown(merged)
-    assert "Commands (runs pooled)" in text and "--seeds 1 2" in text and "| X | +0.0 ± 0.0 | -1.0 ± 0.0 | — |" in text
+    assert "Commands (runs pooled)" in text and "--seeds 1 2" in text and "| X | 3 | +0.0 ± 0.0 | -1.0 ± 0.0 | — |" in text
 
 
 def test_an_isolated_variant_reports_its_own_peak_memory(bench, sample, tmp_path):
