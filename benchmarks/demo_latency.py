@@ -202,7 +202,7 @@ def main() -> None:
     images = [examples["good"], examples["broken large"]]
     port = free_port()
     concurrency = args.concurrency or app.CONCURRENCY
-    threads = args.threads or max(1, usable_cpus() // concurrency)
+    threads = args.threads or app.threads_per_inference(concurrency)
     server = start_server(port, args.run_dir, threads, concurrency)
     try:
         rows = [run(f"http://127.0.0.1:{port}/", images, args.requests, n, args.via) for n in args.clients]

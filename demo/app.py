@@ -32,7 +32,14 @@ BOTTLE, MY_PART = "bottle (bundled model)", "my part (fitted in this session)"
 # gets the fastest answer, and queued visitors get the same throughput as two 1-thread inferences side by side
 # (benchmarks/DEMO_RESULTS.md measures both). HLGFA_DEMO_CONCURRENCY and HLGFA_DEMO_THREADS override the rule.
 CONCURRENCY = int(os.environ.get("HLGFA_DEMO_CONCURRENCY", 0)) or 1
-THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or max(1, usable_cpus() // CONCURRENCY)
+
+
+def threads_per_inference(concurrency: int) -> int:
+    """The usable cores shared among the inferences that run at once."""
+    return max(1, usable_cpus() // concurrency)
+
+
+THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or threads_per_inference(CONCURRENCY)
 QUEUE = dict(default_concurrency_limit=CONCURRENCY, max_size=32)  # at most 32 visitors waiting
 SESSION_SECONDS = 3600  # a session's fitted part and last result are dropped after an hour without use
 
