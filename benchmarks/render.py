@@ -97,9 +97,8 @@ def merge(parts: list[dict]) -> dict:
         settings.setdefault("variant_labels", {}).update(part.get("settings", {}).get("variant_labels", {}))
         settings.setdefault("nuisances", {}).update(part.get("settings", {}).get("nuisances", {}))
         for name, dataset in part.get("datasets", {}).items():
-            merged["datasets"].setdefault(name, {**dataset, "runs": []})
-            if dataset is not merged["datasets"][name]:
-                merged["datasets"][name]["runs"] += copy.deepcopy(dataset.get("runs", []))
+            pooled = merged["datasets"].setdefault(name, {**dataset, "runs": []})
+            pooled["runs"] += copy.deepcopy(dataset.get("runs", []))
     if parts[-1].get("machine", {}).get("load_average_at_end"):
         merged["machine"]["load_average_at_end"] = parts[-1]["machine"]["load_average_at_end"]
     return merged
