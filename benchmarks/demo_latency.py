@@ -28,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = Path(tempfile.gettempdir()) / "hlgfa_demo_latency_server.log"
-sys.path.insert(0, str(ROOT / "demo"))
 
 
 def free_port() -> int:
@@ -138,8 +137,9 @@ def run(url: str, images: list[str], requests: int, clients: int, via: str = "ht
 
 def model_only_ms(images: list[str], threads: int, repeats: int = 20) -> float:
     """The demo's own work per request without Gradio: what the framework adds is the rest of the latency."""
-    import demo_logic
     import torch
+
+    from hlgfa_lite.demo import logic as demo_logic
 
     torch.set_num_threads(threads)
     store = demo_logic.ModelStore()
@@ -155,9 +155,9 @@ def model_only_ms(images: list[str], threads: int, repeats: int = 20) -> float:
 
 def time_fit(threads: int) -> None:
     """The "Fit your own part" tab's work on the 20 bundled good images, with the demo's step count."""
-    import demo_logic
     import torch
 
+    from hlgfa_lite.demo import logic as demo_logic
     from hlgfa_lite.samples import sample_dir
 
     torch.set_num_threads(threads)
@@ -189,9 +189,10 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true", help="time an in-browser fit instead (no server)")
     args = parser.parse_args()
 
-    import app  # the demo's settings (threads rule); does not start it
-    import demo_logic
     import torch
+
+    from hlgfa_lite.demo import app  # the demo's settings (threads rule); does not start it
+    from hlgfa_lite.demo import logic as demo_logic
 
     from hlgfa_lite.cli import usable_cpus
 

@@ -6,7 +6,7 @@ drift hits both equally; the ratio is the number to read.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/inference_speed.py [--repeats 50] [--threads 2] [--image PATH]
 
-HLGFA-lite is the bundled checkpoint (demo/checkpoints/bottle_lite). The bank has the size the benchmark's
+HLGFA-lite is the bundled checkpoint (hlgfa_lite/demo/checkpoints/bottle_lite). The bank has the size the benchmark's
 PatchCore built on MVTec bottle (19,251 patches of 152 values) but random contents: a nearest-neighbour search
 costs the same whatever the numbers are. Both see the same 900 x 900 px input (an MVTec bottle image's size)
 and make the same 512 px view from it.
@@ -18,11 +18,8 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from hlgfa_lite import load, load_image
     from hlgfa_lite.baselines import PatchCoreBaseline
+    from hlgfa_lite.samples import bundled_checkpoint
 
     torch.set_num_threads(args.threads)
-    hlgfa = load(ROOT / "demo" / "checkpoints" / "bottle_lite")
+    hlgfa = load(bundled_checkpoint())
     patchcore = PatchCoreBaseline(hlgfa.cfg, backbone=hlgfa.backbone)
     patchcore.bank = torch.randn(args.bank_size, patchcore.feature_dim)
     image = load_image(args.image)[None] if args.image else torch.rand(1, 3, 900, 900)

@@ -219,11 +219,9 @@ def quickstart_command(args) -> Path:
 
 def demo_command(args) -> None:
     try:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
-        from app import launch_demo  # type: ignore[import-not-found]
+        from .demo.app import launch_demo
     except ImportError as exc:
-        raise HLGFAError(f"the demo needs its extras and the repository's demo/ folder: pip install -e '.[demo]' "
-                         f"from a clone ({exc}).") from exc
+        raise HLGFAError(f'the demo needs its extras: pip install "hlgfa-lite[demo]" ({exc}).') from exc
     # launch_demo applies the demo's own limits (queue, concurrency, upload size), as the Space does
     launch_demo(args.run_dir, server_name=args.host, server_port=args.port)
 

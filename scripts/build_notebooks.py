@@ -17,6 +17,7 @@ The first markdown cell gets the "Open in Colab" badge. Building writes notebook
 
     python scripts/build_notebooks.py            # (re)build every notebook whose source changed
     python scripts/build_notebooks.py --check    # exit 1 if a notebook is out of date
+    python scripts/build_notebooks.py --keep-outputs   # a small source edit: keep each cell's last outputs
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ def same_cells(old, new_cells: list) -> bool:
     return mine == [(c.cell_type, c.source) for c in new_cells]
 
 
+def carry_outputs(old, cells: list) -> None:
+    """Give each new code cell the outputs its namesake (same id) had in ``old``: for a small edit (a path, a
+    setup line) that does not change what the cell shows, so the committed full-run outputs are not lost.
+    After a real change, re-run the lessons (scripts/run_notebooks.py) instead."""
+    previous = {c.get("id"): c for c in old.cells if c.cell_type == "code"}
+    for cell in cells:
+        before = previous.get(cell.get("id"))
+        if cell.cell_type == "code" and before is not None:
+            cell["outputs"], cell["execution_count"] = before.get("outputs", []), before.get("execution_count")
+
+
 def lesson_sources() -> list[Path]:
     return sorted(p for p in SOURCES.glob("[0-9][0-9]_*.py"))
 
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report stale notebooks, write nothing")
     parser.add_argument("--force", action="store_true", help="rewrite even unchanged notebooks (drops outputs)")
+    parser.add_argument("--keep-outputs", action="store_true",
+                        help="keep each code cell's previous outputs (for edits that do not change them)")
     args = parser.parse_args(argv)
     stale = []
     for source in lesson_sources():
@@ -121,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.append(target.name)
         if not args.check:
+            if args.keep_outputs and target.exists():
+                carry_outputs(nbformat.read(target, as_version=4), cells)
+                notebook = nbformat.read(target, as_version=4)
+                notebook.cells = cells
+                nbformat.write(notebook, target)
+                print(f"rebuilt {target.relative_to(NOTEBOOKS.parent)}, keeping the previous outputs")
+                continue
             nbformat.write(new_notebook(cells), target)
             print(f"built {target.relative_to(NOTEBOOKS.parent)} (no outputs: run scripts/run_notebooks.py)")
     if args.check and stale:

@@ -1,7 +1,6 @@
 """Integration test: the demo really served on 127.0.0.1 (free port), called through gradio_client like a visitor."""
 
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,9 +13,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 httpx = pytest.importorskip("httpx")  # comes with gradio
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
-import app  # noqa: E402
-import demo_logic as logic  # noqa: E402
+from hlgfa_lite.demo import app  # noqa: E402
+from hlgfa_lite.demo import logic  # noqa: E402
 
 
 @pytest.fixture(scope="module")

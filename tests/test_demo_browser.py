@@ -47,8 +47,7 @@ def sync_playwright():
 @pytest.fixture(scope="module")
 def demo_app(sync_playwright):
     pytest.importorskip("gradio")
-    sys.path.insert(0, str(ROOT / "demo"))
-    import app
+    from hlgfa_lite.demo import app
 
     return app
 
@@ -65,9 +64,9 @@ VERDICT_SHOWN = "() => /Anomalous|Normal/.test(document.querySelector('#verdict'
 
 
 def test_click_example_shows_overlay_and_verdict(sync_playwright, server):
-    import demo_logic
+    from hlgfa_lite.demo import logic
 
-    labels = [label for label, _ in demo_logic.example_images()]  # the order of the example thumbnails
+    labels = [label for label, _ in logic.example_images()]  # the order of the example thumbnails
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)

@@ -1,11 +1,10 @@
-"""Unit tests of the demo's logic (demo/demo_logic.py): reading every kind of upload, scoring, drawing, fitting.
+"""Unit tests of the demo's logic (hlgfa_lite/demo/logic.py): reading every kind of upload, scoring, drawing, fitting.
 
 No server here: the functions are called directly, with the bundled checkpoint the Space serves.
 """
 
 import io
 import re
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -15,10 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
-import demo_logic as logic  # noqa: E402
-
-from hlgfa_lite import HLGFAError, load  # noqa: E402
+from hlgfa_lite import HLGFAError, load
+from hlgfa_lite.demo import logic
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@
 # %% [markdown]
 # ## 1. The model and the data
 #
-# The model is the bundled checkpoint `demo/checkpoints/bottle_lite`: the `lite` preset fitted on all good training
-# images of MVTec AD *bottle* (its `README.md` has the exact command). Without a clone (plain Colab) it is not
-# there, and the lesson fits a small head on the bundled sample instead.
+# The model is the checkpoint bundled with the package (`hlgfa_lite/demo/checkpoints/bottle_lite`, the demo's model):
+# the `lite` preset fitted on all good training images of MVTec AD *bottle* (its `README.md` has the exact
+# command). It ships inside the package, so it is there on Colab too, without a clone.
 #
 # The data: the full MVTec AD bottle test set if this machine has it (`HLGFA_DATA`, or the project's shared data
 # folder next to the clone), otherwise the bundled sample (14 test images). FAST mode always uses the sample.
@@ -34,7 +34,9 @@ from hlgfa_lite.evaluation import evaluate, evaluate_samples
 from hlgfa_lite import metrics
 from hlgfa_lite.visualize import overlay, outline, panel_figure, to_uint8_image
 
-CHECKPOINT = ROOT / "demo" / "checkpoints" / "bottle_lite" if ROOT else None
+from hlgfa_lite.samples import bundled_checkpoint
+
+CHECKPOINT = bundled_checkpoint()
 candidates = [os.environ.get("HLGFA_DATA")] + ([ROOT.parent / "shared" / "data" / "mvtec_bottle" / "bottle"] if ROOT else [])
 FULL_DATA = next((Path(c) for c in candidates if c and (Path(c) / "test").is_dir()), None)
 DATA = SAMPLE if FAST or FULL_DATA is None else FULL_DATA
@@ -42,11 +44,12 @@ DATA = SAMPLE if FAST or FULL_DATA is None else FULL_DATA
 if CHECKPOINT is not None and (CHECKPOINT / "model.json").is_file():
     model = load(CHECKPOINT)
     fitted_on = json.loads((CHECKPOINT / "model.json").read_text()).get("fit", {})
-    print(f"checkpoint {CHECKPOINT.relative_to(ROOT)}: {model.cfg.steps} steps on {fitted_on.get('n_train', '?')} images")
+    print(f"checkpoint hlgfa_lite/demo/checkpoints/{CHECKPOINT.name}: {model.cfg.steps} steps on "
+          f"{fitted_on.get('n_train', '?')} images")
 else:
     model = HLGFA(preset("lite", steps=20 if FAST else 300))
     fit(model, train_image_paths(SAMPLE), progress=False)
-    print("no checkpoint here (no clone): fitted a head on the bundled sample instead")
+    print("no bundled checkpoint in this install: fitted a head on the bundled sample instead")
 print(f"test data: {DATA}" + (" (the bundled sample)" if DATA == SAMPLE else ""))
 
 # %%
@@ -69,7 +72,7 @@ if DATA == FULL_DATA and stored is not None and stored.is_file() and (CHECKPOINT
     for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max"):
         print(f"{key:<14} this run {ev.metrics[key]:.4f}   stored {reference[key]:.4f}")
         assert abs(ev.metrics[key] - reference[key]) < 2e-3, f"{key} disagrees with {stored.name}"
-    print("agrees with", stored.relative_to(ROOT))
+    print("agrees with", f"hlgfa_lite/demo/checkpoints/{stored.name}")
 else:
     print("not the full test set with the bundled checkpoint: nothing stored to compare with")
 print("every benchmark number, with its command: benchmarks/RESULTS.md")

@@ -14,6 +14,7 @@ images, never per-image min-max). What lives here is what a public web page adds
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -32,11 +33,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset, save
 from hlgfa_lite.data import pil_to_tensor
-from hlgfa_lite.samples import sample_dir
+from hlgfa_lite.samples import bundled_checkpoint, sample_dir
 from hlgfa_lite.visualize import colorize, outline, overlay, to_uint8_image
 
-DEMO_DIR = Path(__file__).resolve().parent
-BUNDLED_CHECKPOINT = DEMO_DIR / "checkpoints" / "bottle_lite"
+BUNDLED_CHECKPOINT = bundled_checkpoint()
 
 # --- limits: what one request may cost -------------------------------------------------------------------------
 MAX_UPLOAD = "25mb"  # per file, enforced by Gradio before our code runs (launch(max_file_size=...))
@@ -166,6 +166,14 @@ def read_editor_value(value: dict | np.ndarray | None) -> tuple[LoadedImage, np.
 
 
 # --- models ----------------------------------------------------------------------------------------------------
+def _tensors_hash(run_dir: Path) -> str | None:
+    """The checkpoint's recorded hash of its head tensors (None when it records none)."""
+    try:
+        return json.loads((Path(run_dir) / "model.json").read_text()).get("tensors_sha256")
+    except (OSError, ValueError):
+        return None
+
+
 class ModelStore:
     """The served model, loaded once, plus the heads visitors fit, kept least-recently-used.
 
@@ -175,6 +183,9 @@ class ModelStore:
         self.run_dir = Path(run_dir) if run_dir else BUNDLED_CHECKPOINT
         self.device = device
         self.model = load(self.run_dir, device=device)
+        # a copy of the bundled head (e.g. the one in a Space folder) is still "the bottle model"
+        served = _tensors_hash(self.run_dir)
+        self.is_bundled = served is not None and served == _tensors_hash(BUNDLED_CHECKPOINT)
         self._custom: OrderedDict[str, HLGFA] = OrderedDict()
         self._lock = threading.Lock()
 

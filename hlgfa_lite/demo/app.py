@@ -1,0 +1,305 @@
+"""hlgfa_lite demo: upload an image, see its anomaly map. The Gradio layout only; the work is in ``logic.py``.
+
+Run it with ``hlgfa-lite demo`` (an installed package is enough: ``pip install "hlgfa-lite[demo]"``), or
+``python app.py`` in ``demo/`` or in a Space folder (a thin entry point that calls ``launch_demo``). Every handler
+turns a visitor's mistake into a friendly message (a toast plus the verdict panel), never a traceback, and the
+server keeps answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+# the bundled checkpoint was fit on the offline Lite0 weights; fetching others from the Hub would shift scores
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from .. import HLGFAError  # noqa: E402
+from ..cli import usable_cpus  # noqa: E402
+from ..samples import sample_dir  # noqa: E402
+from . import logic  # noqa: E402
+
+log = logging.getLogger("hlgfa_lite.demo")
+BOTTLE, MY_PART = "bottle (bundled model)", "my part (fitted in this session)"
+# Inferences run one at a time, each with every core the machine gives us (a free Space has 2): a lone visitor
+# gets the fastest answer, and queued visitors get the same throughput as two 1-thread inferences side by side
+# (benchmarks/DEMO_RESULTS.md measures both). HLGFA_DEMO_CONCURRENCY and HLGFA_DEMO_THREADS override the rule.
+CONCURRENCY = int(os.environ.get("HLGFA_DEMO_CONCURRENCY", 0)) or 1
+
+
+def threads_per_inference(concurrency: int) -> int:
+    """The usable cores shared among the inferences that run at once."""
+    return max(1, usable_cpus() // concurrency)
+
+
+THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or threads_per_inference(CONCURRENCY)
+QUEUE = dict(default_concurrency_limit=CONCURRENCY, max_size=32)  # at most 32 visitors waiting
+SESSION_SECONDS = 3600  # a session's fitted part and last result are dropped after an hour without use
+
+INTRO = """
+# hlgfa_lite: where does the high-resolution view disagree with the low-resolution one?
+A frozen network looks at each image twice, at 512 px and at 256 px. A small head, trained only on **good** parts,
+learns to predict the high-resolution features from the low-resolution ones. Where that fails, something is there
+that never occurred on a good part: the **anomaly map**. A reconstruction of *HLGFA* (arXiv 2602.09524), not the
+authors' code.
+"""
+
+INSPECT_HELP = """
+**How to read it.** Colours use one **fixed scale** per model, calibrated on held-out good images: dark blue is the
+typical good pixel, the middle of the scale is the brightest pixel any good image produced, red is twice as far.
+So a good image stays calm and a defect stands out (no per-image stretching). The white outline and the mask
+mark pixels above the defect threshold; the verdict compares the image score (mean of its brightest 1 % of
+pixels) with a threshold set so that no held-out good image was flagged. **Sensitivity** > 1 flags more,
+< 1 fewer.
+"""
+
+FIT_HELP = """
+Upload **good** images of one part (no defects), about 20, all taken the same way. The frozen backbone stays as
+it is; only the alignment head ({params:.2f} M weights) is trained, for a fixed number of steps, then a few held-out
+images calibrate the threshold and the colour scale. On a 2-core CPU this takes about two minutes (more when
+the machine is busy). No images are kept after your session ends.
+"""
+
+DRAW_HELP = """
+Paint a scratch, a blot or a crack onto a good bottle with the brush, then press **Score my drawing**. The map
+should light up where you painted (your strokes are outlined in green) and stay calm elsewhere. Thin strokes in
+the bottle's own colours are the hardest case — try them.
+"""
+
+INSIDE_HELP = """
+The image from the *Inspect* tab, taken apart as in the notebooks. Top row: the two views the frozen backbone
+sees and the fused map. Then one row per feature level (fine to coarse): the **structure prior** (smooth layout
+of the high-res features), the **detail prior** (what the smoothing removed), the head's **gate** (how much of
+the detail-guided correction it lets through), and the level's **misalignment** 1 − cos between the refined
+low-res features and the high-res target. Priors and gate are shown on their own ranges; misalignment on a fixed
+range from good images.
+"""
+
+CSS = """
+#verdict, #draw-verdict {min-height: 7em;}
+.legend {width: 100%; font-size: 0.8em;}
+.legend-bar {height: 14px; border-radius: 3px;}
+.legend-labels {display: flex; justify-content: space-between; opacity: 0.8;}
+.gradio-container {max-width: 1280px !important;}
+"""
+
+
+def tolerant_upload(component: gr.Image) -> gr.Image:
+    """Make an upload step that never fails: Gradio opens an uploaded file with PIL before our function runs,
+    which raises on a corrupt or non-image file. Here the raw path is passed on instead, and ``read_upload`` says in
+    one sentence what is wrong. (Wrapping the instance, not subclassing: a Component subclass makes Gradio write a
+    .pyi stub next to this file.)"""
+    strict = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return strict(payload)
+        except Exception:  # noqa: BLE001 - whatever PIL or Gradio dislikes, read_upload explains it
+            return str(payload.path) if payload is not None and getattr(payload, "path", None) else None
+
+    component.preprocess = preprocess
+    return component
+
+
+def _friendly(exc: Exception) -> str:
+    if isinstance(exc, HLGFAError):
+        return str(exc)
+    log.exception("unexpected error in the demo")
+    return "Something went wrong with this request; the demo is still running, please try another image."
+
+
+def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blocks:
+    """The whole demo as a Blocks app, serving the checkpoint in ``run_dir`` (default: the bundled bottle model)."""
+    store = logic.ModelStore(run_dir, device=device)
+    store.warm_up()
+    examples = logic.example_images()
+
+    def model_for(choice: str, part: logic.FittedPart | None):
+        if choice == MY_PART:
+            if part is None:
+                raise HLGFAError("You have not fitted your own part yet: do that in the “Fit your own part” tab, "
+                                 "or choose the bundled bottle model.")
+            return store.custom(part.run_dir), "parts of your own"
+        return store.model, "bottles" if store.is_bundled else "parts"
+
+    # --- handlers: thin wrappers that turn every failure into a message -------------------------------------
+    def inspect(path, choice, sensitivity, part):
+        if path is None:
+            return None, None, None, "Upload an image or click an example.", None
+        try:
+            model, name = model_for(choice, part)
+            result = logic.inspect_image(model, logic.read_upload(path))
+            shown = logic.render(model, result, sensitivity, name)
+            return shown.overlay, shown.mask, round(shown.score, 4), shown.verdict, result
+        except Exception as exc:  # noqa: BLE001
+            message = _friendly(exc)
+            gr.Warning(message)
+            return None, None, None, f"### ✖ {message}", None
+
+    def rerender(choice, sensitivity, part, result):
+        if result is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            model, name = model_for(choice, part)
+            shown = logic.render(model, result, sensitivity, name)
+            return shown.overlay, shown.mask, round(shown.score, 4), shown.verdict
+        except Exception as exc:  # noqa: BLE001
+            return gr.skip(), gr.skip(), gr.skip(), f"### ✖ {_friendly(exc)}"
+
+    def fit_own(files, old_part, progress=gr.Progress()):
+        try:
+            paths = [getattr(f, "name", f) for f in (files or [])]
+            part = logic.fit_part(paths, store, steps=logic.FIT_STEPS,
+                                  report_progress=lambda f, text: progress(f, desc=text))
+        except Exception as exc:  # noqa: BLE001
+            message = _friendly(exc)
+            gr.Warning(message)
+            return f"### ✖ {message}", None, old_part, gr.skip()
+        logic.remove_fitted(old_part, store)  # a new fit replaces the session's previous one
+        gr.Info("Your head is ready: the Inspect tab now uses it.")
+        return part.summary, part.zip_path, part, MY_PART
+
+    def sample_training_images():
+        return [str(p) for p in sorted((sample_dir() / "train" / "good").glob("*.png"))]
+
+    def score_drawing(value, sensitivity):
+        try:
+            loaded, painted = logic.read_editor_value(value)
+            result = logic.inspect_image(store.model, loaded, painted)
+            shown = logic.render(store.model, result, sensitivity, "bottles")
+            return shown.overlay, shown.mask, shown.verdict
+        except Exception as exc:  # noqa: BLE001
+            message = _friendly(exc)
+            gr.Warning(message)
+            return None, None, f"### ✖ {message}"
+
+    def inside(choice, part, result):
+        if result is None:
+            return None, "Inspect an image first (first tab); its inside is shown here."
+        try:
+            model, _ = model_for(choice, part)
+            tensor = torch.from_numpy(result.image).permute(2, 0, 1).float() / 255
+            return logic.look_inside(model, logic.LoadedImage(tensor)), ""
+        except Exception as exc:  # noqa: BLE001
+            return None, f"### ✖ {_friendly(exc)}"
+
+    def forget_part(part):
+        logic.remove_fitted(part, store)
+
+    # --- layout ---------------------------------------------------------------------------------------------
+    with gr.Blocks(title="hlgfa_lite: anomaly maps") as demo:
+        part_state = gr.State(None, time_to_live=SESSION_SECONDS, delete_callback=forget_part)
+        result_state = gr.State(None, time_to_live=SESSION_SECONDS)
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            with gr.Tab("Inspect", id="inspect"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        image = tolerant_upload(gr.Image(type="filepath", image_mode=None, label="Image to inspect",
+                                                         sources=["upload", "clipboard"], height=320,
+                                                         elem_id="input-image"))
+                        gr.Examples([[path] for _, path in examples], inputs=[image], cache_examples=False,
+                                    elem_id="inspect-examples", examples_per_page=8,
+                                    label="Bundled bottles: " + ", ".join(label for label, _ in examples))
+                        choice = gr.Radio([BOTTLE, MY_PART], value=BOTTLE, label="Model", elem_id="model-choice")
+                        sensitivity = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Sensitivity",
+                                                info="1 = calibrated threshold; higher flags more",
+                                                elem_id="sensitivity")
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            overlay = gr.Image(label="Anomaly map (fixed scale)",
+                                               format="jpeg", interactive=False, height=320, elem_id="overlay")
+                            mask = gr.Image(label="Defect mask", format="png",
+                                            interactive=False, height=320, elem_id="mask")
+                        gr.HTML(logic.colour_scale_legend(store.model.calibration), elem_id="legend")
+                        score = gr.Number(None, label="Image score", interactive=False, elem_id="score")
+                        verdict = gr.Markdown("Upload an image or click an example.", elem_id="verdict")
+                gr.Markdown(INSPECT_HELP)
+            with gr.Tab("Fit your own part", id="fit"):
+                gr.Markdown(FIT_HELP.format(params=store.model.trainable_parameters() / 1e6))
+                with gr.Row():
+                    with gr.Column():
+                        files = gr.File(file_count="multiple", file_types=["image"], label="Good images of your part",
+                                        height=260, elem_id="fit-files")
+                        with gr.Row():
+                            use_sample = gr.Button("Use the 20 bundled bottle images")
+                            fit_button = gr.Button("Fit the head", variant="primary", elem_id="fit-button")
+                    with gr.Column():
+                        fit_summary = gr.Markdown("Nothing fitted yet.", elem_id="fit-summary")
+                        download = gr.File(label="Your checkpoint (model.json + head.safetensors, zipped)",
+                                           interactive=False, elem_id="fit-download")
+            with gr.Tab("Draw a defect", id="draw"):
+                gr.Markdown(DRAW_HELP)
+                with gr.Row():
+                    with gr.Column():
+                        editor = gr.ImageEditor(value=logic.good_images()[0], type="numpy", sources=["upload"],
+                                                layers=False, transforms=[], label="Paint on a good bottle",
+                                                brush=gr.Brush(colors=["#2b1d0e", "#000000", "#ffffff", "#8a5a2b",
+                                                                       "#c0392b"], default_size=6,
+                                                               color_mode="fixed"),
+                                                height=420, elem_id="editor")
+                        with gr.Row():
+                            start_from = gr.Dropdown([(f"good bottle {Path(p).stem}", p) for p in logic.good_images()],
+                                                     value=logic.good_images()[0], label="Start again from",
+                                                     scale=2)
+                            draw_button = gr.Button("Score my drawing", variant="primary", scale=1)
+                    with gr.Column():
+                        draw_overlay = gr.Image(label="Anomaly map (your strokes outlined in green)", format="jpeg",
+                                                interactive=False, height=320)
+                        draw_mask = gr.Image(label="Defect mask", format="png", interactive=False, height=200)
+                        draw_verdict = gr.Markdown(elem_id="draw-verdict")
+            with gr.Tab("Look inside", id="inside") as inside_tab:
+                gr.Markdown(INSIDE_HELP)
+                inside_button = gr.Button("Look inside the image from the Inspect tab")
+                inside_message = gr.Markdown()
+                inside_figure = gr.Image(label="Intermediates", format="png", interactive=False,
+                                         elem_id="inside-figure")
+
+        # --- events -----------------------------------------------------------------------------------------
+        # Every event that runs the model shares one concurrency group, so QUEUE's limit bounds them together
+        # (Gradio would otherwise give each event its own limit); fits run one at a time in their own group.
+        model_group = dict(concurrency_id="model", concurrency_limit=QUEUE["default_concurrency_limit"])
+        inspect_outputs = [overlay, mask, score, verdict, result_state]
+        image.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_name="inspect",
+                     **model_group)
+        choice.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_visibility="private",
+                      **model_group)
+        sensitivity.release(rerender, [choice, sensitivity, part_state, result_state], [overlay, mask, score, verdict],
+                            api_visibility="private")
+        use_sample.click(sample_training_images, None, files, api_visibility="private")
+        fit_button.click(fit_own, [files, part_state], [fit_summary, download, part_state, choice], api_name="fit",
+                         concurrency_limit=1, concurrency_id="fit")
+        start_from.change(lambda path: path, start_from, editor, api_visibility="private")
+        draw_button.click(score_drawing, [editor, sensitivity], [draw_overlay, draw_mask, draw_verdict],
+                          api_name="draw", **model_group)
+        inside_button.click(inside, [choice, part_state, result_state], [inside_figure, inside_message],
+                            api_name="look_inside", **model_group)
+        inside_tab.select(inside, [choice, part_state, result_state], [inside_figure, inside_message],
+                          api_visibility="private", **model_group)
+    return demo
+
+
+def launch_demo(run_dir: str | Path | None = None, torch_threads: int | None = THREADS, **launch_kwargs) -> gr.Blocks:
+    """Build, queue and launch with the demo's limits (upload size, concurrency, torch threads per request; None
+    leaves the process's setting alone, as tests do); other kwargs go to ``launch``."""
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    # Gradio's worker threads leave event loops to the garbage collector: harmless, but noisy where the CLI
+    # shows every warning once
+    warnings.filterwarnings("ignore", message="unclosed event loop", category=ResourceWarning)
+    demo = build_demo(run_dir).queue(**QUEUE)
+    options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir())], ssr_mode=False,
+                   theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, footer_links=["api"])
+    options.update(launch_kwargs)
+    demo.launch(**options)
+    return demo
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    launch_demo(os.environ.get("HLGFA_RUN_DIR") or None)
