@@ -1,16 +1,15 @@
-"""Entry point of the Hugging Face Space (and of ``python app.py`` here): the demo itself is ``hlgfa_lite.demo``.
+"""Entry point of the Hugging Face Space (``python app.py``); the demo itself is ``hlgfa_lite.demo``.
 
-It serves ``HLGFA_RUN_DIR`` when set, else ``checkpoints/bottle_lite`` next to this file when a built Space
-folder holds one, else the checkpoint bundled in the package.
+``hlgfa-lite space OUT_DIR`` writes this file into a Space folder next to a copy of the library; ``demo/app.py`` in
+the repository is the same file. It serves ``HLGFA_RUN_DIR`` when set, else the checkpoint bundled in the package;
+``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT`` (set by a Space) choose where it listens.
 """
 
 import logging
 import os
-from pathlib import Path
 
 from hlgfa_lite.demo.app import launch_demo
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    beside = Path(__file__).resolve().parent / "checkpoints" / "bottle_lite"
-    launch_demo(os.environ.get("HLGFA_RUN_DIR") or (beside if (beside / "model.json").is_file() else None))
+    launch_demo(os.environ.get("HLGFA_RUN_DIR") or None)

@@ -1,4 +1,4 @@
-"""Command line: ``hlgfa-lite fit | evaluate | predict | quickstart | demo`` (also ``python -m hlgfa_lite``).
+"""Command line: ``hlgfa-lite fit | evaluate | predict | quickstart | demo | space`` (also ``python -m hlgfa_lite``).
 
 Every mistake a user can fix ends in one line on stderr and exit code 2, with nothing written.
 """
@@ -226,6 +226,18 @@ def demo_command(args) -> None:
     launch_demo(args.run_dir, server_name=args.host, server_port=args.port)
 
 
+def space_command(args) -> Path:
+    from .space import build_space
+
+    out = build_space(args.out, overwrite=args.overwrite)
+    print(f"Space folder written to {out}: app.py, README.md, requirements.txt, hlgfa_lite/, .gitattributes")
+    print("publish it (create an empty Gradio Space first), either route:")
+    print(f"  hf upload YOU/SPACE {out} . --repo-type space")
+    print(f"  git clone https://huggingface.co/spaces/YOU/SPACE space && cp -r {out}/. space/ && cd space "
+          "&& git add . && git commit -m demo && git push    (needs git-lfs)")
+    return out
+
+
 # --- argument parsing -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
@@ -277,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.set_defaults(func=demo_command)
+
+    p = sub.add_parser("space", help="write a Hugging Face Space folder for the demo (push it as it is)")
+    p.add_argument("out", help="folder to write (must be new or empty, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    p.set_defaults(func=space_command)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""Build a Hugging Face Space folder for the demo: ``hlgfa-lite space OUT_DIR``, from an installed package alone.
+
+The folder holds everything the Space needs and nothing to edit:
+
+* ``app.py`` — the thin entry point (``hlgfa_lite/demo/space/app.py``);
+* ``README.md`` — the Space's README, whose YAML header configures it (``sdk_version`` = the Gradio installed here);
+* ``requirements.txt`` — PyTorch CPU wheels and the library's own dependencies (read from its installed metadata);
+* ``hlgfa_lite/`` — the library, copied from the installed package, with the bundled checkpoint and sample images;
+* ``.gitattributes`` — binaries (checkpoint, wheels, images) through Git LFS, which the Hub requires for ``git push``.
+
+Why the library sits next to ``app.py`` instead of being a wheel named in ``requirements.txt``: a Space runs
+``pip install -r requirements.txt`` with only that file mounted, before the repository is copied in, so a path to a
+file in the folder is not found there. ``python app.py`` puts the folder first on ``sys.path``, so the copy imports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from importlib import metadata
+from importlib.resources import files
+from pathlib import Path
+
+from .errors import HLGFAError
+
+DISTRIBUTION = "hlgfa-lite"
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+EXTRA = "demo"  # the optional dependencies the Space needs besides the core ones
+LFS_PATTERNS = ["*.safetensors", "*.whl", "*.png", "*.jpg", "*.jpeg", "*.zip"]
+NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi")  # caches, and stubs Gradio may write
+
+
+def template_dir() -> Path:
+    return Path(str(files("hlgfa_lite") / "demo" / "space"))
+
+
+def package_dir() -> Path:
+    return Path(str(files("hlgfa_lite")))
+
+
+def requirements() -> list[str]:
+    """The library's core requirements plus those of the ``demo`` extra, as the installed metadata lists them."""
+    try:
+        declared = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        raise HLGFAError(f"{DISTRIBUTION} is not installed (only importable from a source tree): install it with "
+                         "pip install -e . (or the wheel), then run hlgfa-lite space again.") from None
+    kept = []
+    for line in declared:
+        requirement, _, marker = (part.strip() for part in line.partition(";"))
+        if not marker or re.fullmatch(rf"extra\s*==\s*['\"]{EXTRA}['\"]", marker):
+            kept.append(requirement.replace(" ", ""))
+    return kept
+
+
+def requirements_text() -> str:
+    torch_first = sorted(requirements(), key=lambda r: (not r.startswith(("torch>", "torch=", "torchvision")), r))
+    return "\n".join([
+        "# Hugging Face Space requirements, written by `hlgfa-lite space`. The library itself is the hlgfa_lite/",
+        "# folder next to app.py; these are its dependencies. CPU wheels of PyTorch (a free Space has no GPU):",
+        f"--extra-index-url {CPU_TORCH_INDEX}",
+        *torch_first, ""])
+
+
+def readme_text() -> str:
+    text = (template_dir() / "README.md").read_text()
+    try:  # the Space installs Gradio from sdk_version: use the one this demo ran with here
+        text = re.sub(r"(?m)^sdk_version: .*$", f"sdk_version: {metadata.version('gradio')}", text, count=1)
+    except metadata.PackageNotFoundError:
+        pass
+    return text
+
+
+def gitattributes_text() -> str:
+    return "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS)
+
+
+def build_space(out: str | Path, overwrite: bool = False) -> Path:
+    """Write the Space folder ``out`` (built in a temporary folder beside it, then renamed into place)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise HLGFAError(f"{out} exists and is not empty; choose another folder or pass --overwrite.")
+    texts = {"requirements.txt": requirements_text(), "README.md": readme_text(),
+             ".gitattributes": gitattributes_text(), "app.py": (template_dir() / "app.py").read_text()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private
+    try:
+        for name, text in texts.items():
+            (staging / name).write_text(text)
+        shutil.copytree(package_dir(), staging / "hlgfa_lite", ignore=NOT_COPIED)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
