@@ -16,25 +16,10 @@ import time
 import warnings
 from pathlib import Path
 
+from .device import resolve_device
 from .errors import HLGFAError
 
 EXIT_USAGE = 2
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise HLGFAError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto.")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise HLGFAError("--device mps was asked for but Apple MPS is not available; use --device cpu or auto.")
-    return name
 
 
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:

@@ -27,12 +27,30 @@ import re
 import sys
 from pathlib import Path
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SOURCES = NOTEBOOKS / "src"
-GITHUB_REPO = "hlgfa-lite/hlgfa_lite"  # placeholder organisation/repository; the one constant to change
-BRANCH = "main"
+PYPROJECT = NOTEBOOKS.parent / "pyproject.toml"
+
+
+def repository(pyproject: Path = PYPROJECT) -> tuple[str, str]:
+    """("OWNER/NAME", ref) from the one place that holds them: pyproject.toml's [project.urls] Repository and
+    [tool.hlgfa-lite] ref (set both with scripts/set_repository.py)."""
+    config = tomllib.loads(pyproject.read_text())
+    url = config["project"]["urls"]["Repository"]
+    match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)/?", url)
+    if not match:
+        raise SystemExit(f"{pyproject}: [project.urls] Repository must be https://github.com/OWNER/NAME, not {url}")
+    return match.group(1), config["tool"]["hlgfa-lite"]["ref"]
+
+
+GITHUB_REPO, BRANCH = repository()
 CELL_MARKER = re.compile(r"^# %%(?:\s*\[(?P<kind>[a-z]+)\])?\s*$")
 
 
@@ -65,7 +83,7 @@ def parse(text: str) -> list[tuple[str, str]]:
 
 def setup_source(name: str) -> str:
     text = (SOURCES / "_setup.py").read_text()
-    return text.replace("{NOTEBOOK}", name).replace("{GITHUB_REPO}", GITHUB_REPO).strip("\n")
+    return text.replace("{NOTEBOOK}", name).replace("__REPOSITORY__", GITHUB_REPO).replace("__REF__", BRANCH).strip("\n")
 
 
 def build_cells(source: Path) -> list:
@@ -120,7 +138,10 @@ def lesson_sources() -> list[Path]:
     return sorted(p for p in SOURCES.glob("[0-9][0-9]_*.py"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, root: Path | None = None) -> int:
+    global NOTEBOOKS, SOURCES
+    if root is not None:  # another checkout (scripts/set_repository.py's tests work on a copy)
+        NOTEBOOKS, SOURCES = root / "notebooks", root / "notebooks" / "src"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report stale notebooks, write nothing")
     parser.add_argument("--force", action="store_true", help="rewrite even unchanged notebooks (drops outputs)")
