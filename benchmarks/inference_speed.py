@@ -28,16 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bank-size", type=int, default=19251)
     parser.add_argument("--image", default=None, help="an image to score (default: random 900 x 900 px)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     args = parser.parse_args(argv)
 
     from hlgfa_lite import load, load_image
     from hlgfa_lite.baselines import PatchCoreBaseline
+    from hlgfa_lite.device import resolve_device
     from hlgfa_lite.samples import bundled_checkpoint
 
     torch.set_num_threads(args.threads)
-    hlgfa = load(bundled_checkpoint())
+    device = resolve_device(args.device)
+    hlgfa = load(bundled_checkpoint(), device=device)
     patchcore = PatchCoreBaseline(hlgfa.cfg, backbone=hlgfa.backbone)
-    patchcore.bank = torch.randn(args.bank_size, patchcore.feature_dim)
+    patchcore.bank = torch.randn(args.bank_size, patchcore.feature_dim, device=device)
+    synchronize = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)  # GPU calls are async
     image = load_image(args.image)[None] if args.image else torch.rand(1, 3, 900, 900)
     models = {"HLGFA-lite": hlgfa.score_batch, "PatchCore-style bank": patchcore.score_batch}
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -45,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, score in models.items():
             started = time.perf_counter()
             score(image)
+            synchronize()
             if repeat >= 3:
                 times[name].append(1000 * (time.perf_counter() - started))
     medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"{args.repeats} alternating calls each, batch 1, {args.threads} torch thread(s), input "
+    print(f"{args.repeats} alternating calls each, batch 1, {device}, {args.threads} torch thread(s), input "
           f"{tuple(image.shape[-2:])} px, bank {args.bank_size} x {patchcore.feature_dim}\n")
     print("| model | median ms / image | p10 | p90 |")
     print("|---|---:|---:|---:|")

@@ -208,7 +208,7 @@ def demo_command(args) -> None:
     except ImportError as exc:
         raise HLGFAError(f'the demo needs its extras: pip install "hlgfa-lite[demo]" ({exc}).') from exc
     # launch_demo applies the demo's own limits (queue, concurrency, upload size), as the Space does
-    launch_demo(args.run_dir, server_name=args.host, server_port=args.port)
+    launch_demo(args.run_dir, device=resolve_device(args.device), server_name=args.host, server_port=args.port)
 
 
 def space_command(args) -> Path:
@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled bottle model)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.set_defaults(func=demo_command)
 
     p = sub.add_parser("space", help="write a Hugging Face Space folder for the demo (push it as it is)")

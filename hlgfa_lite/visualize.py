@@ -2,7 +2,8 @@
 
 The scale [map_vmin, map_vmax] comes from held-out good images (``scoring.calibrate``): a good image stays
 dark blue, and only what never occurred on a good part turns red. The CLI, the notebooks and the demo all
-draw with these functions.
+draw with these functions. They accept tensors on any device (a model on a GPU returns GPU tensors): everything
+is brought to the CPU here, in ``as_numpy``, before NumPy or matplotlib sees it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,23 @@ import torch
 from PIL import Image
 
 
+def as_numpy(values: torch.Tensor | np.ndarray, dtype=np.float32) -> np.ndarray:
+    """A tensor on any device (or an array) -> a NumPy array on the CPU, detached from autograd."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        values = values.float() if values.dtype in (torch.float16, torch.bfloat16) else values
+        values = values.numpy()
+    return np.asarray(values, dtype=dtype)
+
+
 def to_uint8_image(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
-    return (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def colorize(anomaly_map: torch.Tensor | np.ndarray, vmin: float, vmax: float, cmap: str = "jet") -> np.ndarray:
     """(H, W) map -> (H, W, 3) uint8 on the fixed scale [vmin, vmax]."""
-    values = np.asarray(anomaly_map, dtype=np.float32)
+    values = as_numpy(anomaly_map)
     scaled = np.clip((values - vmin) / max(vmax - vmin, 1e-12), 0, 1)
     return (matplotlib.colormaps[cmap](scaled)[..., :3] * 255).round().astype(np.uint8)
 
@@ -36,8 +46,10 @@ def overlay(image: torch.Tensor, anomaly_map: torch.Tensor | np.ndarray, vmin: f
     return (base * (1 - alpha) + heat * alpha).round().astype(np.uint8)
 
 
-def outline(image_rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+def outline(image_rgb: np.ndarray, mask: np.ndarray | torch.Tensor,
+            colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
     """Draw the border of a boolean (H, W) mask onto an (H, W, 3) uint8 picture."""
+    mask = as_numpy(mask, dtype=bool)
     inner = mask.copy()
     inner[1:, :] &= mask[:-1, :]
     inner[:-1, :] &= mask[1:, :]
@@ -64,7 +76,7 @@ def panel_figure(rows: list[dict], vmin: float, vmax: float, path: str | Path | 
         ax_image.set_title(row["title"], fontsize=9)
         picture = overlay(row["image"], row["map"], vmin, vmax)
         if row.get("mask") is not None:
-            picture = outline(picture, np.asarray(row["mask"], dtype=bool))
+            picture = outline(picture, as_numpy(row["mask"], dtype=bool))
         ax_map.imshow(picture)
         ax_map.set_title("anomaly map (fixed scale)" + (", true defect outlined" if row.get("mask") is not None else ""),
                          fontsize=9)

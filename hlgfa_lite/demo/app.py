@@ -21,6 +21,7 @@ import torch  # noqa: E402
 
 from .. import HLGFAError  # noqa: E402
 from ..cli import usable_cpus  # noqa: E402
+from ..device import resolve_device  # noqa: E402
 from ..samples import sample_dir  # noqa: E402
 from . import logic  # noqa: E402
 
@@ -284,15 +285,17 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
     return demo
 
 
-def launch_demo(run_dir: str | Path | None = None, torch_threads: int | None = THREADS, **launch_kwargs) -> gr.Blocks:
+def launch_demo(run_dir: str | Path | None = None, torch_threads: int | None = THREADS, device: str | None = None,
+                **launch_kwargs) -> gr.Blocks:
     """Build, queue and launch with the demo's limits (upload size, concurrency, torch threads per request; None
-    leaves the process's setting alone, as tests do); other kwargs go to ``launch``."""
+    leaves the process's setting alone, as tests do); ``device`` defaults to ``HLGFA_DEVICE`` or auto (a GPU when
+    there is one); other kwargs go to ``launch``."""
     if torch_threads:
         torch.set_num_threads(torch_threads)
     # Gradio's worker threads leave event loops to the garbage collector: harmless, but noisy where the CLI
     # shows every warning once
     warnings.filterwarnings("ignore", message="unclosed event loop", category=ResourceWarning)
-    demo = build_demo(run_dir).queue(**QUEUE)
+    demo = build_demo(run_dir, device=resolve_device(device or os.environ.get("HLGFA_DEVICE", "auto"))).queue(**QUEUE)
     options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir())], ssr_mode=False,
                    theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, footer_links=["api"])
     options.update(launch_kwargs)
