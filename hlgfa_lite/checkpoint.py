@@ -55,8 +55,7 @@ def save(model: HLGFA, run_dir: str | Path, overwrite: bool = False, extra: dict
     if (run_dir / METADATA).exists() and not overwrite:
         raise HLGFAError(f"{run_dir} already holds a checkpoint; choose another --out or pass --overwrite.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-    tensors["level_mean"], tensors["level_std"] = model.level_mean.cpu(), model.level_std.cpu()
+    tensors = model.fitted_state()
     _atomic_write(run_dir / TENSORS, lambda tmp: save_file(tensors, tmp))
     metadata = {
         "format_version": FORMAT_VERSION,
@@ -109,13 +108,10 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
                          "or its files come from different runs; re-fit or restore both files together.")
     model = HLGFA(cfg, pretrained=pretrained, weights=weights)
     tensors = load_file(str(run_dir / TENSORS))
-    head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
     try:
-        model.head.load_state_dict(head_state, strict=True)
+        model.load_fitted_state(tensors)
     except RuntimeError as exc:
-        raise HLGFAError(f"{run_dir / TENSORS} does not fit the head its config describes; re-fit the model.") from exc
-    model.level_mean.copy_(tensors["level_mean"])
-    model.level_std.copy_(tensors["level_std"])
+        raise HLGFAError(f"{run_dir / TENSORS} does not fit the model its config describes; re-fit the model.") from exc
     model.calibration = dict(metadata["calibration"])
     if model.backbone.fingerprint != metadata.get("backbone_fingerprint"):
         warnings.warn(

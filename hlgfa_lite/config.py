@@ -51,6 +51,11 @@ class HLGFAConfig:
     weight_decay: float = 1e-4
     holdout_fraction: float = 0.1  # good images kept aside to calibrate normalisation and threshold
     seed: int = 0
+    # --- normality term (beyond the paper; see normality.py) -------------------------------------------------
+    # "global": Mahalanobis distance of F_L to one Gaussian per level (textures, unaligned parts); "position": one
+    # Gaussian per position (PaDiM-like, aligned parts); "none": the abstract's method alone
+    normality: str = "none"
+    normality_shrinkage: float = 0.01  # ridge added to each covariance, relative to its mean variance
     # --- scoring ---------------------------------------------------------------------------------------
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
     score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max
@@ -70,6 +75,8 @@ class HLGFAConfig:
             raise HLGFAError(f"lr_size ({self.lr_size}) must be a multiple of 32 so every level's grid is whole.")
         if self.aug_views not in ("both", "low"):
             raise HLGFAError(f"aug_views must be 'both' or 'low', got {self.aug_views!r}.")
+        if self.normality not in ("none", "global", "position"):
+            raise HLGFAError(f"normality must be 'none', 'global' or 'position', got {self.normality!r}.")
         if not self.out_indices:
             raise HLGFAError("out_indices is empty: name at least one backbone level, e.g. (1, 2, 3).")
         return self

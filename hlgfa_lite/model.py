@@ -15,6 +15,7 @@ from torch import nn
 from .alignment import AlignmentHead, LevelOutput, misalignment
 from .backbone import FrozenBackbone, resize
 from .config import HLGFAConfig
+from .normality import GaussianNormality
 from .priors import Priors, priors_on_low_grid
 from .scoring import fuse_levels, image_scores, resize_map
 
@@ -30,8 +31,14 @@ class Inspection:
     priors: list[Priors]  # structure, detail, target per level, on the low grid
     outputs: list[LevelOutput]  # refined, modulated, gate per level
     level_maps: list[torch.Tensor]  # raw misalignment 1 - cos per level (B, h, w)
+    normality_maps: list[torch.Tensor]  # Mahalanobis distance of F_L per level (B, h, w); [] without the term
     anomaly_map: torch.Tensor  # (B, lr, lr), fused, normalised, smoothed
     scores: torch.Tensor  # (B,)
+
+    @property
+    def all_maps(self) -> list[torch.Tensor]:
+        """Every raw map that the fusion normalises and averages: misalignment levels, then normality levels."""
+        return self.level_maps + self.normality_maps
 
 
 class HLGFA(nn.Module):
@@ -40,10 +47,14 @@ class HLGFA(nn.Module):
         self.cfg = cfg.validate()
         self.backbone = FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained, weights=weights)
         self.head = AlignmentHead(self.backbone.channels, cfg)
-        n_levels = len(self.backbone.channels)
-        # per-level good-image statistics of the misalignment (set by calibration; identity until then)
-        self.register_buffer("level_mean", torch.zeros(n_levels))
-        self.register_buffer("level_std", torch.ones(n_levels))
+        self.normality: GaussianNormality | None = None
+        if cfg.normality != "none":  # beyond the paper: see normality.py
+            grids = [(cfg.lr_size // s, cfg.lr_size // s) for s in self.backbone.strides]
+            self.normality = GaussianNormality(self.backbone.channels, grids, cfg.normality, cfg.normality_shrinkage)
+        n_maps = len(self.backbone.channels) * (2 if self.normality is not None else 1)
+        # good-image mean and std of each raw map (set by calibration; identity until then)
+        self.register_buffer("level_mean", torch.zeros(n_maps))
+        self.register_buffer("level_std", torch.ones(n_maps))
         self.calibration: dict[str, float] = {}
 
     @property
@@ -52,6 +63,18 @@ class HLGFA(nn.Module):
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.head.parameters())
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        """Everything that fitting set (the frozen backbone never changes): head weights, normality statistics,
+        per-map good-image statistics. What a checkpoint stores."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+    def load_fitted_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """The inverse of ``fitted_state``; raises ``RuntimeError`` when a tensor is missing, extra or misshapen."""
+        result = self.load_state_dict(tensors, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"missing {missing}, unexpected {result.unexpected_keys}")
 
     # --- the two views and their features -----------------------------------------------------------------
     def views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,8 +104,9 @@ class HLGFA(nn.Module):
         high, low = self.backbone(hr_image), self.backbone(lr_image)
         priors, outputs = self.align(low, high)
         level_maps = [misalignment(o.refined, p.target) for o, p in zip(outputs, priors)]
-        anomaly_map = self.fuse(level_maps)
-        return Inspection(hr_image, lr_image, high, low, priors, outputs, level_maps, anomaly_map,
+        normality_maps = self.normality(low) if self.normality is not None else []
+        anomaly_map = self.fuse(level_maps + normality_maps)
+        return Inspection(hr_image, lr_image, high, low, priors, outputs, level_maps, normality_maps, anomaly_map,
                           image_scores(anomaly_map, self.cfg.score_topk))
 
     @torch.no_grad()

@@ -1,6 +1,7 @@
 """From per-level misalignment to one anomaly map and one score per image, on a fixed, calibrated scale.
 
-For levels l = 1..L with misalignment maps e_l (on grids of different sizes):
+For raw maps e_l, l = 1..L (the misalignment of each level, and with ``normality`` on, each level's normality map
+too; on grids of different sizes):
 
     z_l   = (e_l - mu_l) / sigma_l            mu_l, sigma_l: mean and std of e_l over held-out good images
     A     = G_s * (1/L) sum_l up(z_l)         upsampled to the low-res image size, fused, Gaussian-smoothed

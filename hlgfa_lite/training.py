@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .alignment import alignment_loss, misalignment
+from .alignment import alignment_loss
 from .augmentation import NoiseAugment
 from .backbone import resize
 from .data import load_image
@@ -145,18 +145,28 @@ def train_head(model: HLGFA, cache: FeatureCache, steps: int, progress: bool = T
 
 
 @torch.no_grad()
+def fit_normality(model: HLGFA, cache: FeatureCache, chunk: int = 32) -> None:
+    """The normality term's Gaussians from the clean draw (index 0) of every cached training image."""
+    if model.normality is None:
+        return
+    for start in range(0, len(cache.low[0]), chunk):
+        model.normality.accumulate([level[start:start + chunk, 0].to(model.device).float() for level in cache.low])
+    model.normality.finish()
+
+
+@torch.no_grad()
 def calibrate_model(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1) -> dict:
-    """Set the per-level statistics and the calibration from held-out good images (uint8, N >= 1)."""
-    level_maps: list[list[torch.Tensor]] = []
+    """Set the per-map statistics and the calibration from held-out good images (uint8, N >= 1).
+
+    The raw maps come from ``model.inspect``, the path every score takes; their fusion there used the old
+    statistics and is recomputed here with the new ones."""
+    raw_maps: list[list[torch.Tensor]] = []
     for start in range(0, len(hr_images), batch_size):
-        hr = as_float(hr_images[start:start + batch_size]).to(model.device)
-        high, low = model.backbone(hr), model.backbone(resize(hr, model.cfg.lr_size))
-        priors, outputs = model.align(low, high)
-        level_maps.append([misalignment(o.refined, p.target) for o, p in zip(outputs, priors)])
-    per_level = [torch.cat(maps) for maps in zip(*level_maps)]  # [(N, h, w)]
-    model.level_mean.copy_(torch.stack([m.mean() for m in per_level]))
-    model.level_std.copy_(torch.stack([m.std().clamp_min(1e-6) for m in per_level]))
-    fused = model.fuse(per_level)  # (N, lr, lr)
+        raw_maps.append(model.inspect(as_float(hr_images[start:start + batch_size])).all_maps)
+    per_map = [torch.cat(maps) for maps in zip(*raw_maps)]  # [(N, h, w)]
+    model.level_mean.copy_(torch.stack([m.mean() for m in per_map]))
+    model.level_std.copy_(torch.stack([m.std().clamp_min(1e-6) for m in per_map]))
+    fused = model.fuse(per_map)  # (N, lr, lr)
     model.calibration = calibrate(image_scores(fused, model.cfg.score_topk).cpu(), fused.cpu())
     return model.calibration
 
@@ -176,6 +186,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths))
     started = time.perf_counter()
     cache = cache_features(model, load_images(train_paths, cfg.hr_size), progress=progress)
+    fit_normality(model, cache)
     report.cache_seconds = time.perf_counter() - started
     started = time.perf_counter()
     report.losses = train_head(model, cache, cfg.steps, progress=progress, on_step=on_step)
