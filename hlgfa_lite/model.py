@@ -50,7 +50,8 @@ class HLGFA(nn.Module):
         self.normality: GaussianNormality | None = None
         if cfg.normality != "none":  # beyond the paper: see normality.py
             grids = [(cfg.lr_size // s, cfg.lr_size // s) for s in self.backbone.strides]
-            self.normality = GaussianNormality(self.backbone.channels, grids, cfg.normality, cfg.normality_shrinkage)
+            self.normality = GaussianNormality(self.backbone.channels, grids, cfg.normality, cfg.normality_shrinkage,
+                                               cfg.normality_pool)
         n_maps = len(self.backbone.channels) * (2 if self.normality is not None else 1)
         # good-image mean and std of each raw map (set by calibration; identity until then)
         self.register_buffer("level_mean", torch.zeros(n_maps))

@@ -5,11 +5,18 @@ HLGFA's alignment map asks *do the two resolutions of this image agree here?* A 
 resolutions — a smooth dark blob, a region of uneven brightness on a texture — can pass that test. This term asks the
 complementary question, *does this feature look like the features of good images at all?*, with one Gaussian per level.
 
-For one level with low-res features F_L(u) in R^C at position u of the low grid, over all good training images:
+For one level with low-res features F_L at position u of the low grid, over all good training images:
 
-    mu     = E[F_L(u)]                                   the mean good feature
-    Sigma  = Cov[F_L(u)] + eps I,  eps = shrinkage * tr(Cov) / C     (ridge: invertible with few images)
-    n(u)   = sqrt( (F_L(u) - mu)^T Sigma^{-1} (F_L(u) - mu) )       Mahalanobis distance, the normality map
+    P(u)   = avgpool_kxk(F_L)(u)                         local aggregation (k = ``pool``, 3 by default): each
+                                                         feature describes its neighbourhood, as PatchCore's patches
+    mu     = E[P(u)]                                     the mean good feature
+    Sigma  = Cov[P(u)] + eps I,  eps = max(shrinkage, C / n) * tr(Cov) / C
+    n(u)   = sqrt( (P(u) - mu)^T Sigma^{-1} (P(u) - mu) )           Mahalanobis distance, the normality map
+
+The ridge eps keeps Sigma invertible with few images: with n samples per Gaussian, a C x C covariance has rank < n, so
+with n << C the ridge grows towards a scaled identity and n(u) tends to the distance to the mean feature, the
+estimate that few images can support (for 10 training images and C = 112 the ridge is 11 mean variances; for 700,
+0.16).
 
 ``mode="global"``: one (mu, Sigma) per level, pooled over every position — position-free, so it suits textures and
 parts that are not aligned. ``mode="position"``: one (mu(u), Sigma(u)) per position u, as PaDiM (Defard et al., 2021)
@@ -22,6 +29,7 @@ with the number of images.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MODES = ("none", "global", "position")
@@ -56,8 +64,9 @@ class GaussianLevel(nn.Module):
         mean = self._sum / self._count  # (P, C)
         cov = self._outer / self._count - mean[:, :, None] * mean[:, None, :]  # (P, C, C)
         channels = cov.shape[-1]
+        strength = max(shrinkage, channels / self._count)  # _count: samples behind each Gaussian
         eye = torch.eye(channels, dtype=cov.dtype)
-        ridge = shrinkage * cov.diagonal(dim1=1, dim2=2).sum(-1) / channels + 1e-10  # (P,)
+        ridge = strength * cov.diagonal(dim1=1, dim2=2).sum(-1) / channels + 1e-10  # (P,)
         precision = torch.linalg.inv(cov + ridge[:, None, None] * eye)
         self.mean.copy_(mean.float())
         self.precision.copy_(precision.float())
@@ -75,17 +84,25 @@ class GaussianLevel(nn.Module):
 class GaussianNormality(nn.Module):
     """One Gaussian per backbone level; ``grids`` are the low-res (h, w) of each level."""
 
-    def __init__(self, channels: list[int], grids: list[tuple[int, int]], mode: str, shrinkage: float):
+    def __init__(self, channels: list[int], grids: list[tuple[int, int]], mode: str, shrinkage: float,
+                 pool: int = 3):
         super().__init__()
         if mode not in ("global", "position"):
             raise ValueError(f"normality mode must be 'global' or 'position', got {mode!r}")
-        self.mode, self.shrinkage = mode, shrinkage
+        self.mode, self.shrinkage, self.pool = mode, shrinkage, pool
         self.levels = nn.ModuleList(
             GaussianLevel(c, 1 if mode == "global" else h * w) for c, (h, w) in zip(channels, grids))
 
+    def aggregate(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> the same shape, each feature averaged with its pool x pool neighbours (edges: the mean of
+        the neighbours that exist)."""
+        if self.pool <= 1:
+            return features
+        return F.avg_pool2d(features, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
+
     def accumulate(self, low: list[torch.Tensor]) -> None:
         for level, features in zip(self.levels, low):
-            level.accumulate(features)
+            level.accumulate(self.aggregate(features))
 
     def finish(self) -> None:
         for level in self.levels:
@@ -93,4 +110,4 @@ class GaussianNormality(nn.Module):
 
     def forward(self, low: list[torch.Tensor]) -> list[torch.Tensor]:
         """[(B, C_l, h_l, w_l)] -> [(B, h_l, w_l)]: one normality map per level."""
-        return [level(features) for level, features in zip(self.levels, low)]
+        return [level(self.aggregate(features)) for level, features in zip(self.levels, low)]

@@ -10,7 +10,8 @@ from hlgfa_lite.normality import GaussianLevel, GaussianNormality
 
 def _reference_precision(samples: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
     cov = EmpiricalCovariance(assume_centered=False).fit(samples)
-    ridge = shrinkage * np.trace(cov.covariance_) / samples.shape[1] + 1e-10
+    strength = max(shrinkage, samples.shape[1] / samples.shape[0])  # the ridge grows when samples are few
+    ridge = strength * np.trace(cov.covariance_) / samples.shape[1] + 1e-10
     return cov.location_, np.linalg.inv(cov.covariance_ + ridge * np.eye(samples.shape[1]))
 
 
@@ -48,7 +49,7 @@ def test_per_position_gaussian_matches_one_fit_per_position():
 
 def test_a_feature_far_from_the_good_ones_scores_higher():
     torch.manual_seed(2)
-    normality = GaussianNormality([3, 5], [(4, 4), (2, 2)], mode="global", shrinkage=0.01)
+    normality = GaussianNormality([3, 5], [(4, 4), (2, 2)], mode="global", shrinkage=0.01, pool=1)
     normality.accumulate([torch.randn(20, 3, 4, 4), torch.randn(20, 5, 2, 2)])
     normality.finish()
     test = [torch.randn(1, 3, 4, 4), torch.randn(1, 5, 2, 2)]
@@ -57,6 +58,25 @@ def test_a_feature_far_from_the_good_ones_scores_higher():
     assert [m.shape for m in maps] == [(1, 4, 4), (1, 2, 2)]
     assert maps[0][0].flatten().argmax().item() == 1 * 4 + 2
     assert maps[0][0, 1, 2] > 3 * maps[0][0].median()
+
+
+def test_pooling_averages_each_feature_with_its_existing_neighbours():
+    normality = GaussianNormality([1], [(3, 3)], mode="global", shrinkage=0.01, pool=3)
+    grid = torch.arange(9.0).view(1, 1, 3, 3)
+    pooled = normality.aggregate(grid)[0, 0]
+    assert pooled[1, 1] == grid.mean()  # the centre sees all nine
+    assert pooled[0, 0] == torch.tensor([0.0, 1, 3, 4]).mean()  # a corner sees the four that exist
+
+
+def test_few_samples_shrink_towards_the_distance_to_the_mean():
+    torch.manual_seed(3)
+    level = GaussianLevel(channels=50, positions=1)
+    level.accumulate(torch.randn(5, 50, 1, 1))  # 5 samples for 50 channels: the covariance has rank 4
+    level.finish(shrinkage=0.01)
+    test = torch.randn(200, 50, 1, 1)
+    distance = level(test).flatten()
+    euclidean = (test.flatten(1) - level.mean).norm(dim=1)
+    assert torch.corrcoef(torch.stack([distance, euclidean]))[0, 1] > 0.95
 
 
 def test_unknown_mode_is_refused():
