@@ -16,6 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .config import PRESETS
 from .device import resolve_device
 from .errors import HLGFAError
 
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit the alignment head on good images")
     p.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
     p.add_argument("--out", required=True, help="run folder for the checkpoint")
-    p.add_argument("--preset", default="lite", choices=["lite", "paper"])
+    p.add_argument("--preset", default="lite", choices=sorted(PRESETS))
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (preset default: 1000 lite)")
     p.add_argument("--epochs", type=int, default=None, help="alternative to --steps: passes over the images")
     p.add_argument("--batch-size", type=int, default=None)

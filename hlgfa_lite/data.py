@@ -113,6 +113,16 @@ def train_image_paths(root: str | Path) -> list[Path]:
     return paths
 
 
+def evenly_spaced(paths: list[Path], count: int) -> list[Path]:
+    """``count`` of ``paths`` at evenly spaced positions of their order (first and last included): a small training
+    set that spans a capture session instead of its first minutes."""
+    if count >= len(paths):
+        return list(paths)
+    if count < 2:
+        raise HLGFAError(f"a training subset needs at least 2 images, got {count}.")
+    return [paths[round(i * (len(paths) - 1) / (count - 1))] for i in range(count)]
+
+
 def load_test_split(root: str | Path, require_defects: bool = True) -> list[LabelledImage]:
     """All test images of an MVTec folder with their masks, each pair checked by name."""
     root = Path(root)
