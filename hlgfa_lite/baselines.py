@@ -177,7 +177,8 @@ class PatchCoreBaseline(nn.Module):
             raise HLGFAError(f"coreset_fraction must be in (0, 1], got {coreset_fraction}.")
         if coreset not in ("greedy", "random"):
             raise HLGFAError(f"unknown coreset {coreset!r}; choose 'greedy' or 'random'.")
-        self.backbone = backbone if backbone is not None else FrozenBackbone(cfg.backbone, cfg.out_indices)
+        self.backbone = backbone if backbone is not None else FrozenBackbone(cfg.backbone, cfg.out_indices,
+                                                                                   runtime=cfg.backbone_runtime)
         missing = sorted(set(patch_strides) - set(self.backbone.strides))
         if missing:
             raise HLGFAError(f"the backbone levels have strides {self.backbone.strides}, not {missing}; "

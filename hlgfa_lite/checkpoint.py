@@ -91,11 +91,14 @@ def read_metadata(run_dir: str | Path) -> dict:
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str | None = None,
-         pretrained: bool = True) -> HLGFA:
-    """A ready-to-score model from ``run_dir``; every stored fact is checked against what is rebuilt."""
+         pretrained: bool = True, backbone_runtime: str | None = None) -> HLGFA:
+    """A ready-to-score model from ``run_dir``; every stored fact is checked against what is rebuilt.
+    ``backbone_runtime`` ("torch" or "onnxruntime") overrides the stored one: it changes speed, not results."""
     run_dir = Path(run_dir)
     metadata = read_metadata(run_dir)
     cfg = HLGFAConfig.from_dict(metadata["config"])
+    if backbone_runtime is not None:
+        cfg = cfg.replace(backbone_runtime=backbone_runtime)
     for key in ("backbone", "hr_size", "lr_size"):
         if metadata.get(key) != getattr(cfg, key):
             raise HLGFAError(f"{run_dir / METADATA}: {key} is {metadata.get(key)!r} but the config says "

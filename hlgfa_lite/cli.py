@@ -72,6 +72,8 @@ def fit_command(args) -> dict:
         overrides["batch_size"] = args.batch_size
     if args.steps:
         overrides["steps"] = args.steps
+    if args.backbone_runtime:
+        overrides["backbone_runtime"] = args.backbone_runtime
     cfg = preset(args.preset, **overrides)
     if args.epochs:
         n_train = len(split_holdout(paths, cfg.holdout_fraction, cfg.seed)[0])
@@ -101,7 +103,8 @@ def evaluate_command(args):
     from .evaluation import evaluate_samples
 
     samples = load_test_split(args.data)
-    model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights)
+    model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
+                 backbone_runtime=args.backbone_runtime)
     result = evaluate_samples(model.score_batch, samples, model.cfg.eval_size, progress=not args.quiet)
     print_metrics(result.metrics, result.per_type)
     if args.json:
@@ -130,7 +133,8 @@ def predict_command(args) -> list[dict]:
         raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     for path in paths:  # every image readable before anything is written
         load_image(path)
-    model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights)
+    model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
+                 backbone_runtime=args.backbone_runtime)
     cal, out = model.calibration, Path(args.out)
     rows = []
     for path in paths:
@@ -235,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         if weights:
             p.add_argument("--weights", default=None, help="backbone weights file (else HLGFA_WEIGHTS, Hub, cache)")
 
+    def runtime(p):
+        p.add_argument("--backbone-runtime", default=None, metavar="{torch,onnxruntime}",
+                       help="how the frozen backbone runs on a CPU (onnxruntime: pip install 'hlgfa-lite[fast]', "
+                            "same features, faster); default: the preset's or checkpoint's (torch)")
+
     p = sub.add_parser("fit", help="fit the alignment head on good images")
     p.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
     p.add_argument("--out", required=True, help="run folder for the checkpoint")
@@ -246,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
     common(p)
+    runtime(p)
     p.set_defaults(func=fit_command)
 
     p = sub.add_parser("evaluate", help="image/pixel AUROC, AUPRO, F1-max and speed on a test split")
@@ -253,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="MVTec-layout category folder")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     common(p)
+    runtime(p)
     p.set_defaults(func=evaluate_command)
 
     p = sub.add_parser("predict", help="score images; write scores.csv, overlays and (optionally) maps")
@@ -262,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", action="store_true", help="raw float32 maps as maps/<path>.npy")
     p.add_argument("--sensitivity", type=float, default=1.0, help=">1 flags more images, <1 fewer")
     common(p)
+    runtime(p)
     p.set_defaults(func=predict_command)
 
     p = sub.add_parser("quickstart", help="fit, evaluate and draw on the bundled sample, offline")

@@ -22,6 +22,9 @@ class HLGFAConfig:
     out_indices: tuple[int, ...] = (1, 2, 3)  # feature levels; for Lite0 strides 4/8/16, 24/40/112 channels
     hr_size: int = 512  # high-resolution view: guides and supervises
     lr_size: int = 256  # low-resolution view: refined by the head; maps live on its grid
+    # "torch" (TorchScript, always there) or "onnxruntime" (pip install 'hlgfa-lite[fast]': the same features,
+    # about twice as fast on a CPU); how the frozen network runs, not what it computes
+    backbone_runtime: str = "torch"
     # --- priors: split of the high-res features ---------------------------------------------------------
     use_structure: bool = True  # conditional modulation by the structure (low-pass) prior
     use_detail: bool = True  # gated residual correction from the detail (high-pass) prior
@@ -78,6 +81,10 @@ class HLGFAConfig:
             raise HLGFAError(f"aug_views must be 'both' or 'low', got {self.aug_views!r}.")
         if self.normality not in ("none", "global", "position"):
             raise HLGFAError(f"normality must be 'none', 'global' or 'position', got {self.normality!r}.")
+        from .backbone import RUNTIMES  # the backbone owns the list; whether one is installed is checked there
+
+        if self.backbone_runtime not in RUNTIMES:
+            raise HLGFAError(f"backbone_runtime must be one of {list(RUNTIMES)}, got {self.backbone_runtime!r}.")
         if not self.out_indices:
             raise HLGFAError("out_indices is empty: name at least one backbone level, e.g. (1, 2, 3).")
         return self

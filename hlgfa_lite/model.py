@@ -45,7 +45,8 @@ class HLGFA(nn.Module):
     def __init__(self, cfg: HLGFAConfig, pretrained: bool = True, weights: str | None = None):
         super().__init__()
         self.cfg = cfg.validate()
-        self.backbone = FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained, weights=weights)
+        self.backbone = FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained, weights=weights,
+                                       runtime=cfg.backbone_runtime)
         self.head = AlignmentHead(self.backbone.channels, cfg)
         self.normality: GaussianNormality | None = None
         if cfg.normality != "none":  # beyond the paper: see normality.py

@@ -1,0 +1,76 @@
+"""The ONNX Runtime path of the frozen backbone computes what the torch path computes.
+
+Tolerances: both paths run the same float32 network, but with different kernels (oneDNN through TorchScript
+against ONNX Runtime's MLAS, each with BatchNorm folded into the convolutions its own way), so sums are taken in
+different orders. Rounding of that kind, accumulated over Lite0's ~50 layers, stays near 1e-6 of a level's largest
+value (measured: at most 2e-6 at 512 px). We allow 1e-4 of it: 50 times that, and far below what any real fault
+would produce (a lost BatchNorm, a shifted "same" padding or a wrong output changes features by tens of percent).
+The anomaly map is a z-score (level maps divided by their calibrated good-image spread): one map unit is one
+standard deviation of good images, so 1e-3 map units is invisible in every threshold and metric.
+"""
+
+import importlib.util
+
+import pytest
+import torch
+
+from hlgfa_lite import HLGFAError, load, load_image, preset
+from hlgfa_lite.backbone import FrozenBackbone
+from hlgfa_lite.data import load_test_split
+
+FEATURE_RTOL = 1e-4  # of each level's largest |value|
+MAP_ATOL = 1e-3  # map units (good-image standard deviations)
+
+needs_onnxruntime = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="onnxruntime/onnx not installed (pip install 'hlgfa-lite[fast]')")
+
+
+@needs_onnxruntime
+@pytest.mark.parametrize("shape", [(1, 3, 96, 96), (2, 3, 64, 64)])
+def test_onnxruntime_features_match_torch_per_level(shape):
+    torch_backbone = FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3))
+    onnx_backbone = FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3), runtime="onnxruntime")
+    onnx_backbone.load_state_dict(torch_backbone.state_dict())  # the same weights whatever their source
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    expected, got = torch_backbone(images), onnx_backbone(images)
+    assert len(got) == len(expected) == 3
+    for level, (e, g) in enumerate(zip(expected, got)):
+        assert g.shape == e.shape and g.dtype == torch.float32, level
+        scale = e.abs().max().item()
+        assert scale > 1  # real ImageNet features, not zeros: the comparison means something
+        assert (g - e).abs().max().item() <= FEATURE_RTOL * scale, level
+    # one session per input shape, kept: a second call reuses it
+    assert len(onnx_backbone._compiled) == 1
+    onnx_backbone(images)
+    assert len(onnx_backbone._compiled) == 1
+
+
+@needs_onnxruntime
+def test_onnxruntime_anomaly_maps_and_scores_match_torch(fitted, sample):
+    _, _, run_dir = fitted
+    reference = load(run_dir)
+    fast = load(run_dir, backbone_runtime="onnxruntime")
+    assert reference.backbone.runtime == "torch" and fast.backbone.runtime == "onnxruntime"
+    samples = load_test_split(sample)
+    images = [load_image(s.path) for s in (samples[0], samples[-1])]  # a good and a defective image
+    for image in images:
+        expected_map, expected_score = reference.score_batch(image[None])
+        got_map, got_score = fast.score_batch(image[None])
+        assert got_map.shape == expected_map.shape
+        assert expected_map.std() > 0.1  # a real map, not a constant
+        assert (got_map - expected_map).abs().max().item() <= MAP_ATOL
+        assert abs(got_score.item() - expected_score.item()) <= MAP_ATOL
+
+
+def test_onnxruntime_missing_is_one_clear_line(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime"
+                        else real_find_spec(name, *a))
+    with pytest.raises(HLGFAError, match=r"pip install 'hlgfa-lite\[fast\]'"):
+        FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3), pretrained=False, runtime="onnxruntime")
+
+
+def test_unknown_runtime_is_refused():
+    with pytest.raises(HLGFAError, match="backbone_runtime must be one of"):
+        preset("lite", backbone_runtime="tensorrt")
