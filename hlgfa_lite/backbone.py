@@ -47,20 +47,32 @@ def check_runtime(runtime: str) -> str:
     return runtime
 
 
+class Normalised(nn.Module):
+    """x in [0, 1] -> net((x - mean) / std): the normalisation inside the exported graph, where ONNX Runtime
+    runs it in the same pass as the first layer instead of as separate whole-image tensor operations."""
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.net, self.mean, self.std = net, mean, std
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.net((images - self.mean) / self.std)
+
+
 class OnnxRunner:
-    """The network exported to ONNX for one input shape, run by an ONNX Runtime CPU session.
+    """The normalisation and the network exported to ONNX for one input shape, run by an ONNX Runtime CPU session.
 
     The legacy (TorchScript-based) exporter: it needs only the ``onnx`` package and exports Lite0 in about a
     second, against several seconds for the torch.export-based one. ONNX Runtime folds BatchNorm into the
     convolutions and fuses the activations itself (graph optimisation level "all")."""
 
-    def __init__(self, net: nn.Module, example: torch.Tensor, threads: int):
+    def __init__(self, network: nn.Module, example: torch.Tensor, threads: int):
         import onnxruntime as ort
 
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings say nothing here
-            torch.onnx.export(net, (example,), buffer, dynamo=False, input_names=["images"],
+            torch.onnx.export(network, (example,), buffer, dynamo=False, input_names=["images"],
                               opset_version=ONNX_OPSET)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # the same thread budget as torch's
@@ -68,9 +80,9 @@ class OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, S, S) normalised images -> one (B, C_l, S / s_l, S / s_l) map per level."""
-        outputs = self.session.run(None, {"images": x.contiguous().numpy()})
+    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, S, S) images in [0, 1] -> one (B, C_l, S / s_l, S / s_l) map per level (plain NCHW)."""
+        outputs = self.session.run(None, {"images": images.contiguous().numpy()})
         return [torch.from_numpy(o) for o in outputs]
 
 
@@ -110,13 +122,7 @@ class FrozenBackbone(nn.Module):
         """The network, traced and frozen once per input shape and device (BatchNorm folded into the convolutions,
         about 1.7x faster on a CPU); the plain module where tracing is off or fails. The batch size is part of the
         key: a graph traced for one batch size runs several times slower on another. Weights and input are in
-        channels-last layout, which oneDNN's CPU convolutions prefer. With the ONNX Runtime, one session per
-        input shape and thread count instead."""
-        if self._runtime == "onnxruntime" and x.device.type == "cpu" and x.dtype == torch.float32:
-            key = ("onnxruntime", tuple(x.shape), torch.get_num_threads())
-            if key not in self._compiled:
-                self._compiled[key] = OnnxRunner(self.net, x, torch.get_num_threads())
-            return self._compiled[key]
+        channels-last layout, which oneDNN's CPU convolutions prefer."""
         if not self.compile:
             return self.net
         key = (tuple(x.shape), x.device, x.dtype)
@@ -129,6 +135,17 @@ class FrozenBackbone(nn.Module):
                 self._compiled[key] = self.net
         return self._compiled[key]
 
+    def _onnx_runner(self, images: torch.Tensor) -> OnnxRunner | None:
+        """With the ONNX Runtime selected and float32 images on the CPU: the session for this input shape and
+        thread count (exported at the first call); otherwise None (the torch path)."""
+        if self._runtime != "onnxruntime" or images.device.type != "cpu" or images.dtype != torch.float32:
+            return None
+        key = ("onnxruntime", tuple(images.shape), torch.get_num_threads())
+        if key not in self._compiled:
+            network = Normalised(self.net, self.mean, self.std)
+            self._compiled[key] = OnnxRunner(network, images.contiguous(), torch.get_num_threads())
+        return self._compiled[key]
+
     def _apply(self, fn, recurse=True):
         self._compiled.clear()  # moved to another device or dtype: trace again
         return super()._apply(fn, recurse)
@@ -136,6 +153,9 @@ class FrozenBackbone(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images (B, 3, S, S) in [0, 1] -> one map per level, level l of shape (B, C_l, S / s_l, S / s_l)."""
+        onnx = self._onnx_runner(images)
+        if onnx is not None:
+            return onnx(images)
         x = ((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         # back to the default layout: what follows (priors, head, cached features) expects plain NCHW tensors
         return [f.float().contiguous() for f in self._runner(x)(x)]

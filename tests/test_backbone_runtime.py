@@ -74,3 +74,12 @@ def test_onnxruntime_missing_is_one_clear_line(monkeypatch):
 def test_unknown_runtime_is_refused():
     with pytest.raises(HLGFAError, match="backbone_runtime must be one of"):
         preset("lite", backbone_runtime="tensorrt")
+
+
+def test_cli_refuses_an_unknown_runtime_in_one_line(fitted, sample, capsys):
+    from hlgfa_lite.cli import main
+
+    _, _, run_dir = fitted
+    assert main(["evaluate", str(run_dir), str(sample), "--backbone-runtime", "tensorrt", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: backbone_runtime must be one of") and "\n" not in err

