@@ -162,7 +162,11 @@ class FrozenBackbone(nn.Module):
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, 3, size, size), antialiased so that downsizing does not alias fine texture."""
+    """(B, 3, H, W) -> (B, 3, size, size), antialiased so that downsizing does not alias fine texture.
+
+    Each output pixel is a weighted mean of input pixels with non-negative weights (the bilinear "triangle" filter,
+    widened by the scale factor), so images in [0, 1] stay in [0, 1] with no clamp (a clamp here cost a third of
+    the resize's time)."""
     if images.shape[-2:] == (size, size):
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

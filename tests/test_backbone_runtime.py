@@ -83,3 +83,17 @@ def test_cli_refuses_an_unknown_runtime_in_one_line(fitted, sample, capsys):
     assert main(["evaluate", str(run_dir), str(sample), "--backbone-runtime", "tensorrt", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: backbone_runtime must be one of") and "\n" not in err
+
+
+@pytest.mark.parametrize("size_in, size_out", [(900, 512), (512, 256), (97, 64)])
+def test_resize_keeps_images_in_the_unit_range(size_in, size_out):
+    """The views are made without a clamp: that is right only while the resize never overshoots. A sharp 0/1 edge
+    makes a filter with negative lobes overshoot (antialiased bicubic: to -0.046 and 1.041 at 97 -> 64 px)."""
+    from hlgfa_lite.backbone import resize
+
+    board = ((torch.arange(size_in)[:, None] + torch.arange(size_in)[None, :]) % 2).float()
+    edge = (torch.arange(size_in) < size_in // 2).float().expand(size_in, size_in)
+    images = torch.stack([board, edge, torch.rand(size_in, size_in)])[None]
+    out = resize(images, size_out)
+    assert out.shape == (1, 3, size_out, size_out)
+    assert out.min().item() >= -1e-6 and out.max().item() <= 1 + 1e-6
