@@ -95,6 +95,18 @@ class HLGFA(nn.Module):
     def fuse(self, level_maps: list[torch.Tensor]) -> torch.Tensor:
         return fuse_levels(level_maps, self.level_mean, self.level_std, self.cfg.lr_size, self.cfg.smooth_sigma)
 
+    def part_maps(self, inspection: Inspection) -> dict[str, torch.Tensor]:
+        """Each family of raw maps fused alone, on its calibrated scale: ``"alignment"`` (the abstract's method) and,
+        with the normality term, ``"normality"``; each (B, lr, lr). With both, the anomaly map is their mean
+        (normalising, upsampling, averaging and smoothing are all linear)."""
+        n = len(inspection.level_maps)
+        parts = {"alignment": fuse_levels(inspection.level_maps, self.level_mean[:n], self.level_std[:n],
+                                          self.cfg.lr_size, self.cfg.smooth_sigma)}
+        if inspection.normality_maps:
+            parts["normality"] = fuse_levels(inspection.normality_maps, self.level_mean[n:], self.level_std[n:],
+                                             self.cfg.lr_size, self.cfg.smooth_sigma)
+        return parts
+
     @torch.no_grad()
     def inspect(self, images: torch.Tensor, low_view: torch.Tensor | None = None) -> Inspection:
         """Run the whole method on (B, 3, H, W) images in [0, 1]; ``low_view`` overrides the low-res input

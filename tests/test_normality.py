@@ -98,3 +98,5 @@ def test_normality_is_fitted_saved_and_loaded_with_the_model(mode, sample, tmp_p
     assert len(before.normality_maps) == 3 and len(model.level_mean) == 6
     again = load(save(model, tmp_path / "run")).inspect(image)
     torch.testing.assert_close(again.anomaly_map, before.anomaly_map)
+    parts = model.part_maps(before)  # the fused map is the mean of its two parts: every step of the fusion is linear
+    torch.testing.assert_close((parts["alignment"] + parts["normality"]) / 2, before.anomaly_map, rtol=1e-4, atol=1e-4)
