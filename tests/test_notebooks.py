@@ -18,7 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-LESSONS = ["00_quickstart", "01_features", "02_priors", "03_alignment", "04_augmentation", "05_evaluation"]
+LESSONS = ["00_quickstart", "01_features", "02_priors", "03_alignment", "04_augmentation", "05_evaluation",
+           "07_beyond_bottle"]
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 IMAGE_MIMES = ("image/png", "image/jpeg")
 
