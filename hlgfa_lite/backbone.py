@@ -14,8 +14,8 @@ Two runtimes compute the same ``phi`` (``HLGFAConfig.backbone_runtime``):
 - ``"torch"``: the network traced with TorchScript and frozen once per input shape (BatchNorm folded in);
 - ``"onnxruntime"``: the network exported to ONNX once per input shape and run by ONNX Runtime on the CPU
   (optional: ``pip install 'hlgfa-lite[fast]'``). Its fused, layout-planned convolutions run the same network
-  about twice as fast on a CPU (benchmarks/inference_speed.py measures it); the features agree with the torch
-  path to float32 rounding (tests/test_backbone_runtime.py). Tensors on a GPU always take the torch path.
+  faster on a CPU (benchmarks/inference_speed.py measures by how much, side by side); the features agree with the
+  torch path to float32 rounding (tests/test_backbone_runtime.py). Tensors on a GPU always take the torch path.
 """
 
 from __future__ import annotations
@@ -165,8 +165,8 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 3, size, size), antialiased so that downsizing does not alias fine texture.
 
     Each output pixel is a weighted mean of input pixels with non-negative weights (the bilinear "triangle" filter,
-    widened by the scale factor), so images in [0, 1] stay in [0, 1] with no clamp (a clamp here cost a third of
-    the resize's time)."""
+    widened by the scale factor), so images in [0, 1] stay in [0, 1] with no clamp (which would be one more pass
+    over the whole image on the inference path)."""
     if images.shape[-2:] == (size, size):
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

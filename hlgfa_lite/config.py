@@ -23,7 +23,7 @@ class HLGFAConfig:
     hr_size: int = 512  # high-resolution view: guides and supervises
     lr_size: int = 256  # low-resolution view: refined by the head; maps live on its grid
     # "torch" (TorchScript, always there) or "onnxruntime" (pip install 'hlgfa-lite[fast]': the same features,
-    # about twice as fast on a CPU); how the frozen network runs, not what it computes
+    # faster on a CPU); how the frozen network runs, not what it computes
     backbone_runtime: str = "torch"
     # --- priors: split of the high-res features ---------------------------------------------------------
     use_structure: bool = True  # conditional modulation by the structure (low-pass) prior

@@ -3,8 +3,8 @@
 Tolerances: both paths run the same float32 network, but with different kernels (oneDNN through TorchScript
 against ONNX Runtime's MLAS, each with BatchNorm folded into the convolutions its own way), so sums are taken in
 different orders. Rounding of that kind, accumulated over Lite0's ~50 layers, stays near 1e-6 of a level's largest
-value (measured: at most 2e-6 at 512 px). We allow 1e-4 of it: 50 times that, and far below what any real fault
-would produce (a lost BatchNorm, a shifted "same" padding or a wrong output changes features by tens of percent).
+value (seen here: 1e-6 to 2e-6 at 256 px). We allow 1e-4 of it: about 50 times that, and far below what any real
+fault would produce (a lost BatchNorm, a shifted "same" padding or a wrong output changes features by tens of percent).
 The anomaly map is a z-score (level maps divided by their calibrated good-image spread): one map unit is one
 standard deviation of good images, so 1e-3 map units is invisible in every threshold and metric.
 """
