@@ -43,7 +43,8 @@ from .config import HLGFAConfig
 from .errors import HLGFAError
 from .model import HLGFA
 from .priors import low_pass
-from .scoring import calibrate, image_scores
+from .calibration import Calibration, calibrate
+from .scoring import image_scores
 from .training import as_float, calibrate_model, load_images, split_holdout
 
 # a chunk of a distance matrix holds at most this many floats (16 MiB): memory stays flat whatever the bank size.
@@ -162,7 +163,7 @@ class PatchCoreReport:
     bank_size: int = 0
     feature_seconds: float = 0.0
     coreset_seconds: float = 0.0
-    calibration: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
 
 
 class PatchCoreBaseline(nn.Module):
@@ -187,7 +188,7 @@ class PatchCoreBaseline(nn.Module):
         self.coreset_fraction, self.coreset, self.projection_dim = coreset_fraction, coreset, projection_dim
         self.feature_dim = sum(self.backbone.channels[i] for i in self.levels)
         self.register_buffer("bank", torch.empty(0, self.feature_dim))  # (M, D)
-        self.calibration: dict[str, float] = {}
+        self.calibration: Calibration | None = None
 
     @property
     def device(self) -> torch.device:
@@ -200,7 +201,9 @@ class PatchCoreBaseline(nn.Module):
     def trainable_parameters(self) -> int:
         return 0
 
-    # HLGFA's verdict and threshold only read ``self.calibration``: the same code, so the same rule
+    # HLGFA's verdicts only read ``self.calibration``: the same code, so the same rule
+    calibrated = HLGFA.calibrated
+    verdict = HLGFA.verdict
     threshold = HLGFA.threshold
     is_anomalous = HLGFA.is_anomalous
 
@@ -232,7 +235,7 @@ class PatchCoreBaseline(nn.Module):
     @torch.no_grad()
     def fit(self, paths: list[Path], progress: bool = False, batch_size: int = 1) -> PatchCoreReport:
         """Memory bank from the good images at ``paths`` (minus HLGFA's held-out split), then calibration on the
-        held-out images with HLGFA's rule (``scoring.calibrate``)."""
+        held-out images with HLGFA's rule (``calibration.calibrate``)."""
         cfg = self.cfg
         train_paths, holdout_paths = split_holdout(_check_paths(paths), cfg.holdout_fraction, cfg.seed)
         report = PatchCoreReport(n_train=len(train_paths), n_holdout=len(holdout_paths))

@@ -1,63 +1,112 @@
 """Checkpoints: the head's tensors in ``head.safetensors``, everything else in ``model.json``. No pickle.
 
 ``model.json`` holds the full config, the backbone name and image sizes, the package version, the calibration
-(threshold, good-score statistics, colour scale), a fingerprint of the backbone weights the head was fit on, and
-the SHA-256 of the tensor file. Loading checks every one of these: a mismatch is refused with a clear message,
-except a different backbone fingerprint (weights from another source, e.g. the Hub versus the offline package),
-which is a plain warning. Writes go to temporary files that are then renamed, so a crash never leaves half a
-checkpoint, and an existing checkpoint is only replaced when asked.
+(``calibration.Calibration``), a fingerprint of the backbone weights the head was fit on, the SHA-256 of the
+tensor file, and ``checksum``: the SHA-256 of the rest of ``model.json`` (canonical JSON) together with the tensor
+hash, so an edit to either file, or files from two different runs, is refused. (A checksum finds damage and
+hand edits; it is not a signature against someone who recomputes it.)
+
+Loading checks everything before a number is used: sizes of both files, JSON depth, every field's type and range
+(one line naming the field), the checksum, the tensors' names, shapes and finiteness. A different backbone
+fingerprint (weights from another source) is only a warning.
+
+Saving is atomic for the checkpoint as a whole: the new checkpoint is written complete (and synced) into a
+folder beside ``run_dir``, then the two folders are exchanged in one ``renameat2(RENAME_EXCHANGE)`` call (Linux),
+so at every moment ``run_dir`` holds either the old or the new checkpoint. Where the exchange is not available the
+old folder is renamed aside first and put back if anything fails; a kill between the two renames leaves
+``run_dir`` missing and the old checkpoint complete in ``.NAME.old-*`` beside it (``load`` says so). Other files
+in an overwritten ``run_dir`` (metrics, figures) are carried over.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
+import math
 import os
-import tempfile
+import shutil
+import uuid
 import warnings
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .calibration import Calibration
 from .config import HLGFAConfig
 from .errors import HLGFAError
 from .model import HLGFA
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TENSORS, METADATA = "head.safetensors", "model.json"
-CALIBRATION_KEYS = {"image_threshold", "good_score_mean", "good_score_std", "pixel_threshold", "map_vmin", "map_vmax"}
+MAX_METADATA_BYTES = 1 << 20  # a real model.json is ~2 kB
+MAX_TENSOR_BYTES = 1 << 30  # the lite head is ~3 MB, the paper preset's ~100 MB
+MAX_JSON_DEPTH = 8
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename over ``path``; the temp file is removed on any failure."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+def checksum(metadata: dict) -> str:
+    """SHA-256 of ``metadata`` without its own ``checksum`` field, as canonical JSON (sorted keys, no spaces)."""
+    body = {k: v for k, v in metadata.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
     try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; a checkpoint is meant to be shared
-        os.replace(tmp, path)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.close(fd)
 
 
-def save(model: HLGFA, run_dir: str | Path, overwrite: bool = False, extra: dict | None = None) -> Path:
-    """Write the checkpoint into ``run_dir``; refuses to replace one unless ``overwrite``."""
-    run_dir = Path(run_dir)
-    if not model.calibration:
+def _write_synced(path: Path, write) -> None:
+    write(path)
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(path, 0o644)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the call is not available."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot exchange
+        return False
+    raise HLGFAError(f"cannot replace {b}: {os.strerror(errno)}; nothing was changed.")
+
+
+def metadata_of(model: HLGFA, extra: dict | None = None) -> dict:
+    """Everything ``model.json`` holds except the tensor hash and the checksum."""
+    if model.calibration is None:
         raise HLGFAError("the model is not calibrated; fit it (or call training.calibrate_model) before saving.")
-    if (run_dir / METADATA).exists() and not overwrite:
-        raise HLGFAError(f"{run_dir} already holds a checkpoint; choose another --out or pass --overwrite.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tensors = model.fitted_state()
-    _atomic_write(run_dir / TENSORS, lambda tmp: save_file(tensors, tmp))
-    metadata = {
+    return {
         "format_version": FORMAT_VERSION,
         "package": "hlgfa_lite",
         "package_version": __version__,
@@ -67,27 +116,151 @@ def save(model: HLGFA, run_dir: str | Path, overwrite: bool = False, extra: dict
         "backbone_fingerprint": model.backbone.fingerprint,
         "backbone_weights_source": model.backbone.weights_source,
         "trainable_parameters": model.trainable_parameters(),
-        "tensors_sha256": _sha256(run_dir / TENSORS),
-        "calibration": model.calibration,
+        "calibration": model.calibration.to_dict(),
         "config": model.cfg.to_dict(),
         **(extra or {}),
     }
-    _atomic_write(run_dir / METADATA, lambda tmp: Path(tmp).write_text(json.dumps(metadata, indent=2)))
+
+
+def write_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """Both files into an existing, empty ``folder``, synced; model.json last, with the tensor hash and checksum."""
+    _write_synced(folder / TENSORS, lambda p: save_file(tensors, str(p)))
+    metadata = {**metadata, "tensors_sha256": _sha256(folder / TENSORS)}
+    metadata["checksum"] = checksum(metadata)
+    _write_synced(folder / METADATA, lambda p: p.write_text(json.dumps(metadata, indent=2, allow_nan=False)))
+    _fsync_dir(folder)
+
+
+def save(model: HLGFA, run_dir: str | Path, overwrite: bool = False, extra: dict | None = None) -> Path:
+    """Write the checkpoint into ``run_dir``; refuses to replace one unless ``overwrite`` (atomic, see above)."""
+    run_dir = Path(run_dir)
+    metadata = metadata_of(model, extra)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise HLGFAError(f"{run_dir} is a file, not a folder; choose another --out.")
+    if (run_dir / METADATA).exists() and not overwrite:
+        raise HLGFAError(f"{run_dir} already holds a checkpoint; choose another --out or pass --overwrite.")
+    tensors = model.fitted_state()
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise HLGFAError("the head holds NaN or infinite weights (training diverged); nothing was saved.")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    new = run_dir.parent / f".{run_dir.name}.new-{tag}"
+    new.mkdir()
+    try:
+        write_checkpoint(new, tensors, metadata)
+        if not run_dir.exists():
+            os.rename(new, run_dir)  # atomic; fails if another process created run_dir meanwhile
+        else:
+            for item in run_dir.iterdir():  # the user's other files (metrics, figures) stay in run_dir
+                if item.name not in (TENSORS, METADATA):
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, new / item.name)
+            if _exchange(new, run_dir):
+                shutil.rmtree(new)  # now holds the old checkpoint
+            else:
+                old = run_dir.parent / f".{run_dir.name}.old-{tag}"
+                os.rename(run_dir, old)
+                try:
+                    os.rename(new, run_dir)
+                except OSError:
+                    os.rename(old, run_dir)
+                    raise
+                shutil.rmtree(old)
+        _fsync_dir(run_dir.parent)
+    except OSError as exc:
+        raise HLGFAError(f"cannot write the checkpoint to {run_dir} ({exc.strerror or exc}); "
+                         "the previous one, if any, is unchanged.") from exc
+    finally:
+        if new.exists():
+            shutil.rmtree(new, ignore_errors=True)
     return run_dir
 
 
+# --- loading: every field checked ---------------------------------------------------------------------------
+def _depth(value, limit: int = MAX_JSON_DEPTH, level: int = 0) -> int:
+    if level > limit:
+        return level
+    if isinstance(value, dict):
+        return max([_depth(v, limit, level + 1) for v in value.values()], default=level)
+    if isinstance(value, list):
+        return max([_depth(v, limit, level + 1) for v in value], default=level)
+    return level
+
+
+def _field(metadata: dict, name: str, kind: type, where: Path):
+    value = metadata.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise HLGFAError(f"{where}: field {name} must be {kind.__name__}, got {type(value).__name__}; "
+                         "the checkpoint is damaged, re-fit the model.")
+    return value
+
+
 def read_metadata(run_dir: str | Path) -> dict:
+    """``model.json`` parsed and checked (sizes, depth, types, format, checksum); raises HLGFAError."""
     run_dir = Path(run_dir)
-    if not (run_dir / METADATA).is_file() or not (run_dir / TENSORS).is_file():
+    meta_path, tensor_path = run_dir / METADATA, run_dir / TENSORS
+    if not run_dir.exists():
+        leftovers = sorted(run_dir.parent.glob(f".{run_dir.name}.old-*")) if run_dir.parent.is_dir() else []
+        hint = f"; an interrupted save left the previous checkpoint in {leftovers[0]}: rename it to {run_dir}" \
+            if leftovers else ""
+        raise HLGFAError(f"{run_dir} does not exist{hint or '; give the folder `hlgfa-lite fit --out` wrote'}.")
+    if not meta_path.is_file() or not tensor_path.is_file():
         raise HLGFAError(f"{run_dir} is not a checkpoint (needs {METADATA} and {TENSORS}); run `hlgfa-lite fit` first.")
+    if meta_path.stat().st_size > MAX_METADATA_BYTES:
+        raise HLGFAError(f"{meta_path} is {meta_path.stat().st_size} bytes, far more than a checkpoint's; "
+                         "the checkpoint is damaged.")
+    if tensor_path.stat().st_size > MAX_TENSOR_BYTES:
+        raise HLGFAError(f"{tensor_path} is larger than {MAX_TENSOR_BYTES >> 20} MiB; not an hlgfa_lite head.")
     try:
-        metadata = json.loads((run_dir / METADATA).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HLGFAError(f"{run_dir / METADATA} is not valid JSON ({exc}); the checkpoint is damaged.") from exc
-    if metadata.get("package") != "hlgfa_lite" or metadata.get("format_version") != FORMAT_VERSION:
-        raise HLGFAError(f"{run_dir} is not an hlgfa_lite checkpoint of format {FORMAT_VERSION}; "
-                         "re-fit it with this version.")
+        metadata = json.loads(meta_path.read_bytes().decode("utf-8"),
+                              parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not allowed")))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise HLGFAError(f"{meta_path} is not valid JSON ({str(exc)[:80]}); the checkpoint is damaged.") from None
+    if not isinstance(metadata, dict):
+        raise HLGFAError(f"{meta_path} must hold a JSON object; the checkpoint is damaged.")
+    if _depth(metadata) > MAX_JSON_DEPTH:
+        raise HLGFAError(f"{meta_path} is nested deeper than {MAX_JSON_DEPTH} levels; the checkpoint is damaged.")
+    if metadata.get("package") != "hlgfa_lite":
+        raise HLGFAError(f"{run_dir} is not an hlgfa_lite checkpoint (field package).")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise HLGFAError(f"{run_dir} has checkpoint format {metadata.get('format_version')!r}, this hlgfa_lite "
+                         f"reads {FORMAT_VERSION}; re-save it (scripts/resave_checkpoint.py) or re-fit.")
+    for name, kind in (("backbone", str), ("hr_size", int), ("lr_size", int), ("backbone_fingerprint", str),
+                       ("tensors_sha256", str), ("checksum", str), ("calibration", dict), ("config", dict)):
+        _field(metadata, name, kind, meta_path)
+    if checksum(metadata) != metadata["checksum"]:
+        raise HLGFAError(f"{meta_path} does not match its checksum: it was edited or damaged; re-fit the model "
+                         "or restore the file.")
     return metadata
+
+
+def _check_config(values: dict, where: Path) -> HLGFAConfig:
+    """Each config field must have its default's type; then the config's own range checks."""
+    import dataclasses
+
+    defaults = HLGFAConfig()
+    for f in dataclasses.fields(HLGFAConfig):
+        if f.name not in values:
+            continue
+        value, default = values[f.name], getattr(defaults, f.name)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise HLGFAError(f"{where}: config field {f.name} must be like {default!r}, got {value!r}; "
+                             "the checkpoint is damaged, re-fit the model.")
+    try:
+        return HLGFAConfig.from_dict(values)
+    except HLGFAError as exc:
+        raise HLGFAError(f"{where}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise HLGFAError(f"{where}: config is invalid ({exc}); re-fit the model.") from None
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str | None = None,
@@ -96,27 +269,46 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
     ``backbone_runtime`` ("torch" or "onnxruntime") overrides the stored one: it changes speed, not results."""
     run_dir = Path(run_dir)
     metadata = read_metadata(run_dir)
-    cfg = HLGFAConfig.from_dict(metadata["config"])
+    meta_path = run_dir / METADATA
+    cfg = _check_config(metadata["config"], meta_path)
     if backbone_runtime is not None:
         cfg = cfg.replace(backbone_runtime=backbone_runtime)
     for key in ("backbone", "hr_size", "lr_size"):
-        if metadata.get(key) != getattr(cfg, key):
-            raise HLGFAError(f"{run_dir / METADATA}: {key} is {metadata.get(key)!r} but the config says "
+        if metadata[key] != getattr(cfg, key):
+            raise HLGFAError(f"{meta_path}: {key} is {metadata[key]!r} but the config says "
                              f"{getattr(cfg, key)!r}; the file was edited by hand, re-fit the model.")
-    missing = CALIBRATION_KEYS - set(metadata.get("calibration", {}))
-    if missing:
-        raise HLGFAError(f"{run_dir / METADATA} lacks calibration values {sorted(missing)}; re-fit the model.")
-    if _sha256(run_dir / TENSORS) != metadata.get("tensors_sha256"):
+    try:
+        calibration = Calibration.from_dict(metadata["calibration"])
+    except TypeError as exc:
+        raise HLGFAError(f"{meta_path}: calibration is invalid ({exc}).") from None
+    except HLGFAError as exc:
+        raise HLGFAError(f"{meta_path}: {exc}") from None
+    if _sha256(run_dir / TENSORS) != metadata["tensors_sha256"]:
         raise HLGFAError(f"{run_dir / TENSORS} does not match the hash in {METADATA}: the checkpoint is damaged "
                          "or its files come from different runs; re-fit or restore both files together.")
+    try:
+        tensors = load_file(str(run_dir / TENSORS))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise HLGFAError(f"{run_dir / TENSORS} cannot be read ({str(exc)[:80]}); the checkpoint is damaged.") from None
     model = HLGFA(cfg, pretrained=pretrained, weights=weights)
-    tensors = load_file(str(run_dir / TENSORS))
+    shape = tuple(model.level_mean.shape)
+    for name in ("level_mean", "level_std"):
+        t = tensors.get(name)
+        if t is None or tuple(t.shape) != shape or not t.is_floating_point() or not torch.isfinite(t).all():
+            raise HLGFAError(f"{run_dir / TENSORS}: tensor {name} must be {shape[0]} finite numbers; re-fit the model.")
+    if not (tensors["level_std"] > 0).all():
+        raise HLGFAError(f"{run_dir / TENSORS}: tensor level_std must be > 0 (a zero spread makes every score "
+                         "infinite); re-fit the model.")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise HLGFAError(f"{run_dir / TENSORS}: tensor {bad[0]} holds NaN or infinite values; re-fit the model.")
     try:
         model.load_fitted_state(tensors)
-    except RuntimeError as exc:
-        raise HLGFAError(f"{run_dir / TENSORS} does not fit the model its config describes; re-fit the model.") from exc
-    model.calibration = dict(metadata["calibration"])
-    if model.backbone.fingerprint != metadata.get("backbone_fingerprint"):
+    except RuntimeError:
+        raise HLGFAError(f"{run_dir / TENSORS} does not fit the model its config describes; re-fit the model.") \
+            from None
+    model.calibration = calibration
+    if model.backbone.fingerprint != metadata["backbone_fingerprint"]:
         warnings.warn(
             f"backbone weights differ from those the head was fit on ({model.backbone.weights_source} vs "
             f"{metadata.get('backbone_weights_source')}): scores may shift; re-fit for exact results.", stacklevel=2)

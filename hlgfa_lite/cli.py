@@ -12,15 +12,19 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
+from .calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
 from .config import PRESETS
 from .device import resolve_device
 from .errors import HLGFAError
 
 EXIT_USAGE = 2
+MAX_SIDE = 4096  # images are downscaled to this longer side while decoding: memory stays bounded
 
 
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -37,10 +41,83 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 
 def atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to a unique temporary file beside ``path``, then rename it over ``path``."""
+    if path.is_dir():
+        raise HLGFAError(f"{path} is a folder; give a file name (e.g. {path / 'metrics.json'}).")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise HLGFAError(f"cannot write {path} ({exc.strerror or exc}); choose another location.") from None
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise HLGFAError(f"cannot write {path} ({exc.strerror or exc}); choose another location.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") -> Path:
+    """Before any work: ``out`` is not a file, not inside (or the same as) an input folder, and can be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HLGFAError(f"{what} {out} is a file; give a folder.")
+    resolved = out.resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        folder = source if source.is_dir() else source.parent
+        if resolved == folder or folder in resolved.parents:
+            raise HLGFAError(f"{what} {out} is inside the input folder {folder}; write the results elsewhere.")
+    existing = resolved
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise HLGFAError(f"{what} {out} cannot be written (no permission on {existing}); choose another folder.")
+    return out
+
+
+@contextmanager
+def exclusive(out: Path):
+    """Hold ``out/.hlgfa.lock`` for the duration; a second run into the same folder is refused in one line."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / ".hlgfa.lock", "w")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise HLGFAError(f"another hlgfa-lite run is writing into {out}; wait for it or choose another --out.") \
+                from None
+        yield
+    finally:
+        handle.close()
+
+
+# --- argument types: every value checked when parsed ----------------------------------------------------------
+def _number(kind, test, wanted: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({wanted})") from None
+        if not math.isfinite(value) or not test(value):
+            raise argparse.ArgumentTypeError(f"{text} must be {wanted}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+seed_int = _number(int, lambda v: 0 <= v < 2**63, "a whole number >= 0")
+port_int = _number(int, lambda v: 1 <= v <= 65535, "a port number 1-65535")
+positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
+fpr_float = _number(float, lambda v: 0 < v < 0.5, "a rate in (0, 0.5), e.g. 0.01")
+confidence_float = _number(float, lambda v: 0.5 <= v < 1, "in [0.5, 1), e.g. 0.95")
 
 
 def print_metrics(metrics: dict, per_type: dict | None = None) -> None:
@@ -59,23 +136,23 @@ def fit_command(args) -> dict:
     from .model import HLGFA
     from .training import fit, split_holdout
 
-    out = Path(args.out)
+    out = check_output_dir(Path(args.out), [Path(args.data)])
     if (out / METADATA).exists() and not args.overwrite:
         raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
     paths = train_image_paths(args.data)
     from .data import load_image
 
     for path in paths:  # every image readable before any work or any file is written
-        load_image(path)
+        load_image(path, MAX_SIDE)
     overrides = {"seed": args.seed}
-    if args.batch_size:
+    if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
-    if args.steps:
+    if args.steps is not None:
         overrides["steps"] = args.steps
     if args.backbone_runtime:
         overrides["backbone_runtime"] = args.backbone_runtime
     cfg = preset(args.preset, **overrides)
-    if args.epochs:
+    if args.epochs is not None:
         n_train = len(split_holdout(paths, cfg.holdout_fraction, cfg.seed)[0])
         cfg = cfg.replace(steps=max(1, math.ceil(args.epochs * n_train / cfg.batch_size)))
     device = resolve_device(args.device)
@@ -83,7 +160,7 @@ def fit_command(args) -> dict:
     print(f"backbone {cfg.backbone} ({model.backbone.weights_source}), {len(paths)} good images, "
           f"{cfg.steps} steps, batch {cfg.batch_size}, device {device}")
     started = time.perf_counter()
-    report = fit(model, paths, progress=not args.quiet)
+    report = fit(model, paths, progress=not args.quiet, target_fpr=args.target_fpr, confidence=args.confidence)
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
         "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
@@ -91,8 +168,9 @@ def fit_command(args) -> dict:
     cal = model.calibration
     print(f"fit done in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head {report.train_seconds:.0f} s); "
           f"loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}")
-    print(f"threshold {cal['image_threshold']:.3f} calibrated on {report.n_holdout} held-out good images; "
-          f"checkpoint in {out}")
+    print(f"threshold {cal.image_threshold:.3f} (borderline above {cal.borderline_threshold:.3f}) for a "
+          f"{100 * cal.target_fpr:g} % false-alarm target, from {cal.n_images} good scores "
+          f"({report.n_holdout} held out, {len(report.cross_fit_scores)} cross-fitted); checkpoint in {out}")
     return {"model": model, "report": report}
 
 
@@ -100,12 +178,19 @@ def fit_command(args) -> dict:
 def evaluate_command(args):
     from .checkpoint import load
     from .data import load_test_split
-    from .evaluation import evaluate_samples
+    from .evaluation import evaluate_samples, verdict_rates
 
+    if args.json and Path(args.json).is_dir():
+        raise HLGFAError(f"--json {args.json} is a folder; give a file name such as {Path(args.json) / 'metrics.json'}.")
+    if args.json:
+        check_output_dir(Path(args.json).parent, what="--json folder")
     samples = load_test_split(args.data)
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
     result = evaluate_samples(model.score_batch, samples, model.cfg.eval_size, progress=not args.quiet)
+    rates = verdict_rates(result.scores, result.labels, model.calibrated)
+    result.metrics.update(image_fpr=rates["image_fpr"], image_tpr=rates["image_tpr"],
+                          image_threshold=model.threshold())
     print_metrics(result.metrics, result.per_type)
     if args.json:
         atomic_text(Path(args.json), json.dumps(result.metrics, indent=2))
@@ -114,6 +199,29 @@ def evaluate_command(args):
 
 
 # --- predict --------------------------------------------------------------------------------------------------
+SCORE_FIELDS = ["path", "score", "verdict", "is_anomalous", "threshold", "sensitivity"]
+
+
+def output_name(relative: Path, suffix: str) -> Path:
+    """x.png -> x.png.png, x.jpg -> x.jpg.png: results of two images never share a name."""
+    return relative.with_name(relative.name + suffix)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of an earlier scores.csv in the same --out (kept unless re-scored); a damaged one is refused."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise HLGFAError(f"{path} exists but cannot be read ({exc}); move it away or choose another --out.") from None
+    if rows and set(rows[0]) != set(SCORE_FIELDS):
+        raise HLGFAError(f"{path} was not written by this hlgfa-lite (columns {sorted(rows[0])}); move it away "
+                         "or choose another --out.")
+    return rows
+
+
 def predict_command(args) -> list[dict]:
     import numpy as np
 
@@ -131,32 +239,38 @@ def predict_command(args) -> list[dict]:
         raise HLGFAError(f"{source} does not exist; give an image file or a folder of images.")
     if not paths:
         raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
-    for path in paths:  # every image readable before anything is written
-        load_image(path)
+    out = check_output_dir(Path(args.out), [root])
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
-    cal, out = model.calibration, Path(args.out)
+    cal = model.calibrated
+    for path in paths:  # every image readable before anything is written
+        load_image(path, MAX_SIDE)
     rows = []
-    for path in paths:
-        image = load_image(path)
-        [(anomaly_map, score)] = model.predict([image])
-        relative = path.relative_to(root).with_suffix("")
-        anomalous = model.is_anomalous(score, args.sensitivity)
-        picture = overlay(image, anomaly_map, cal["map_vmin"], cal["map_vmax"])
-        picture = outline(picture, anomaly_map.numpy() > cal["pixel_threshold"])
-        save_png(picture, out / "overlays" / f"{relative}.png")
-        if args.save_maps:
-            target = out / "maps" / f"{relative}.npy"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            np.save(target, anomaly_map.numpy().astype(np.float32))
-        rows.append({"path": str(path), "score": score, "is_anomalous": anomalous})
-        print(f"{score:8.3f}  {'ANOMALOUS' if anomalous else 'normal   '}  {path}")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["path", "score", "is_anomalous"])
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_text(out / "scores.csv", buffer.getvalue())
-    print(f"{len(rows)} images scored (threshold {model.threshold(args.sensitivity):.3f}); results in {out}")
+    with exclusive(out):
+        earlier = _read_rows(out / "scores.csv")
+        for path in paths:
+            image = load_image(path, MAX_SIDE)
+            [(anomaly_map, score)] = model.predict([image])
+            verdict = cal.verdict(score, args.sensitivity)  # NaN/inf: HLGFAError, never "normal"
+            relative = path.relative_to(root)
+            picture = overlay(image, anomaly_map, cal.map_vmin, cal.map_vmax)
+            picture = outline(picture, cal.mask(anomaly_map.numpy(), args.sensitivity))
+            save_png(picture, out / "overlays" / output_name(relative, ".png"))
+            if args.save_maps:
+                target = out / "maps" / output_name(relative, ".npy")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                np.save(target, anomaly_map.numpy().astype(np.float32))
+            rows.append({"path": str(path), "score": score, "verdict": verdict, "is_anomalous": verdict == "anomalous",
+                         "threshold": cal.threshold(args.sensitivity), "sensitivity": args.sensitivity})
+            print(f"{score:8.3f}  {verdict.upper():<10}  {path}")
+        scored = {row["path"] for row in rows}
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=SCORE_FIELDS)
+        writer.writeheader()
+        writer.writerows([row for row in earlier if row["path"] not in scored] + rows)
+        atomic_text(out / "scores.csv", buffer.getvalue())
+    print(f"{len(rows)} images scored (anomalous above {cal.threshold(args.sensitivity):.3f}, borderline above "
+          f"{cal.borderline(args.sensitivity):.3f}); results in {out}")
     return rows
 
 
@@ -167,7 +281,7 @@ def quickstart_command(args) -> Path:
     from .checkpoint import save
     from .config import preset
     from .data import load_image, load_mask, load_test_split, train_image_paths
-    from .evaluation import evaluate_samples
+    from .evaluation import evaluate_samples, verdict_rates
     from .model import HLGFA
     from .samples import sample_dir
     from .training import fit
@@ -178,6 +292,7 @@ def quickstart_command(args) -> Path:
         if not out.exists():
             break
         out = Path(f"{args.out}-{n}")
+    check_output_dir(out)
     data = sample_dir()
     cfg = preset("lite", steps=args.steps)
     model = HLGFA(cfg, weights=args.weights).to(resolve_device(args.device))
@@ -189,19 +304,22 @@ def quickstart_command(args) -> Path:
     print(f"fit in {time.perf_counter() - started:.0f} s, loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}")
     samples = load_test_split(data)
     result = evaluate_samples(model.score_batch, samples, cfg.eval_size, progress=not args.quiet)
+    result.metrics.update({k: v for k, v in verdict_rates(result.scores, result.labels, model.calibrated).items()
+                           if k in ("image_fpr", "image_tpr")})
     print_metrics(result.metrics)
     atomic_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+    # fixed picks, chosen by name before anything is scored: the first good image, the first of each defect type
     picks = [next(s for s in samples if s.label == 0)] + [next(s for s in samples if s.defect_type == t)
                                                           for t in sorted({s.defect_type for s in samples} - {"good"})]
     rows = []
     for sample in picks:
         image = load_image(sample.path)
         [(anomaly_map, score)] = model.predict([image])
-        verdict = "anomalous" if model.is_anomalous(score) else "normal"
+        verdict = model.verdict(score)
         rows.append({"image": image, "map": anomaly_map, "title": f"{sample.defect_type}: score {score:.2f} ({verdict})",
                      "mask": load_mask(sample.mask_path, image.shape[-2:]).numpy() if sample.mask_path else None})
     with torch.no_grad():
-        panel_figure(rows, model.calibration["map_vmin"], model.calibration["map_vmax"], out / "overlays.png")
+        panel_figure(rows, model.calibration.map_vmin, model.calibration.map_vmax, out / "overlays.png")
     print(f"checkpoint: {out}\nmetrics:    {out / 'metrics.json'}\nfigure:     {out / 'overlays.png'}")
     print(f"next: hlgfa-lite predict {out} YOUR_IMAGES --out predictions")
     return out
@@ -212,6 +330,18 @@ def demo_command(args) -> None:
         from .demo.app import launch_demo
     except ImportError as exc:
         raise HLGFAError(f'the demo needs its extras: pip install "hlgfa-lite[demo]" ({exc}).') from exc
+    import socket
+
+    try:  # a busy port is one line here, not a traceback from deep inside the web server
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        raise HLGFAError(f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc}); the port is busy or "
+                         "not allowed: pass --port with a free one.") from None
+    if args.run_dir:
+        from .checkpoint import read_metadata
+
+        read_metadata(args.run_dir)  # a damaged checkpoint: one line before the server starts
     # launch_demo applies the demo's own limits (queue, concurrency, upload size), as the Space does
     launch_demo(args.run_dir, device=resolve_device(args.device), server_name=args.host, server_port=args.port)
 
@@ -248,10 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
     p.add_argument("--out", required=True, help="run folder for the checkpoint")
     p.add_argument("--preset", default="lite", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (preset default: 1000 lite)")
-    p.add_argument("--epochs", type=int, default=None, help="alternative to --steps: passes over the images")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (preset default: 500 lite)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="alternative to --steps: passes over the images")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--target-fpr", type=fpr_float, default=DEFAULT_TARGET_FPR,
+                   help="share of good parts allowed above the image threshold (default %(default)s)")
+    p.add_argument("--confidence", type=confidence_float, default=DEFAULT_CONFIDENCE,
+                   help="probability that the target holds despite few calibration images (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
     common(p)
@@ -271,21 +405,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", help="an image file or a folder (searched recursively)")
     p.add_argument("--out", required=True)
     p.add_argument("--save-maps", action="store_true", help="raw float32 maps as maps/<path>.npy")
-    p.add_argument("--sensitivity", type=float, default=1.0, help=">1 flags more images, <1 fewer")
+    p.add_argument("--sensitivity", type=positive_float, default=1.0, help=">1 flags more images, <1 fewer")
     common(p)
     runtime(p)
     p.set_defaults(func=predict_command)
 
     p = sub.add_parser("quickstart", help="fit, evaluate and draw on the bundled sample, offline")
     p.add_argument("--out", default="runs/quickstart")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=positive_int, default=300)
     common(p)
     p.set_defaults(func=quickstart_command)
 
     p = sub.add_parser("demo", help="start the Gradio demo locally")
     p.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled bottle model)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=port_int, default=7860)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.set_defaults(func=demo_command)
 
@@ -308,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept.", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system refused (disk full, permissions changed while running)
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: cannot read or write{name} ({exc.strerror or exc}); free space or fix permissions, "
+              "then run again.", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

@@ -70,6 +70,7 @@ class HLGFAConfig:
         return self.hr_size // self.lr_size
 
     def validate(self) -> "HLGFAConfig":
+        self._check_ranges()
         if self.hr_size % self.lr_size or self.hr_size <= self.lr_size:
             raise HLGFAError(
                 f"hr_size ({self.hr_size}) must be an integer multiple (>1) of lr_size ({self.lr_size}); "
@@ -88,6 +89,33 @@ class HLGFAConfig:
         if not self.out_indices:
             raise HLGFAError("out_indices is empty: name at least one backbone level, e.g. (1, 2, 3).")
         return self
+
+    # (field, test, what it must be): written "not (x > 0)" style so NaN fails every test
+    _RANGES = (
+        ("hr_size", lambda v: v >= 32, ">= 32"), ("lr_size", lambda v: v >= 32, ">= 32"),
+        ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
+        ("aug_copies", lambda v: v >= 0, ">= 0"), ("lr", lambda v: 0 < v < 10, "in (0, 10)"),
+        ("weight_decay", lambda v: 0 <= v < 10, "in [0, 10)"),
+        ("holdout_fraction", lambda v: 0 < v < 1, "in (0, 1)"), ("prior_sigma", lambda v: 0 < v <= 64, "in (0, 64]"),
+        ("prior_width", lambda v: 0 < v <= 8, "in (0, 8]"), ("hidden_width", lambda v: 0 < v <= 8, "in (0, 8]"),
+        ("gate_bias_init", lambda v: -50 < v < 50, "in (-50, 50)"), ("aug_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ("aug_noise_std", lambda v: 0 <= v <= 1, "in [0, 1]"), ("aug_blur_sigma", lambda v: 0 <= v <= 32, "in [0, 32]"),
+        ("aug_sharpness", lambda v: 0 <= v <= 16, "in [0, 16]"), ("aug_brightness", lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("aug_gamma", lambda v: 0 <= v < 1, "in [0, 1)"), ("smooth_sigma", lambda v: 0 <= v <= 64, "in [0, 64]"),
+        ("score_topk", lambda v: 0 <= v < 1, "in [0, 1)"), ("eval_size", lambda v: 8 <= v <= 4096, "in [8, 4096]"),
+    )
+
+    def _check_ranges(self) -> None:
+        for name, test, wanted in self._RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
+                raise HLGFAError(f"config field {name} must be {wanted}, got {value!r}.")
+        if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.out_indices):
+            raise HLGFAError(f"config field out_indices must be backbone level numbers >= 0, got {self.out_indices!r}.")
+        quality = self.aug_jpeg_quality
+        if len(quality) != 2 or not all(isinstance(q, int) for q in quality) or not 1 <= quality[0] <= quality[1] <= 100:
+            raise HLGFAError(f"config field aug_jpeg_quality must be (low, high) with 1 <= low <= high <= 100, "
+                             f"got {self.aug_jpeg_quality!r}.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

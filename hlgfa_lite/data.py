@@ -14,6 +14,7 @@ order (sort order pairs ``x-10`` with ``x-2``'s mask), and every pair is checked
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import HLGFAError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+MAX_PIXELS = 100_000_000  # refused before decoding (a decompression bomb or a panorama); downscale it first
+MAX_SIDE = 4096  # longer images are downscaled while decoding (JPEG: at 1/2, 1/4, 1/8 scale), memory stays bounded
 
 
 def natural_key(path: Path) -> list:
@@ -36,13 +39,36 @@ def list_images(folder: Path) -> list[Path]:
                   key=natural_key)
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, max_side: int | None = None) -> Image.Image:
+    """Decoded image, EXIF rotation applied; refused in one line when unreadable or over ``MAX_PIXELS``, and
+    downscaled (longer side ``max_side``) while decoding when asked."""
     try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise HLGFAError(f"cannot read image {path} ({exc.__class__.__name__}); replace or remove the file.") from exc
-    return ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():
+            # MAX_PIXELS replaces PIL's decompression-bomb warning; its error (> 2x its limit) is caught below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # lazy: only the header is read
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise HLGFAError(f"image {path} is {width} x {height} pixels, over the limit of "
+                                 f"{MAX_PIXELS // 1_000_000} million; downscale it first.")
+            if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
+                image.draft("RGB", (max_side, max_side))
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except HLGFAError:
+        raise
+    except Image.DecompressionBombError:
+        raise HLGFAError(f"image {path} has more pixels than allowed ({MAX_PIXELS // 1_000_000} million); "
+                         "downscale it first.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise HLGFAError(f"cannot read image {path} ({exc.__class__.__name__}); replace or remove the file.") from None
+    if max_side and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        if image.mode in {"1", "P", "PA"}:  # palette indices cannot be interpolated
+            image = image.convert("RGBA" if "A" in image.mode else "RGB")
+        image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
+                             Image.BILINEAR, reducing_gap=2.0)
+    return image
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -58,9 +84,9 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """(3, H, W) float32 in [0, 1], EXIF rotation applied."""
-    return pil_to_tensor(_open(Path(path)))
+def load_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
+    """(3, H, W) float32 in [0, 1], EXIF rotation applied; longer side <= ``max_side`` when given."""
+    return pil_to_tensor(_open(Path(path), max_side))
 
 
 def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .data import LabelledImage, load_image, load_mask, load_test_split
+from .errors import HLGFAError
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "ms_per_image", "n_test_images")
 
@@ -62,10 +63,16 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
         times.append((time.perf_counter() - started) * 1000)
         maps.append(_to_eval_size(anomaly_map[0], eval_size))
         scores.append(float(image_score[0]))
+        if not np.isfinite(scores[-1]) or not torch.isfinite(anomaly_map).all():
+            raise HLGFAError(f"{sample.path} scored {scores[-1]} (NaN or infinite map): the model or the image is "
+                             "broken; no metrics were computed.")
         if sample.mask_path is None:
             masks.append(np.zeros((eval_size, eval_size), dtype=bool))
         else:
             mask = load_mask(sample.mask_path, tuple(image.shape[-2:])).float()
+            if not mask.any():
+                raise HLGFAError(f"mask {sample.mask_path} of defective image {sample.path} is empty (all black); "
+                                 "mark the defect in it, or move the image to test/good.")
             masks.append(F.interpolate(mask[None, None], size=(eval_size, eval_size), mode="nearest")[0, 0].numpy() > 0)
     result = Evaluation({}, samples, np.array(scores), np.stack(maps), np.stack(masks))
     labels = result.labels
@@ -83,6 +90,19 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
         chosen = good | np.array([s.defect_type == defect for s in samples])
         result.per_type[defect] = metrics.image_auroc(result.scores[chosen], labels[chosen])
     return result
+
+
+def verdict_rates(scores: np.ndarray, labels: np.ndarray, calibration, sensitivity: float = 1.0) -> dict[str, float]:
+    """Shares of good (label 0) and defective (label 1) images per verdict at a calibration; borderline is not
+    flagged: image_fpr = good judged anomalous, image_tpr = defective judged anomalous."""
+    verdicts = np.array([calibration.verdict(s, sensitivity) for s in scores])
+    good, bad = labels == 0, labels == 1
+
+    def share(mask, verdict):
+        return float((verdicts[mask] == verdict).mean()) if mask.any() else float("nan")
+
+    return {"image_fpr": share(good, "anomalous"), "image_tpr": share(bad, "anomalous"),
+            "good_borderline": share(good, "borderline"), "defect_borderline": share(bad, "borderline")}
 
 
 def evaluate(model, root: str | Path, progress: bool = True) -> Evaluation:

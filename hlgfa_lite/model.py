@@ -14,7 +14,9 @@ from torch import nn
 
 from .alignment import AlignmentHead, LevelOutput, misalignment
 from .backbone import FrozenBackbone, resize
+from .calibration import Calibration
 from .config import HLGFAConfig
+from .errors import HLGFAError
 from .normality import GaussianNormality
 from .priors import Priors, priors_on_low_grid
 from .scoring import fuse_levels, image_scores, resize_map
@@ -57,7 +59,7 @@ class HLGFA(nn.Module):
         # good-image mean and std of each raw map (set by calibration; identity until then)
         self.register_buffer("level_mean", torch.zeros(n_maps))
         self.register_buffer("level_std", torch.ones(n_maps))
-        self.calibration: dict[str, float] = {}
+        self.calibration: Calibration | None = None  # thresholds, verdict and colour scale (set by calibration)
 
     @property
     def device(self) -> torch.device:
@@ -138,12 +140,21 @@ class HLGFA(nn.Module):
             results.append((resize_map(anomaly_map[0], *image.shape[-2:]).cpu(), score.item()))
         return results
 
-    def is_anomalous(self, score: float, sensitivity: float = 1.0) -> bool:
-        """Verdict against the calibrated threshold; sensitivity > 1 flags more, < 1 fewer.
+    # --- verdicts: the model's Calibration owns every rule; these only say "not calibrated yet" clearly ------
+    @property
+    def calibrated(self) -> Calibration:
+        if self.calibration is None:
+            raise HLGFAError("the model is not calibrated; fit it (or call training.calibrate_model) first.")
+        return self.calibration
 
-        The threshold's distance above the mean good score is divided by the sensitivity."""
-        return score > self.threshold(sensitivity)
+    def verdict(self, score: float, sensitivity: float = 1.0) -> str:
+        """'normal', 'borderline' or 'anomalous' (``Calibration.verdict``); NaN/inf scores raise HLGFAError."""
+        return self.calibrated.verdict(score, sensitivity)
+
+    def is_anomalous(self, score: float, sensitivity: float = 1.0) -> bool:
+        """True for the 'anomalous' verdict only; sensitivity > 1 flags more, < 1 fewer."""
+        return self.calibrated.is_anomalous(score, sensitivity)
 
     def threshold(self, sensitivity: float = 1.0) -> float:
-        cal = self.calibration
-        return cal["good_score_mean"] + (cal["image_threshold"] - cal["good_score_mean"]) / max(sensitivity, 1e-3)
+        """Image score above which the verdict is 'anomalous' (``Calibration.threshold``)."""
+        return self.calibrated.threshold(sensitivity)

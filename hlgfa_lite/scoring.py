@@ -8,8 +8,8 @@ too; on grids of different sizes):
     score = mean of the top-k fraction of A   (k = 0: the max)
 
 Normalising each level by good-image statistics before fusing keeps a level with a large natural spread from
-drowning the others. The same good images give the image threshold and a fixed colour scale, so a map means the
-same thing on every image (no per-image min-max, which makes every good image look anomalous).
+drowning the others. The same good images give the image threshold and a fixed colour scale
+(``calibration.py``), so a map means the same thing on every image (no per-image min-max, which makes every good image look anomalous).
 """
 
 from __future__ import annotations
@@ -45,25 +45,3 @@ def resize_map(anomaly_map: torch.Tensor, height: int, width: int) -> torch.Tens
     """(H0, W0) -> (height, width), bilinear: a map at the input image's own resolution."""
     return F.interpolate(anomaly_map[None, None], size=(height, width), mode="bilinear",
                          align_corners=False)[0, 0]
-
-
-def calibrate(good_scores: torch.Tensor, good_maps: torch.Tensor) -> dict[str, float]:
-    """Threshold and colour scale from held-out good images (scores (N,), maps (N, H, W)).
-
-    image_threshold = max(mean + 3 std, max) of good scores: no held-out good image is flagged;
-    pixel_threshold = the highest map value seen on any good image: brighter pixels never occur on good parts;
-    colour scale [map_vmin, map_vmax] puts the median good pixel at the bottom, pixel_threshold in the middle.
-    """
-    mean, std = good_scores.mean().item(), good_scores.std(unbiased=False).item()
-    pixel_threshold = good_maps.max().item()
-    vmin = good_maps.median().item()
-    return {
-        "image_threshold": max(mean + 3 * std, good_scores.max().item()),
-        "good_score_mean": mean,
-        "good_score_std": std,
-        "good_score_max": good_scores.max().item(),
-        "pixel_threshold": pixel_threshold,
-        "map_vmin": vmin,
-        "map_vmax": vmin + 2 * (pixel_threshold - vmin),
-        "n_calibration_images": int(good_scores.numel()),
-    }

@@ -8,7 +8,9 @@
 3. Train for a fixed number of steps (not epochs: a 20-image set needs as many updates as a 200-image one):
    AdamW, cosine learning-rate decay, loss = sum over levels of mean(1 - cos(F_hat, T)).
 4. Calibrate: per-level mean/std of the misalignment on held-out images, then their fused maps and scores
-   give the image threshold and the colour scale (``scoring.calibrate``).
+   give the image threshold and the colour scale (``calibration.calibrate``). With fewer than
+   ``CROSS_FIT_BELOW`` held-out images, k-fold heads trained on the cached features of the other training images
+   score each fold too (``cross_fit_scores``), so the threshold rests on every image, not on one or two.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .alignment import alignment_loss
+from .alignment import AlignmentHead, alignment_loss
 from .augmentation import NoiseAugment
 from .backbone import resize
+from .calibration import CROSS_FIT_BELOW, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration, calibrate
 from .data import load_image
 from .model import HLGFA
+from .normality import GaussianNormality
 from .priors import Priors
-from .scoring import calibrate, image_scores
+from .scoring import image_scores
 
 
 @dataclass
@@ -37,7 +41,10 @@ class FitReport:
     n_holdout: int = 0
     cache_seconds: float = 0.0  # feature extraction
     train_seconds: float = 0.0  # head optimisation
-    calibration: dict = field(default_factory=dict)
+    cross_fit_seconds: float = 0.0  # k-fold heads for the calibration (small sets only)
+    calibration: Calibration | None = None
+    holdout_scores: list[float] = field(default_factory=list)  # good scores of the held-out images
+    cross_fit_scores: list[float] = field(default_factory=list)  # out-of-fold good scores of the training images
 
 
 def load_images(paths: list[Path], size: int) -> torch.Tensor:
@@ -70,6 +77,10 @@ class FeatureCache:
 
         prior_views = views % self.priors[0].target.shape[1]  # Kp = 1: always the clean draw
         return [read(cache, views) for cache in self.low], [p.apply(lambda t: read(t, prior_views)) for p in self.priors]
+
+    def subset(self, rows: torch.Tensor) -> "FeatureCache":
+        """The cache of the images ``rows`` only (a copy)."""
+        return FeatureCache([p.apply(lambda t: t[rows]) for p in self.priors], [t[rows] for t in self.low])
 
 
 @torch.no_grad()
@@ -155,20 +166,73 @@ def fit_normality(model: HLGFA, cache: FeatureCache, chunk: int = 32) -> None:
 
 
 @torch.no_grad()
-def calibrate_model(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1) -> dict:
-    """Set the per-map statistics and the calibration from held-out good images (uint8, N >= 1).
+def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1) -> list[torch.Tensor]:
+    """Raw maps [(N, h, w)] of uint8 images (misalignment per level, then any normality maps), through the
+    model's own ``inspect``; their fusion there used the old statistics and is recomputed by the caller."""
+    maps = [model.inspect(as_float(hr_images[i:i + batch_size])).all_maps
+            for i in range(0, len(hr_images), batch_size)]
+    return [torch.cat(level) for level in zip(*maps)]
 
-    The raw maps come from ``model.inspect``, the path every score takes; their fusion there used the old
-    statistics and is recomputed here with the new ones."""
-    raw_maps: list[list[torch.Tensor]] = []
-    for start in range(0, len(hr_images), batch_size):
-        raw_maps.append(model.inspect(as_float(hr_images[start:start + batch_size])).all_maps)
-    per_map = [torch.cat(maps) for maps in zip(*raw_maps)]  # [(N, h, w)]
-    model.level_mean.copy_(torch.stack([m.mean() for m in per_map]))
-    model.level_std.copy_(torch.stack([m.std().clamp_min(1e-6) for m in per_map]))
-    fused = model.fuse(per_map)  # (N, lr, lr)
-    model.calibration = calibrate(image_scores(fused, model.cfg.score_topk).cpu(), fused.cpu())
+
+@torch.no_grad()
+def set_level_statistics(model: HLGFA, hr_images: torch.Tensor,
+                         batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-map mean/std of the raw maps on held-out good images (uint8, N >= 1), set on the model;
+    returns their scores (N,) and fused maps (N, lr, lr) under those statistics."""
+    per_level = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
+    model.level_mean.copy_(torch.stack([m.mean() for m in per_level]))
+    model.level_std.copy_(torch.stack([m.std().clamp_min(1e-6) for m in per_level]))
+    fused = model.fuse(per_level)  # (N, lr, lr)
+    return image_scores(fused, model.cfg.score_topk).cpu(), fused.cpu()
+
+
+def calibrate_model(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, extra_scores=(),
+                    target_fpr: float = DEFAULT_TARGET_FPR, confidence: float = DEFAULT_CONFIDENCE) -> Calibration:
+    """Set the per-level statistics and the calibration from held-out good images (uint8, N >= 1);
+    ``extra_scores``: more good scores on the same scale (cross-fitted), pooled for the image threshold."""
+    scores, fused = set_level_statistics(model, hr_images, batch_size)
+    pooled = torch.cat([scores, torch.as_tensor(list(extra_scores), dtype=scores.dtype)])
+    model.calibration = calibrate(pooled, fused, target_fpr=target_fpr, confidence=confidence)
     return model.calibration
+
+
+@torch.no_grad()
+def _scores_of(model: HLGFA, hr_images: torch.Tensor) -> list[float]:
+    return [model.inspect(as_float(hr_images[i:i + 1])).scores.item() for i in range(len(hr_images))]
+
+
+def cross_fit_scores(model: HLGFA, cache: FeatureCache, hr_images: torch.Tensor, folds: int = 3,
+                     steps: int | None = None) -> list[float]:
+    """Out-of-fold good scores of the training images (uint8 (N, 3, hr, hr), their features in ``cache``).
+
+    The images are split into ``folds`` groups; for each, a fresh head is trained for ``steps`` (default: the
+    config's) on the cached features of the others, then scores that group with the *final* model's per-level
+    statistics, so every score is on the final model's scale from a head that never saw the image. The model's
+    own head is put back afterwards."""
+    n = len(hr_images)
+    folds = min(folds, n)
+    if folds < 2:
+        return []
+    final_head, final_normality = model.head, model.normality
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(model.cfg.seed + 1))
+    scores: list[float] = []
+    try:
+        for fold in range(folds):
+            held = order[fold::folds].sort().values
+            kept = torch.tensor([i for i in range(n) if i not in set(held.tolist())])
+            torch.manual_seed(model.cfg.seed + 100 + fold)
+            model.head = AlignmentHead(model.backbone.channels, model.cfg).to(model.device)
+            if final_normality is not None:  # the normality term must not have seen the fold either
+                cfg = model.cfg
+                grids = [(cfg.lr_size // s, cfg.lr_size // s) for s in model.backbone.strides]
+                model.normality = GaussianNormality(model.backbone.channels, grids, cfg.normality,
+                                                    cfg.normality_shrinkage, cfg.normality_pool).to(model.device)
+                fit_normality(model, cache.subset(kept))
+            train_head(model, cache.subset(kept), steps if steps is not None else model.cfg.steps, progress=False)
+            scores += _scores_of(model, hr_images[held])
+    finally:
+        model.head, model.normality = final_head, final_normality
+    return scores
 
 
 def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
@@ -179,17 +243,32 @@ def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[P
 
 
 def fit(model: HLGFA, paths: list[Path], progress: bool = True,
-        on_step: Callable[[int, float], None] | None = None) -> FitReport:
-    """Fit ``model``'s head on good images at ``paths`` and calibrate it; returns what happened."""
+        on_step: Callable[[int, float], None] | None = None, target_fpr: float = DEFAULT_TARGET_FPR,
+        confidence: float = DEFAULT_CONFIDENCE, cross_fit: bool | None = None,
+        cross_fit_steps: int | None = None) -> FitReport:
+    """Fit ``model``'s head on good images at ``paths`` and calibrate it; returns what happened.
+
+    ``cross_fit`` (default: when fewer than ``CROSS_FIT_BELOW`` images are held out) adds out-of-fold scores of
+    the training images to the calibration: 3 more heads trained on the cached features for ``cross_fit_steps``
+    each (default: the config's steps)."""
     cfg = model.cfg
     train_paths, holdout_paths = split_holdout(list(paths), cfg.holdout_fraction, cfg.seed)
     report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths))
     started = time.perf_counter()
-    cache = cache_features(model, load_images(train_paths, cfg.hr_size), progress=progress)
+    train_images = load_images(train_paths, cfg.hr_size)
+    cache = cache_features(model, train_images, progress=progress)
     fit_normality(model, cache)
     report.cache_seconds = time.perf_counter() - started
     started = time.perf_counter()
     report.losses = train_head(model, cache, cfg.steps, progress=progress, on_step=on_step)
     report.train_seconds = time.perf_counter() - started
-    report.calibration = calibrate_model(model, load_images(holdout_paths, cfg.hr_size))
+    scores, fused = set_level_statistics(model, load_images(holdout_paths, cfg.hr_size))
+    report.holdout_scores = scores.tolist()
+    if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:
+        started = time.perf_counter()  # after the statistics: cross-fitted scores are on the final scale
+        report.cross_fit_scores = cross_fit_scores(model, cache, train_images, steps=cross_fit_steps)
+        report.cross_fit_seconds = time.perf_counter() - started
+    model.calibration = calibrate(report.holdout_scores + report.cross_fit_scores, fused, target_fpr=target_fpr,
+                                  confidence=confidence)
+    report.calibration = model.calibration
     return report

@@ -48,7 +48,11 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ...: the file is not usable
+            raise HLGFAError(f"cannot read weights file {path} ({str(exc)[:80]}); it is damaged or not a "
+                             "safetensors file.") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not a plain state dict"
@@ -56,6 +60,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                          "convert it to .safetensors.") from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise HLGFAError(f"{path} is not a state dict of tensors; convert it to .safetensors.")
     return state
 
 

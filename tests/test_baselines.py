@@ -86,8 +86,8 @@ def test_patchcore_separates_defects_on_the_sample(patchcore, sample):
     result = evaluate_samples(model.score_batch, samples, 128, progress=False)
     assert result.maps.shape == (len(samples), 128, 128)
     assert result.metrics["image_auroc"] > 0.8 and result.metrics["pixel_auroc"] > 0.8
-    assert model.threshold() == pytest.approx(model.calibration["image_threshold"])
-    assert model.calibration["n_calibration_images"] == report.n_holdout
+    assert model.threshold() == pytest.approx(model.calibration.image_threshold)
+    assert model.calibration.n_images == report.n_holdout
 
 
 def test_patchcore_gives_zero_distance_to_its_own_bank(sample):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hlgfa_lite import HLGFAError, load, save
-from hlgfa_lite.checkpoint import METADATA, TENSORS
+from hlgfa_lite.checkpoint import METADATA, TENSORS, checksum
 from hlgfa_lite.cli import main, usable_cpus
 from hlgfa_lite.data import load_image, load_test_split
 from hlgfa_lite.weights import create_feature_extractor, map_in_order
@@ -48,9 +48,16 @@ def test_tampered_checkpoints_are_refused(fitted, tmp_path):
     run = copy_run(fitted[2], tmp_path)
     meta = json.loads((run / METADATA).read_text())
 
-    def rewrite(**changes):
-        (run / METADATA).write_text(json.dumps({**meta, **changes}))
+    def rewrite(keep_checksum=False, **changes):
+        """Edit model.json; by default re-sign it, as a careful forger would, so the deeper checks are reached."""
+        new = {**meta, **changes}
+        if not keep_checksum:
+            new["checksum"] = checksum(new)
+        (run / METADATA).write_text(json.dumps(new))
 
+    rewrite(keep_checksum=True, calibration={**meta["calibration"], "image_threshold": 99.0})
+    with pytest.raises(HLGFAError, match="checksum"):
+        load(run)
     rewrite(hr_size=1024)
     with pytest.raises(HLGFAError, match="hr_size"):
         load(run)
@@ -75,7 +82,9 @@ def test_tampered_checkpoints_are_refused(fitted, tmp_path):
 def test_other_backbone_weights_warn_plainly(fitted, tmp_path):
     run = copy_run(fitted[2], tmp_path)
     meta = json.loads((run / METADATA).read_text())
-    (run / METADATA).write_text(json.dumps({**meta, "backbone_fingerprint": "0" * 16}))
+    meta["backbone_fingerprint"] = "0" * 16
+    meta["checksum"] = checksum(meta)
+    (run / METADATA).write_text(json.dumps(meta))
     with pytest.warns(UserWarning, match="backbone weights differ"):
         load(run)
 
@@ -121,17 +130,24 @@ def test_cli_fit_predict_evaluate_on_the_sample(sample, tmp_path, capsys):
     assert main(["predict", str(run), str(images), "--out", str(out), "--save-maps", "--quiet"]) == 0
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert [r["path"] for r in rows] == [str(p) for p in sorted(images.glob("*.png"))]
-    assert set(rows[0]) == {"path", "score", "is_anomalous"}
+    assert list(rows[0]) == ["path", "score", "verdict", "is_anomalous", "threshold", "sensitivity"]
+    assert {r["verdict"] for r in rows} <= {"normal", "borderline", "anomalous"}
     for path in images.glob("*.png"):
-        saved = np.load(out / "maps" / f"{path.stem}.npy")
+        saved = np.load(out / "maps" / f"{path.name}.npy")
         assert saved.dtype == np.float32 and saved.shape == load_image(path).shape[-2:]
-        assert (out / "overlays" / f"{path.stem}.png").exists()
+        assert (out / "overlays" / f"{path.name}.png").exists()
     report = tmp_path / "metrics.json"
     assert main(["evaluate", str(run), str(sample), "--json", str(report), "--quiet"]) == 0
     metrics = json.loads(report.read_text())
     assert list(metrics) == ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "ms_per_image",
-                             "n_test_images"]
+                             "n_test_images", "image_fpr", "image_tpr", "image_threshold"]
     assert metrics["n_test_images"] == 14 and all(0 <= metrics[k] <= 1 for k in list(metrics)[:4])
+    # the rates are the verdicts' shares, recomputed here from an independent scoring of the test split
+    model, labels = load(run), np.array([s.label for s in load_test_split(sample)])
+    scores = np.array([model.predict([load_image(s.path)])[0][1] for s in load_test_split(sample)])
+    flagged = scores > model.threshold()
+    assert metrics["image_fpr"] == pytest.approx(flagged[labels == 0].mean())
+    assert metrics["image_tpr"] == pytest.approx(flagged[labels == 1].mean())
     assert "image_auroc" in capsys.readouterr().out
 
 
@@ -146,8 +162,8 @@ def test_predict_keeps_folder_structure_for_maps(fitted, tmp_path):
     Image.fromarray(img[:20]).save(src / "b" / "same.jpg")
     out = tmp_path / "out"
     assert main(["predict", str(fitted[2]), str(src), "--out", str(out), "--save-maps", "--quiet"]) == 0
-    assert np.load(out / "maps" / "a" / "same.npy").shape == (30, 50)
-    assert np.load(out / "maps" / "b" / "same.npy").shape == (20, 50)
+    assert np.load(out / "maps" / "a" / "same.png.npy").shape == (30, 50)
+    assert np.load(out / "maps" / "b" / "same.jpg.npy").shape == (20, 50)
 
 
 def test_quickstart_runs_offline_and_never_overwrites(tmp_path, capsys):

@@ -160,6 +160,7 @@ def test_defect_scores_higher_than_good_and_gets_a_mask(store, examples):
     good_shown, broken_shown = logic.render(store.model, good), logic.render(store.model, broken)
     assert broken_shown.mask.any() and broken_shown.defect_fraction > good_shown.defect_fraction
     assert broken_shown.anomalous == store.model.is_anomalous(broken.score)
+    assert broken_shown.state == store.model.verdict(broken.score)
     assert ("Anomalous" in broken_shown.verdict) == broken_shown.anomalous
     assert broken_shown.overlay.shape == broken.image.shape  # at the image's own size
     assert broken_shown.overlay.dtype == np.uint8
@@ -169,14 +170,14 @@ def test_colour_scale_is_fixed_not_per_image(store, examples):
     """Per-image min-max would paint the brightest part of a good image red; the calibrated scale does not."""
     good = logic.inspect_image(store.model, logic.read_upload(examples["good"]))
     cal = store.model.calibration
-    assert good.anomaly_map.max() < cal["map_vmax"]
+    assert good.anomaly_map.max() < cal.map_vmax
     dimmed = logic.Inspected(good.image, good.anomaly_map * 0.5, good.score)
     assert not np.array_equal(logic.render(store.model, good).overlay, logic.render(store.model, dimmed).overlay)
 
 
 def test_pixel_threshold_follows_sensitivity(store):
     cal = store.model.calibration
-    assert logic.pixel_threshold(cal, 1.0) == pytest.approx(cal["pixel_threshold"])
+    assert logic.pixel_threshold(cal, 1.0) == pytest.approx(cal.pixel_threshold)
     assert logic.pixel_threshold(cal, 2.0) < logic.pixel_threshold(cal, 1.0) < logic.pixel_threshold(cal, 0.5)
 
 

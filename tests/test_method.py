@@ -115,8 +115,10 @@ def test_fit_lowers_the_loss_and_calibrates(fitted):
     first, last = sum(report.losses[:5]) / 5, sum(report.losses[-5:]) / 5
     assert last < 0.8 * first
     cal = model.calibration
-    assert cal["map_vmin"] < cal["pixel_threshold"] < cal["map_vmax"]
-    assert cal["image_threshold"] >= cal["good_score_max"]
+    assert cal.map_vmin < cal.pixel_threshold < cal.map_vmax
+    assert cal.good_score_center < cal.borderline_threshold < cal.image_threshold
+    # 2 held out of 20: the 18 training images were cross-fitted too, so 20 good scores carry the threshold
+    assert cal.n_images == 20 and len(report.cross_fit_scores) == 18
     assert report.n_holdout >= 1 and report.n_train + report.n_holdout == 20
 
 

@@ -6,7 +6,7 @@ images, never per-image min-max). What lives here is what a public web page adds
 
 * reading whatever a visitor uploads (corrupt files, 16-bit, CMYK, 1x1, 10000x10000) without ever raising
   anything but one-line ``HLGFAError`` messages, and downscaling big images *while decoding* so memory stays small;
-* a per-pixel threshold that follows the same sensitivity rule as the library's image threshold;
+* the three-state verdict and the defect mask, both from the model's ``Calibration`` (as the CLI draws them);
 * fitting a head on a visitor's images inside a temporary folder, zipped as a library checkpoint;
 * the "look inside" figure: both views, the priors, the gates and the per-level misalignment.
 """
@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset, save
+from hlgfa_lite.calibration import ANOMALOUS, BORDERLINE, NORMAL, Calibration
 from hlgfa_lite.data import pil_to_tensor
 from hlgfa_lite.samples import bundled_checkpoint, sample_dir
 from hlgfa_lite.visualize import colorize, outline, overlay, to_uint8_image
@@ -236,14 +237,10 @@ def inspect_image(model: HLGFA, loaded: LoadedImage, painted: np.ndarray | None 
                      painted)
 
 
-def pixel_threshold(calibration: dict, sensitivity: float = 1.0) -> float:
-    """The per-pixel defect threshold, moved by the same rule as ``HLGFA.threshold`` moves the image threshold:
-
-        t_pix(s) = v_0 + (t_pix - v_0) / s        v_0 = median good pixel (map_vmin), s = sensitivity
-
-    so s > 1 marks more pixels, s < 1 fewer, and s = 1 is the calibrated value (the brightest good pixel)."""
-    base = calibration["map_vmin"]
-    return base + (calibration["pixel_threshold"] - base) / max(sensitivity, 1e-3)
+def pixel_threshold(calibration: Calibration, sensitivity: float = 1.0) -> float:
+    """The per-pixel defect threshold at a sensitivity: ``Calibration.pixel`` (the library's one rule, so the CLI
+    and the demo draw the same masks)."""
+    return calibration.pixel(sensitivity)
 
 
 def _enlarge_for_display(picture: np.ndarray) -> np.ndarray:
@@ -259,40 +256,53 @@ class Rendered:
     overlay: np.ndarray  # (H, W, 3) uint8: the image with the coloured map and the mask's outline
     mask: np.ndarray  # (H, W) uint8: white (255) where the map exceeds the pixel threshold; one channel, a 3x smaller PNG
     score: float
-    anomalous: bool
+    state: str  # the verdict: "normal", "borderline" or "anomalous" (``Calibration.verdict``)
     defect_fraction: float  # share of the image's pixels in the mask
     verdict: str  # Markdown for the visitor
 
+    @property
+    def anomalous(self) -> bool:
+        return self.state == ANOMALOUS
+
+
+VERDICT_HEADINGS = {NORMAL: "### ✔ Normal", BORDERLINE: "### ◐ Borderline: check this part by eye",
+                    ANOMALOUS: "### ⚠ Anomalous"}
+
 
 def render(model: HLGFA, result: Inspected, sensitivity: float = 1.0, model_name: str = "") -> Rendered:
-    """Pictures and verdict of one scored image at a sensitivity; cheap, so the slider can call it freely."""
-    cal = model.calibration
+    """Pictures and verdict of one scored image at a sensitivity; cheap, so the slider can call it freely.
+
+    The verdict has three states (``Calibration.verdict``): normal up to the borderline threshold, borderline up
+    to the image threshold (within the calibration's uncertainty), anomalous above it."""
+    cal = model.calibrated
     image = torch.from_numpy(result.image).permute(2, 0, 1).float() / 255  # (3, H, W)
-    mask = result.anomaly_map > pixel_threshold(cal, sensitivity)  # (H, W) bool
-    picture = outline(overlay(image, result.anomaly_map, cal["map_vmin"], cal["map_vmax"]), mask)
+    mask = cal.mask(result.anomaly_map, sensitivity)  # (H, W) bool
+    picture = outline(overlay(image, result.anomaly_map, cal.map_vmin, cal.map_vmax), mask)
     if result.painted is not None:
         picture = outline(picture, result.painted, colour=(0, 255, 0))
-    anomalous = model.is_anomalous(result.score, sensitivity)
-    threshold = model.threshold(sensitivity)
+    state = cal.verdict(result.score, sensitivity)
+    threshold, borderline = cal.threshold(sensitivity), cal.borderline(sensitivity)
     fraction = float(mask.mean())
-    head = "### ⚠ Anomalous" if anomalous else "### ✔ Normal"
-    lines = [head,
-             f"Image score **{result.score:.2f}** {'>' if anomalous else '≤'} threshold **{threshold:.2f}** "
-             f"(sensitivity {sensitivity:g}). Good {model_name or 'parts'} scored "
-             f"{cal['good_score_mean']:.2f} on average when the threshold was calibrated.",
+    where = {NORMAL: f"≤ borderline threshold **{borderline:.2f}**",
+             BORDERLINE: f"between the borderline threshold **{borderline:.2f}** and the anomaly threshold "
+                         f"**{threshold:.2f}**",
+             ANOMALOUS: f"> anomaly threshold **{threshold:.2f}**"}[state]
+    lines = [VERDICT_HEADINGS[state],
+             f"Image score **{result.score:.2f}** {where} (sensitivity {sensitivity:g}). Good "
+             f"{model_name or 'parts'} scored {cal.good_score_center:.2f} typically when the model was calibrated.",
              f"Pixels above the defect threshold: **{100 * fraction:.1f} %** of the image."]
     if result.notes:
         lines.append("ℹ " + "; ".join(result.notes) + ".")
     mask_picture = mask.astype(np.uint8) * 255
-    return Rendered(_enlarge_for_display(picture), _enlarge_for_display(mask_picture), result.score, anomalous,
+    return Rendered(_enlarge_for_display(picture), _enlarge_for_display(mask_picture), result.score, state,
                     fraction, "\n\n".join(lines))
 
 
-def colour_scale_legend(calibration: dict, stops: int = 11) -> str:
+def colour_scale_legend(calibration: Calibration, stops: int = 11) -> str:
     """HTML of the fixed colour scale: a gradient bar from map_vmin (left) to map_vmax (right), with the pixel
     threshold (the brightest good pixel) in the middle."""
-    ramp = np.linspace(calibration["map_vmin"], calibration["map_vmax"], stops, dtype=np.float32)
-    colours = colorize(ramp[None, :], calibration["map_vmin"], calibration["map_vmax"])[0]  # (stops, 3)
+    ramp = np.linspace(calibration.map_vmin, calibration.map_vmax, stops, dtype=np.float32)
+    colours = colorize(ramp[None, :], calibration.map_vmin, calibration.map_vmax)[0]  # (stops, 3)
     gradient = ", ".join(f"rgb({r},{g},{b})" for r, g, b in colours)
     return (f'<div class="legend"><div class="legend-bar" style="background: linear-gradient(to right, {gradient});">'
             '</div><div class="legend-labels"><span>typical good pixel</span>'
@@ -380,8 +390,9 @@ def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT
         summary = [f"### ✔ Fitted on {report.n_train} images, calibrated on {report.n_holdout}",
                    f"{steps} steps in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head "
                    f"{report.train_seconds:.0f} s); loss {report.losses[0]:.3f} → {report.losses[-1]:.3f}. "
-                   f"Threshold **{cal['image_threshold']:.2f}** (good held-out scores: mean "
-                   f"{cal['good_score_mean']:.2f}, max {cal['good_score_max']:.2f}).",
+                   f"Anomalous above **{cal.image_threshold:.2f}**, borderline above "
+                   f"**{cal.borderline_threshold:.2f}** (from {cal.n_images} good scores, typical "
+                   f"{cal.good_score_center:.2f}, highest {cal.good_score_max:.2f}).",
                    "Choose **my part** in the *Inspect* tab to use it, or download the checkpoint below "
                    "(unzip, then `hlgfa-lite predict my_part_lite IMAGES --out results`)."]
         if notes:
@@ -419,9 +430,9 @@ def look_inside(model: HLGFA, loaded: LoadedImage) -> np.ndarray:
     first[1].imshow(to_uint8_image(out.lr_image[0]))
     first[1].set_title(f"low-res view {model.cfg.lr_size} px\n(refined by the head)", fontsize=9)
     fused = out.anomaly_map[0].cpu().numpy()
-    first[2].imshow(colorize(fused, cal["map_vmin"], cal["map_vmax"]))
+    first[2].imshow(colorize(fused, cal.map_vmin, cal.map_vmax))
     first[2].set_title(f"fused anomaly map (fixed scale)\nscore {out.scores[0].item():.2f}", fontsize=9)
-    first[3].imshow(overlay(out.lr_image[0].cpu(), fused, cal["map_vmin"], cal["map_vmax"]))
+    first[3].imshow(overlay(out.lr_image[0].cpu(), fused, cal.map_vmin, cal.map_vmax))
     first[3].set_title("overlay on the low-res view", fontsize=9)
     for level in range(levels):
         row = axes[level + 1]

@@ -86,7 +86,7 @@ plt.show()
 # ## 3. Score unseen images
 #
 # `model.score_batch(images)` returns one anomaly map (on the 256 px grid) and one score per image.
-# The colour scale is **fixed** by calibration (`model.calibration["map_vmin"]`, `["map_vmax"]`): a good image stays
+# The colour scale is **fixed** by calibration (`model.calibration.map_vmin`, `.map_vmax`): a good image stays
 # blue everywhere, and red means "brighter than anything seen on the held-out good images". Per-image min-max
 # scaling would make every good image look defective, so the library never does it.
 
@@ -103,23 +103,27 @@ for index in [first_of_each_type["good"]] + [i for t, i in first_of_each_type.it
     sample = evaluation.samples[index]
     image = torch.nn.functional.interpolate(load_image(sample.path)[None], size=evaluation.maps.shape[-2:],
                                             mode="bilinear", antialias=True)[0]
-    verdict = "ANOMALOUS" if model.is_anomalous(evaluation.scores[index]) else "good"
+    verdict = model.verdict(evaluation.scores[index]).upper()  # NORMAL, BORDERLINE or ANOMALOUS
     rows.append({"image": image, "map": evaluation.maps[index], "mask": evaluation.masks[index] if sample.label else None,
                  "title": f"{sample.defect_type}: score {evaluation.scores[index]:.2f} -> {verdict}"})
-fig = panel_figure(rows, cal["map_vmin"], cal["map_vmax"])
+fig = panel_figure(rows, cal.map_vmin, cal.map_vmax)
 save_figure(fig, "00_overlays.png")
 plt.show()
 
 # %% [markdown]
 # ## 4. The score histogram
 #
-# One number per image: the mean of the top 1 % of its map $A$ (`cfg.score_topk`). The threshold comes from the
-# scores $s_i$ of held-out good images only, so you never need a defective example to deploy it:
+# One number per image: the mean of the top 1 % of its map $A$ (`cfg.score_topk`). The thresholds come from the
+# scores $s_i$ of good images the head never trained on (held-out images; with fewer than 8 of them, also
+# cross-fitted scores of the training images), so you never need a defective example to deploy it. With
+# $x_i = \log s_i$ (mean $\bar x$, std $s_x$, $n$ scores) and a target false-alarm rate $a$ (`target_fpr`):
 #
 # $$\text{score} = \operatorname{mean}\big(\text{top } 1\,\%\text{ of } A(u)\big), \qquad
-#   t = \max\big(\mu_{good} + 3\,\sigma_{good},\ \max_i s_i\big)$$
+#   t_{borderline} = e^{\bar x + z_{1-a} s_x}, \qquad t_{anomalous} = e^{\bar x + k(n) s_x}$$
 #
-# With a good model the two histograms do not overlap.
+# $k(n)$ is the one-sided tolerance factor (`calibration.tolerance_factor`): with few images it grows, so the
+# threshold keeps its promise. Scores between the two thresholds are **borderline**: within the calibration's own
+# uncertainty, worth a look by eye. With a good model the two histograms do not overlap.
 
 # %%
 labels = evaluation.labels
@@ -128,7 +132,8 @@ fig, ax = plt.subplots(figsize=(6, 3))
 bins = np.linspace(evaluation.scores.min(), evaluation.scores.max(), 20)
 ax.hist(evaluation.scores[labels == 0], bins=bins, alpha=0.7, label="good test images")
 ax.hist(evaluation.scores[labels == 1], bins=bins, alpha=0.7, label="defective test images")
-ax.axvline(threshold, color="k", linestyle="--", label=f"calibrated threshold {threshold:.2f}")
+ax.axvline(model.calibration.borderline(), color="grey", linestyle=":", label="borderline above")
+ax.axvline(threshold, color="k", linestyle="--", label=f"anomalous above {threshold:.2f}")
 ax.set_xlabel("image score")
 ax.set_ylabel("images")
 ax.legend()
@@ -136,13 +141,14 @@ save_figure(fig, "00_histogram.png")
 plt.show()
 print(f"on these {len(labels)} test images: image AUROC {evaluation.metrics['image_auroc']:.3f}, "
       f"pixel AUROC {evaluation.metrics['pixel_auroc']:.3f}")
-print(f"flagged: {sum(model.is_anomalous(s) for s in evaluation.scores[labels == 1])}/{(labels == 1).sum()} defective, "
-      f"{sum(model.is_anomalous(s) for s in evaluation.scores[labels == 0])}/{(labels == 0).sum()} good")
+for label, name in ((1, "defective"), (0, "good")):
+    verdicts = [model.verdict(s) for s in evaluation.scores[labels == label]]
+    print(f"{name}: " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("anomalous", "borderline", "normal")))
 
 # %% [markdown]
 # ## 5. Try it: pick an image, move the sensitivity
 #
-# `model.is_anomalous(score, sensitivity)` divides the threshold's distance above the mean good score by the
+# `model.verdict(score, sensitivity)` divides each threshold's distance above the typical good score by the
 # sensitivity: above 1 flags more, below 1 fewer. The figure above is the static version; the controls below
 # redraw it (they need a running kernel).
 
@@ -157,11 +163,11 @@ def show(name=names[-1], sensitivity=1.0):
     sample = evaluation.samples[index]
     image = torch.nn.functional.interpolate(load_image(sample.path)[None], size=evaluation.maps.shape[-2:],
                                             mode="bilinear", antialias=True)[0]
-    picture = overlay(image, evaluation.maps[index], cal["map_vmin"], cal["map_vmax"])
+    picture = overlay(image, evaluation.maps[index], cal.map_vmin, cal.map_vmax)
     if sample.label:
         picture = outline(picture, evaluation.masks[index])
     score = evaluation.scores[index]
-    verdict = "ANOMALOUS" if model.is_anomalous(score, sensitivity) else "good"
+    verdict = model.verdict(score, sensitivity).upper()
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
     axes[0].imshow(to_uint8_image(image))
     axes[1].imshow(picture)
@@ -203,8 +209,8 @@ print("reloaded model scores the same:", torch.allclose(model.score_batch(image)
 assert all(p.parent.name == "good" and p.parent.parent.name == "train" for p in train_paths)
 assert report.n_train + report.n_holdout == len(train_paths)
 # 2. from held-out good images, at calibration: the same two numbers for every image
-print("colour scale:", round(cal["map_vmin"], 3), "to", round(cal["map_vmax"], 3),
-      "from", cal["n_calibration_images"], "held-out good images")
+print("colour scale:", round(cal.map_vmin, 3), "to", round(cal.map_vmax, 3),
+      "from", cal.n_images, "good images the head never trained on")
 # 3. a higher sensitivity lowers the threshold (more images flagged)
 assert model.threshold(2.0) < model.threshold(1.0)
 print("all answers check out")

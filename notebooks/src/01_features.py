@@ -251,7 +251,7 @@ for wanted in ("good", "broken_large", "broken_small", "contamination"):
                           mode="bilinear", antialias=True)[0]
     rows.append({"image": image, "map": evaluation.maps[index], "title": f"{wanted}: score {evaluation.scores[index]:.2f}",
                  "mask": evaluation.masks[index] if wanted != "good" else None})
-fig = panel_figure(rows, cal["map_vmin"], cal["map_vmax"])
+fig = panel_figure(rows, cal.map_vmin, cal.map_vmax)
 save_figure(fig, "01_training_free_maps.png")
 plt.show()
 print(f"training-free, on the {len(evaluation.samples)} sample test images: image AUROC "

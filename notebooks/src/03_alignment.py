@@ -296,7 +296,7 @@ def variant_figure(names_shown: list[str], samples_shown: list):
         for col, name in enumerate(names_shown):
             evaluation = results[name][0]
             cal = (before if name == "before training" else heads[name]).calibration
-            picture = overlay(image, evaluation.maps[index], cal["map_vmin"], cal["map_vmax"])
+            picture = overlay(image, evaluation.maps[index], cal.map_vmin, cal.map_vmax)
             if sample.label:
                 picture = outline(picture, evaluation.masks[index])
             axes[row, col].imshow(picture)

@@ -124,7 +124,7 @@ def nuisance_figure(kind: str, strength: float, which: int = 0):
     small = F.interpolate(changed, size=(cfg.lr_size, cfg.lr_size), mode="bilinear", antialias=True)[0]
     for ax, (name, (maps, scores)) in zip(axes[1:], results.items()):
         cal = models[name].calibration
-        ax.imshow(overlay(small, maps[0], cal["map_vmin"], cal["map_vmax"]))
+        ax.imshow(overlay(small, maps[0], cal.map_vmin, cal.map_vmax))
         verdict = "FALSE ALARM" if models[name].is_anomalous(scores[0].item()) else "ok"
         ax.set_title(f"{name}\nscore {scores[0]:.2f} / threshold {models[name].threshold():.2f}: {verdict}", fontsize=8)
     for ax in axes:

@@ -159,7 +159,7 @@ def region_figure(name: str, threshold: float):
     image = F.interpolate(load_image(ev.samples[index].path)[None], size=maps.shape[-2:], mode="bilinear",
                           antialias=True)[0]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
-    axes[0].imshow(outline(overlay(image, maps[index], cal["map_vmin"], cal["map_vmax"]), masks[index]))
+    axes[0].imshow(outline(overlay(image, maps[index], cal.map_vmin, cal.map_vmax), masks[index]))
     axes[0].set_title(f"{name}: map (fixed scale), mask outlined", fontsize=8)
     axes[1].imshow(regions, cmap="tab10", vmin=0, vmax=10, interpolation="nearest")
     overlaps = [(above & (regions == r)).sum() / (regions == r).sum() for r in range(1, count + 1)]
@@ -174,19 +174,19 @@ def region_figure(name: str, threshold: float):
 
 
 first_defect = next(iter(defective))
-fig = region_figure(first_defect, cal["pixel_threshold"])
+fig = region_figure(first_defect, cal.pixel_threshold)
 save_figure(fig, "05_regions.png")
 plt.show()
 
 
-def explore_regions(image=first_defect, threshold=cal["pixel_threshold"]):
+def explore_regions(image=first_defect, threshold=cal.pixel_threshold):
     region_figure(image, threshold)
     plt.show()
 
 
 low, high = float(np.quantile(maps, 0.5)), float(maps.max())
 widgets.interact(explore_regions, image=widgets.Dropdown(options=list(defective), value=first_defect),
-                 threshold=widgets.FloatSlider(value=float(np.clip(cal["pixel_threshold"], low, high)), min=low, max=high,
+                 threshold=widgets.FloatSlider(value=float(np.clip(cal.pixel_threshold, low, high)), min=low, max=high,
                                                step=(high - low) / 100, continuous_update=False));
 
 # %% [markdown]
@@ -273,7 +273,7 @@ for i in worst_defects + worst_good:
     verdict = "flagged" if model.is_anomalous(scores[i]) else "passed"
     rows.append({"image": image, "map": maps[i], "mask": masks[i] if labels[i] else None,
                  "title": f"{ev.samples[i].defect_type}/{ev.samples[i].path.name}: score {scores[i]:.2f} ({verdict})"})
-fig = panel_figure(rows, cal["map_vmin"], cal["map_vmax"])
+fig = panel_figure(rows, cal.map_vmin, cal.map_vmax)
 save_figure(fig, "05_failures.png")
 plt.show()
 
@@ -370,7 +370,7 @@ def comparison_figure(indices: list[int]):
         image = F.interpolate(load_image(ev.samples[i].path)[None], size=maps.shape[-2:], mode="bilinear", antialias=True)[0]
         for col, (name, (evaluation, method)) in enumerate(compared.items()):
             c = method.calibration
-            picture = overlay(image, evaluation.maps[i], c["map_vmin"], c["map_vmax"])
+            picture = overlay(image, evaluation.maps[i], c.map_vmin, c.map_vmax)
             if labels[i]:
                 picture = outline(picture, masks[i])
             axes[row, col].imshow(picture)

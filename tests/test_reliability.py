@@ -1,0 +1,332 @@
+"""Attacks: every kind of bad input, tampering and crash ends in one HLGFAError line (exit code 2 in the CLI),
+never in a traceback, a silent wrong verdict or a lost checkpoint. ``scripts/reliability_table.py`` runs the same
+cases and writes docs/reliability.md."""
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from hlgfa_lite import HLGFA, HLGFAError, load, preset, save
+from hlgfa_lite.calibration import calibrate
+from hlgfa_lite.checkpoint import METADATA, TENSORS, checksum
+from hlgfa_lite.cli import main
+from hlgfa_lite.data import load_image, load_mask
+
+TINY = dict(hr_size=64, lr_size=32)
+
+
+def tiny_model(seed: int = 0) -> HLGFA:
+    """Random backbone and head at 64/32 px, calibrated on made-up good scores: a checkpoint in milliseconds."""
+    torch.manual_seed(seed)
+    model = HLGFA(preset("lite", **TINY), pretrained=False).eval()
+    model.calibration = calibrate(torch.tensor([1.0, 1.1, 1.2]), torch.linspace(0, 1, 16).reshape(1, 4, 4))
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return save(tiny_model(), tmp_path_factory.mktemp("tiny") / "run")
+
+
+def png_with_size(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height but whose data is a few bytes: a decompression bomb's shape."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def run_cli(args, capsys) -> tuple[int, str]:
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse: usage line + error line, exit code 2
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+# --- arguments checked when parsed ---------------------------------------------------------------------------
+@pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--steps", "-5"), ("--batch-size", "0"),
+                                         ("--batch-size", "-1"), ("--epochs", "0"), ("--seed", "-1"),
+                                         ("--target-fpr", "0"), ("--target-fpr", "nan"), ("--confidence", "1")])
+def test_fit_arguments_are_checked_when_parsed(flag, value, sample, tmp_path, capsys):
+    code, err = run_cli(["fit", sample, "--out", tmp_path / "run", flag, value], capsys)
+    assert code == 2 and flag in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "abc"])
+def test_sensitivity_is_checked_when_parsed(value, tiny_run, sample, tmp_path, capsys):
+    code, err = run_cli(["predict", tiny_run, sample / "test" / "good", "--out", tmp_path / "p", "--sensitivity",
+                         value], capsys)
+    assert code == 2 and "--sensitivity" in err and not (tmp_path / "p").exists()
+
+
+# --- outputs checked before any work --------------------------------------------------------------------------
+def test_out_that_is_a_file_or_inside_the_inputs_is_refused_before_training(sample, tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    code, err = run_cli(["fit", sample, "--out", a_file, "--steps", "1"], capsys)
+    assert code == 2 and "is a file" in err and a_file.read_text() == "keep me"
+    code, err = run_cli(["fit", sample, "--out", sample / "run", "--steps", "1"], capsys)
+    assert code == 2 and "inside the input folder" in err and not (sample / "run").exists()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_read_only_out_is_refused_before_training(sample, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    code, err = run_cli(["fit", sample, "--out", locked / "run", "--steps", "1"], capsys)
+    assert code == 2 and "cannot be written" in err
+
+
+def test_json_pointing_at_a_folder_is_refused_and_leaves_nothing(tiny_run, sample, tmp_path, capsys):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    code, err = run_cli(["evaluate", tiny_run, sample, "--json", folder], capsys)
+    assert code == 2 and "is a folder" in err and not list(folder.iterdir()) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_two_predict_runs_into_one_out_keep_both_rows_and_a_concurrent_one_is_refused(tiny_run, tmp_path, capsys):
+    import csv
+    import fcntl
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, size in (("a.png", (40, 30)), ("a.jpg", (30, 40))):
+        Image.fromarray((np.random.default_rng(0).random((*size, 3)) * 255).astype(np.uint8)).save(src / name)
+    out = tmp_path / "out"
+    assert run_cli(["predict", tiny_run, src / "a.png", "--out", out], capsys)[0] == 0
+    assert run_cli(["predict", tiny_run, src / "a.jpg", "--out", out], capsys)[0] == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert sorted(Path(r["path"]).name for r in rows) == ["a.jpg", "a.png"]  # both runs' rows kept
+    assert {p.name for p in (out / "overlays").iterdir()} == {"a.png.png", "a.jpg.png"}  # no collision
+    with open(out / ".hlgfa.lock", "w") as held:  # another run holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, err = run_cli(["predict", tiny_run, src / "a.png", "--out", out], capsys)
+    assert code == 2 and "another hlgfa-lite run" in err
+
+
+# --- images and masks -----------------------------------------------------------------------------------------
+def test_decompression_bomb_is_one_line(tmp_path, tiny_run, capsys):
+    (tmp_path / "in").mkdir()
+    bomb = png_with_size(tmp_path / "in" / "bomb.png", 14000, 14000)  # 196 megapixels
+    with pytest.raises(HLGFAError, match="million"):
+        load_image(bomb)
+    code, err = run_cli(["predict", tiny_run, bomb, "--out", tmp_path / "p"], capsys)
+    assert code == 2 and "million" in err and len(err.strip().splitlines()) == 1
+
+
+def test_big_images_are_downscaled_while_decoding(tmp_path):
+    path = tmp_path / "wide.jpg"
+    Image.new("RGB", (9000, 300), (10, 200, 30)).save(path, quality=80)
+    image = load_image(path, max_side=4096)
+    assert max(image.shape[-2:]) <= 4096 and image.shape[0] == 3
+
+
+def test_all_empty_masks_are_one_line(tiny_run, sample, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sample, data)
+    for mask in (data / "ground_truth").rglob("*.png"):
+        Image.new("L", Image.open(mask).size).save(mask)
+    code, err = run_cli(["evaluate", tiny_run, data], capsys)
+    assert code == 2 and "empty" in err
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(min_size=0, max_size=600))
+def test_image_and_mask_loaders_never_raise_anything_else(tmp_path, blob):
+    """Arbitrary bytes (often a PNG header glued to noise): a tensor in [0, 1] or one HLGFAError, nothing else."""
+    path = tmp_path / "x.png"
+    path.write_bytes(blob[:8].rjust(8, b"\x89") if len(blob) < 8 else (b"\x89PNG\r\n\x1a\n" + blob[8:]
+                                                                       if blob[0] % 2 else blob))
+    for read in (lambda: load_image(path), lambda: load_mask(path, (8, 8))):
+        try:
+            value = read()
+        except HLGFAError:
+            continue
+        assert torch.isfinite(value.float()).all() and value.float().min() >= 0 and value.float().max() <= 1
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 70), st.integers(1, 70), st.sampled_from(["L", "RGB", "RGBA", "I;16", "P", "1", "CMYK", "F"]))
+def test_any_valid_image_loads_in_unit_range(tmp_path, width, height, mode):
+    path = tmp_path / ("x.tiff" if mode in ("F", "CMYK") else "x.png")
+    Image.new(mode, (width, height)).save(path)
+    image = load_image(path)
+    assert image.shape == (3, height, width) and image.min() >= 0 and image.max() <= 1
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------
+def copy_run(run: Path, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for p in run.iterdir():
+        (target / p.name).write_bytes(p.read_bytes())
+    return target
+
+
+def resign(run: Path, **changes) -> None:
+    meta = {**json.loads((run / METADATA).read_text()), **changes}
+    meta["checksum"] = checksum(meta)
+    (run / METADATA).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("calibration.image_threshold", float("nan"), "not valid JSON"),  # NaN / Infinity tokens are refused
+    ("calibration.image_threshold", float("inf"), "not valid JSON"),
+    ("calibration.image_threshold", 1e308, "ordered"),
+    ("calibration.map_vmax", -5.0, "map_vmax"),
+    ("calibration.n_images", "21", "n_images"),
+    ("config.steps", -3, "steps"),
+    ("config.holdout_fraction", 2.0, "holdout_fraction"),
+    ("config.smooth_sigma", "4", "smooth_sigma"),
+    ("hr_size", "512", "hr_size"),
+])
+def test_every_field_is_range_checked_even_with_a_valid_checksum(tiny_run, tmp_path, field, value, words):
+    run = copy_run(tiny_run, tmp_path / "run")
+    meta = json.loads((run / METADATA).read_text())
+    section, _, key = field.rpartition(".")
+    if section:
+        meta[section][key] = value
+    else:
+        meta[key] = value
+    meta["checksum"] = checksum(meta)
+    (run / METADATA).write_text(json.dumps(meta))  # NaN/inf are written as bare tokens, as a careless tool would
+    with pytest.raises(HLGFAError, match=words):
+        load(run, pretrained=False)
+
+
+def test_nan_or_zero_level_statistics_are_refused(tmp_path):
+    for name, value in (("level_std", 0.0), ("level_std", float("nan")), ("level_mean", float("inf"))):
+        model = tiny_model()
+        getattr(model, name)[0] = value
+        if any(not torch.isfinite(t).all() for t in (model.level_mean, model.level_std)):
+            with pytest.raises(HLGFAError, match="NaN or infinite"):
+                save(model, tmp_path / f"{name}{value}")
+            continue
+        run = save(model, tmp_path / f"{name}{value}")
+        with pytest.raises(HLGFAError, match=name):
+            load(run, pretrained=False)
+
+
+def test_deep_or_huge_or_corrupt_files_are_one_line(tiny_run, tmp_path, capsys):
+    run = copy_run(tiny_run, tmp_path / "run")
+    (run / METADATA).write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(HLGFAError, match="JSON|nested|object"):
+        load(run, pretrained=False)
+    (run / METADATA).write_text(json.dumps({"a": [[[[[[[[[[[[1]]]]]]]]]]]]}))
+    with pytest.raises(HLGFAError):
+        load(run, pretrained=False)
+    copy_run(tiny_run, run)
+    (run / TENSORS).write_bytes(b"\xff" * 64)
+    resign(run, tensors_sha256=__import__("hashlib").sha256(b"\xff" * 64).hexdigest())
+    with pytest.raises(HLGFAError, match="cannot be read|damaged"):
+        load(run, pretrained=False)
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"garbage")
+    code, err = run_cli(["predict", tiny_run, tmp_path, "--out", tmp_path / "p", "--weights", weights], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_checkpoint_loader_under_random_tampering(tiny_run, tmp_path, data):
+    """Any byte of either file changed: refused with one HLGFAError (the checksum or hash), or unchanged model."""
+    run = copy_run(tiny_run, tmp_path / "fuzz")
+    target = run / data.draw(st.sampled_from([METADATA, TENSORS]))
+    blob = bytearray(target.read_bytes())
+    where = data.draw(st.integers(0, len(blob) - 1))
+    blob[where] = data.draw(st.integers(0, 255))
+    target.write_bytes(bytes(blob))
+    try:
+        model = load(run, pretrained=False)
+    except HLGFAError:
+        return
+    reference = load(tiny_run, pretrained=False)  # a change that JSON ignores (e.g. whitespace) changes nothing
+    assert model.calibration == reference.calibration
+    for a, b in zip(model.head.state_dict().values(), reference.head.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_nan_scores_are_an_error_never_normal(tiny_run, sample, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(HLGFA, "predict", lambda self, images: [(torch.zeros(4, 4), float("nan"))])
+    code, err = run_cli(["predict", tiny_run, sample / "test" / "good", "--out", tmp_path / "p"], capsys)
+    assert code == 2 and "nan" in err.lower()
+
+
+# --- a crash at any moment of an overwrite leaves a loadable checkpoint ----------------------------------------
+CRASHER = textwrap.dedent("""
+    import os, signal, sys, torch
+    sys.path.insert(0, {tests!r})
+    import hlgfa_lite.checkpoint as ck
+    from test_reliability import tiny_model
+    step, target = 0, int(sys.argv[1])
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            global step
+            step += 1
+            if step == target:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        return call
+
+    for name in ("_write_synced", "_fsync_dir", "_exchange"):
+        setattr(ck, name, counted(name, getattr(ck, name)))
+    ck.os.rename = counted("rename", os.rename)
+    ck.shutil.rmtree = counted("rmtree", ck.shutil.rmtree)
+    ck.save(tiny_model(seed=1), sys.argv[2], overwrite=True)
+    print("completed")
+""")
+
+
+def test_a_kill_at_any_step_of_an_overwrite_leaves_old_or_new(tmp_path):
+    old_run = save(tiny_model(seed=0), tmp_path / "run")
+    old_head = load(old_run, pretrained=False).head.state_dict()
+    new_head = tiny_model(seed=1).head.state_dict()
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHER.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    seen = set()
+    for target in range(1, 30):
+        done = subprocess.run([sys.executable, str(script), str(target), str(old_run)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        completed = "completed" in done.stdout
+        assert completed or done.returncode == -signal.SIGKILL, done.stderr[-500:]
+        head = load(old_run, pretrained=False).head.state_dict()  # must load, whatever moment the kill hit
+        is_old = all(torch.equal(head[k], old_head[k]) for k in head)
+        is_new = all(torch.equal(head[k], new_head[k]) for k in head)
+        assert is_old or is_new
+        seen.add("new" if is_new else "old")
+        if completed:
+            break
+        if is_new:  # the kill came after the swap: start the next round from an old checkpoint again
+            save(tiny_model(seed=0), old_run, overwrite=True)
+    assert completed and seen == {"old", "new"} and target > 3
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.")]
+    assert len(leftovers) <= target  # killed saves may leave their own temporary folders, never a broken run
+
+
+def test_overwrite_keeps_the_users_other_files(tmp_path):
+    run = save(tiny_model(seed=0), tmp_path / "run")
+    (run / "metrics.json").write_text("{}")
+    save(tiny_model(seed=1), run, overwrite=True)
+    assert (run / "metrics.json").read_text() == "{}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]
