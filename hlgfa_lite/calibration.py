@@ -43,7 +43,10 @@ from .errors import HLGFAError
 
 NORMAL, BORDERLINE, ANOMALOUS = "normal", "borderline", "anomalous"
 VERDICTS = (NORMAL, BORDERLINE, ANOMALOUS)
-DEFAULT_TARGET_FPR = 0.05  # share of good parts allowed above the image threshold
+# share of good parts allowed above the image threshold. 1 %, not 5 %: the calibration images come from the training
+# capture and score lower than new good parts (bottle: held-out median 2.14, unseen good test median 2.40), and
+# 1 % is what keeps unseen bottles under 5 % (benchmarks/CALIBRATION.md)
+DEFAULT_TARGET_FPR = 0.01
 DEFAULT_CONFIDENCE = 0.95  # probability over the calibration draw that the target holds
 CROSS_FIT_BELOW = 8  # fewer held-out images than this: add cross-fitted scores of the training images
 PRIOR_LOG_SD = 0.25  # log-score spread assumed from one image (bottle, 21 held-out: 0.17; see benchmarks)

@@ -9,7 +9,8 @@ too; on grids of different sizes):
 
 Normalising each level by good-image statistics before fusing keeps a level with a large natural spread from
 drowning the others. The same good images give the image threshold and a fixed colour scale
-(``calibration.py``), so a map means the same thing on every image (no per-image min-max, which makes every good image look anomalous).
+(``calibration.py``), so a map means the same thing on every image (no per-image min-max, which makes every
+good image look anomalous).
 """
 
 from __future__ import annotations

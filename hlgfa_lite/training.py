@@ -33,6 +33,8 @@ from .normality import GaussianNormality
 from .priors import Priors
 from .scoring import image_scores
 
+CROSS_FIT_FOLDS = 3  # heads trained for the cross-fitted calibration scores (each without a third of the images)
+
 
 @dataclass
 class FitReport:
@@ -201,14 +203,15 @@ def _scores_of(model: HLGFA, hr_images: torch.Tensor) -> list[float]:
     return [model.inspect(as_float(hr_images[i:i + 1])).scores.item() for i in range(len(hr_images))]
 
 
-def cross_fit_scores(model: HLGFA, cache: FeatureCache, hr_images: torch.Tensor, folds: int = 3,
-                     steps: int | None = None) -> list[float]:
+def cross_fit_scores(model: HLGFA, cache: FeatureCache, hr_images: torch.Tensor, folds: int = CROSS_FIT_FOLDS,
+                     steps: int | None = None, on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Out-of-fold good scores of the training images (uint8 (N, 3, hr, hr), their features in ``cache``).
 
     The images are split into ``folds`` groups; for each, a fresh head is trained for ``steps`` (default: the
-    config's) on the cached features of the others, then scores that group with the *final* model's per-level
-    statistics, so every score is on the final model's scale from a head that never saw the image. The model's
-    own head is put back afterwards."""
+    config's divided by ``folds``, so all folds together cost one more training) on the cached features of the
+    others, then scores that group with the *final* model's per-level statistics, so every score is on the final
+    model's scale from a head that never saw the image. The model's own head is put back afterwards.
+    ``on_step(i, loss)`` counts the steps of all folds (0, 1, ...)."""
     n = len(hr_images)
     folds = min(folds, n)
     if folds < 2:
@@ -228,7 +231,10 @@ def cross_fit_scores(model: HLGFA, cache: FeatureCache, hr_images: torch.Tensor,
                 model.normality = GaussianNormality(model.backbone.channels, grids, cfg.normality,
                                                     cfg.normality_shrinkage, cfg.normality_pool).to(model.device)
                 fit_normality(model, cache.subset(kept))
-            train_head(model, cache.subset(kept), steps if steps is not None else model.cfg.steps, progress=False)
+            fold_steps = steps if steps is not None else max(1, model.cfg.steps // folds)
+            offset = fold * fold_steps
+            train_head(model, cache.subset(kept), fold_steps, progress=False,
+                       on_step=(lambda i, loss, o=offset: on_step(o + i, loss)) if on_step else None)
             scores += _scores_of(model, hr_images[held])
     finally:
         model.head, model.normality = final_head, final_normality
@@ -242,6 +248,17 @@ def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[P
     return [paths[i] for i in sorted(order[n_holdout:])], [paths[i] for i in sorted(order[:n_holdout])]
 
 
+def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_steps: int | None = None) -> int:
+    """Optimiser steps ``fit`` will take on ``n_images`` good images, the cross-fitted heads included: ``fit``'s
+    ``on_step`` counts up to this (for progress bars)."""
+    n_holdout = min(n_images - 1, max(1, round(cfg.holdout_fraction * n_images)))
+    folds = min(CROSS_FIT_FOLDS, n_images - n_holdout)
+    crossing = cross_fit if cross_fit is not None else n_holdout < CROSS_FIT_BELOW
+    if not crossing or folds < 2:
+        return cfg.steps
+    return cfg.steps + folds * (cross_fit_steps or max(1, cfg.steps // folds))
+
+
 def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         on_step: Callable[[int, float], None] | None = None, target_fpr: float = DEFAULT_TARGET_FPR,
         confidence: float = DEFAULT_CONFIDENCE, cross_fit: bool | None = None,
@@ -249,8 +266,9 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     """Fit ``model``'s head on good images at ``paths`` and calibrate it; returns what happened.
 
     ``cross_fit`` (default: when fewer than ``CROSS_FIT_BELOW`` images are held out) adds out-of-fold scores of
-    the training images to the calibration: 3 more heads trained on the cached features for ``cross_fit_steps``
-    each (default: the config's steps)."""
+    the training images to the calibration: ``CROSS_FIT_FOLDS`` more heads trained on the cached features for
+    ``cross_fit_steps`` each (default: a third of the config's steps). ``on_step`` counts every step
+    (``planned_steps`` in all); an exception raised by it (e.g. a cancelled demo fit) stops the fit between steps."""
     cfg = model.cfg
     train_paths, holdout_paths = split_holdout(list(paths), cfg.holdout_fraction, cfg.seed)
     report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths))
@@ -266,7 +284,9 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     report.holdout_scores = scores.tolist()
     if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:
         started = time.perf_counter()  # after the statistics: cross-fitted scores are on the final scale
-        report.cross_fit_scores = cross_fit_scores(model, cache, train_images, steps=cross_fit_steps)
+        report.cross_fit_scores = cross_fit_scores(
+            model, cache, train_images, steps=cross_fit_steps,
+            on_step=(lambda i, loss: on_step(cfg.steps + i, loss)) if on_step else None)
         report.cross_fit_seconds = time.perf_counter() - started
     model.calibration = calibrate(report.holdout_scores + report.cross_fit_scores, fused, target_fpr=target_fpr,
                                   confidence=confidence)

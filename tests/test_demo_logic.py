@@ -270,3 +270,71 @@ def test_fit_part_gives_a_loadable_checkpoint_zip(store, sample, tmp_path):
     assert not Path(part.workdir).exists()
     with pytest.raises(HLGFAError, match="no longer on the server"):
         store.custom(part.run_dir)
+
+
+# --- a fit that can be stopped, one at a time; files that go away ----------------------------------------------
+def test_a_cancelled_fit_stops_between_steps_and_frees_its_slot_only_then(store, sample):
+    import threading
+
+    paths = sorted((sample / "train" / "good").glob("*.png"))[:3]
+    cancel, seen, before = threading.Event(), [], set(logic.process_dir().glob("fit-*"))
+
+    def progress(fraction, text):
+        seen.append(text)
+        if "step 2/" in text:
+            assert store.fit_slot.locked()  # still running: a second fit is refused meanwhile
+            with pytest.raises(HLGFAError, match="Another fit"):
+                logic.fit_part(paths, store, steps=1)
+            cancel.set()
+
+    with pytest.raises(logic.FitCancelled):
+        logic.fit_part(paths, store, steps=50, report_progress=progress, cancel=cancel)
+    assert not store.fit_slot.locked()
+    assert not any("step 3/" in text for text in seen)  # stopped at the next step
+    assert set(logic.process_dir().glob("fit-*")) == before  # its folder is gone
+
+
+def test_stale_folders_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, alive = tmp_path / f"pid-{dead.stdout.strip()}", tmp_path / "pid-1"
+    for folder in (stale, alive):
+        (folder / "fit-x").mkdir(parents=True)
+    assert logic.remove_stale_folders(tmp_path) == [stale]
+    assert not stale.exists() and alive.exists()
+
+
+def test_upload_quota_per_session(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(600))
+    quota = logic.UploadQuota(limit=1000)
+    quota.charge("a", [big])
+    quota.charge("b", [big])  # sessions are counted apart
+    with pytest.raises(HLGFAError, match="allowance"):
+        quota.charge("a", [big])
+    quota.forget("a")
+    quota.charge("a", [big])
+
+
+def test_result_pictures_get_unique_names():
+    picture = np.zeros((8, 8, 3), dtype=np.uint8)
+    first, second = logic.write_picture(picture, ".jpg"), logic.write_picture(picture, ".jpg")
+    assert first != second and Path(first).is_file() and Path(second).is_file()
+
+
+def test_draw_shares_the_upload_pixel_limit(monkeypatch):
+    monkeypatch.setattr(logic, "MAX_PIXELS", 100)
+    with pytest.raises(HLGFAError, match="million pixels"):
+        logic.read_editor_value({"composite": np.zeros((20, 20, 3), dtype=np.uint8), "layers": []})
+
+
+def test_render_gives_the_three_verdicts(store, examples):
+    result = logic.inspect_image(store.model, logic.read_upload(examples["good"]))
+    cal = store.model.calibration
+    for score, state in ((cal.good_score_center, "normal"),
+                         ((cal.borderline_threshold + cal.image_threshold) / 2, "borderline"),
+                         (cal.image_threshold + 1, "anomalous")):
+        shown = logic.render(store.model, logic.Inspected(result.image, result.anomaly_map, score))
+        assert shown.state == state and state.capitalize() in shown.verdict

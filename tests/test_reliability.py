@@ -191,7 +191,7 @@ def resign(run: Path, **changes) -> None:
 @pytest.mark.parametrize("field, value, words", [
     ("calibration.image_threshold", float("nan"), "not valid JSON"),  # NaN / Infinity tokens are refused
     ("calibration.image_threshold", float("inf"), "not valid JSON"),
-    ("calibration.image_threshold", 1e308, "ordered"),
+    ("calibration.image_threshold", -1.0, "ordered"),
     ("calibration.map_vmax", -5.0, "map_vmax"),
     ("calibration.n_images", "21", "n_images"),
     ("config.steps", -3, "steps"),
@@ -307,7 +307,7 @@ def test_a_kill_at_any_step_of_an_overwrite_leaves_old_or_new(tmp_path):
     seen = set()
     for target in range(1, 30):
         done = subprocess.run([sys.executable, str(script), str(target), str(old_run)], env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=600)
         completed = "completed" in done.stdout
         assert completed or done.returncode == -signal.SIGKILL, done.stderr[-500:]
         head = load(old_run, pretrained=False).head.state_dict()  # must load, whatever moment the kill hit

@@ -8,8 +8,10 @@ server keeps answering.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -54,16 +56,19 @@ INSPECT_HELP = """
 **How to read it.** Colours use one **fixed scale** per model, calibrated on held-out good images: dark blue is the
 typical good pixel, the middle of the scale is the brightest pixel any good image produced, red is twice as far.
 So a good image stays calm and a defect stands out (no per-image stretching). The white outline and the mask
-mark pixels above the defect threshold; the verdict compares the image score (mean of its brightest 1 % of
-pixels) with a threshold set so that no held-out good image was flagged. **Sensitivity** > 1 flags more,
+mark pixels above the defect threshold. The verdict compares the image score (mean of its brightest 1 % of
+pixels) with two thresholds from good images the head never trained on: **normal** below the first, **borderline**
+between them (within the calibration's own uncertainty: look at the part), **anomalous** above the second, which
+is set so that at most 1 % of good parts like the calibration images exceed it. **Sensitivity** > 1 flags more,
 < 1 fewer.
 """
 
 FIT_HELP = """
 Upload **good** images of one part (no defects), about 20, all taken the same way. The frozen backbone stays as
 it is; only the alignment head ({params:.2f} M weights) is trained, for a fixed number of steps, then a few held-out
-images calibrate the threshold and the colour scale. On a 2-core CPU this takes about two minutes (more when
-the machine is busy). No images are kept after your session ends.
+images (and, with few images, three cross-fitted heads) calibrate the thresholds and the colour scale. On a 2-core
+CPU this takes a few minutes (more when the machine is busy). **Stop** ends a fit between two steps. No images
+are kept after your session ends (nor after the server stops).
 """
 
 DRAW_HELP = """
@@ -116,9 +121,22 @@ def _friendly(exc: Exception) -> str:
 
 def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blocks:
     """The whole demo as a Blocks app, serving the checkpoint in ``run_dir`` (default: the bundled bottle model)."""
+    logic.remove_stale_folders()  # left by a demo process that was killed
     store = logic.ModelStore(run_dir, device=device)
     store.warm_up()
     examples = logic.example_images()
+    quota = logic.UploadQuota()
+    cancels: dict[str, threading.Event] = {}  # the running fit's stop signal, per session
+
+    def charge(request: gr.Request | None, paths) -> None:
+        """Count a session's uploads (the bundled sample is free)."""
+        bundled = str(sample_dir())
+        quota.charge(getattr(request, "session_hash", None), [p for p in paths if not str(p).startswith(bundled)])
+
+    def pictures(shown: logic.Rendered) -> tuple[str, str]:
+        """Unique files, not arrays: Gradio would rewrite one cache file per identical picture while another
+        visitor downloads it."""
+        return logic.write_picture(shown.overlay, ".jpg"), logic.write_picture(shown.mask, ".png")
 
     def model_for(choice: str, part: logic.FittedPart | None):
         if choice == MY_PART:
@@ -129,14 +147,15 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         return store.model, "bottles" if store.is_bundled else "parts"
 
     # --- handlers: thin wrappers that turn every failure into a message -------------------------------------
-    def inspect(path, choice, sensitivity, part):
+    def inspect(path, choice, sensitivity, part, request: gr.Request = None):
         if path is None:
             return None, None, None, "Upload an image or click an example.", None
         try:
+            charge(request, [path])
             model, name = model_for(choice, part)
             result = logic.inspect_image(model, logic.read_upload(path))
             shown = logic.render(model, result, sensitivity, name)
-            return shown.overlay, shown.mask, round(shown.score, 4), shown.verdict, result
+            return *pictures(shown), round(shown.score, 4), shown.verdict, result
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
             gr.Warning(message)
@@ -148,14 +167,18 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         try:
             model, name = model_for(choice, part)
             shown = logic.render(model, result, sensitivity, name)
-            return shown.overlay, shown.mask, round(shown.score, 4), shown.verdict
+            return *pictures(shown), round(shown.score, 4), shown.verdict
         except Exception as exc:  # noqa: BLE001
             return gr.skip(), gr.skip(), gr.skip(), f"### ✖ {_friendly(exc)}"
 
-    def fit_own(files, old_part, progress=gr.Progress()):
+    def fit_own(files, old_part, progress=gr.Progress(), request: gr.Request = None):
+        session = getattr(request, "session_hash", None)
+        cancel = cancels.setdefault(session, threading.Event())
+        cancel.clear()
         try:
             paths = [getattr(f, "name", f) for f in (files or [])]
-            part = logic.fit_part(paths, store, steps=logic.FIT_STEPS,
+            charge(request, paths)
+            part = logic.fit_part(paths, store, steps=logic.FIT_STEPS, cancel=cancel,
                                   report_progress=lambda f, text: progress(f, desc=text))
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
@@ -168,12 +191,28 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
     def sample_training_images():
         return [str(p) for p in sorted((sample_dir() / "train" / "good").glob("*.png"))]
 
+    def stop_fit(request: gr.Request = None):
+        """The fit stops between two steps; its slot is free once it has (``logic.fit_part``)."""
+        event = cancels.get(getattr(request, "session_hash", None))
+        if event is not None:
+            event.set()
+        return "Stopping the fit…"
+
+    def end_session(request: gr.Request = None):
+        """The visitor closed or reloaded the page: stop its fit, forget its upload count (its fitted part is
+        removed by ``part_state``'s delete callback)."""
+        session = getattr(request, "session_hash", None)
+        event = cancels.pop(session, None)
+        if event is not None:
+            event.set()
+        quota.forget(session)
+
     def score_drawing(value, sensitivity):
         try:
-            loaded, painted = logic.read_editor_value(value)
+            loaded, painted = logic.read_editor_value(value)  # the same pixel rule as an Inspect upload
             result = logic.inspect_image(store.model, loaded, painted)
             shown = logic.render(store.model, result, sensitivity, "bottles")
-            return shown.overlay, shown.mask, shown.verdict
+            return *pictures(shown), shown.verdict
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
             gr.Warning(message)
@@ -193,7 +232,9 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         logic.remove_fitted(part, store)
 
     # --- layout ---------------------------------------------------------------------------------------------
-    with gr.Blocks(title="hlgfa_lite: anomaly maps") as demo:
+    # delete_cache: uploads and served copies older than a session are removed every 10 minutes, and all of
+    # them when the server restarts
+    with gr.Blocks(title="hlgfa_lite: anomaly maps", delete_cache=(600, SESSION_SECONDS)) as demo:
         part_state = gr.State(None, time_to_live=SESSION_SECONDS, delete_callback=forget_part)
         result_state = gr.State(None, time_to_live=SESSION_SECONDS)
         gr.Markdown(INTRO)
@@ -230,6 +271,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                         with gr.Row():
                             use_sample = gr.Button("Use the 20 bundled bottle images")
                             fit_button = gr.Button("Fit the head", variant="primary", elem_id="fit-button")
+                            stop_button = gr.Button("Stop", variant="stop", elem_id="stop-fit-button")
                     with gr.Column():
                         fit_summary = gr.Markdown("Nothing fitted yet.", elem_id="fit-summary")
                         download = gr.File(label="Your checkpoint (model.json + head.safetensors, zipped)",
@@ -273,8 +315,10 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         sensitivity.release(rerender, [choice, sensitivity, part_state, result_state], [overlay, mask, score, verdict],
                             api_visibility="private")
         use_sample.click(sample_training_images, None, files, api_visibility="private")
-        fit_button.click(fit_own, [files, part_state], [fit_summary, download, part_state, choice], api_name="fit",
-                         concurrency_limit=1, concurrency_id="fit")
+        fitting = fit_button.click(fit_own, [files, part_state], [fit_summary, download, part_state, choice],
+                                   api_name="fit", concurrency_limit=1, concurrency_id="fit")
+        stop_button.click(stop_fit, None, fit_summary, api_name="stop_fit", cancels=[fitting])
+        demo.unload(end_session)
         start_from.change(lambda path: path, start_from, editor, api_visibility="private")
         draw_button.click(score_drawing, [editor, sensitivity], [draw_overlay, draw_mask, draw_verdict],
                           api_name="draw", **model_group)
@@ -296,7 +340,9 @@ def launch_demo(run_dir: str | Path | None = None, torch_threads: int | None = T
     # shows every warning once
     warnings.filterwarnings("ignore", message="unclosed event loop", category=ResourceWarning)
     demo = build_demo(run_dir, device=resolve_device(device or os.environ.get("HLGFA_DEVICE", "auto"))).queue(**QUEUE)
-    options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir())], ssr_mode=False,
+    atexit.register(logic.remove_process_folder)  # fit folders and pictures go with the server
+    options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir()), str(logic.DEMO_ROOT)],
+                   ssr_mode=False,
                    theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, footer_links=["api"])
     options.update(launch_kwargs)
     demo.launch(**options)

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -32,6 +33,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset, save
+from hlgfa_lite.training import planned_steps
 from hlgfa_lite.calibration import ANOMALOUS, BORDERLINE, NORMAL, Calibration
 from hlgfa_lite.data import pil_to_tensor
 from hlgfa_lite.samples import bundled_checkpoint, sample_dir
@@ -52,6 +54,99 @@ MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
 # optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
 FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))
 CUSTOM_MODELS_KEPT = 4  # fitted heads kept in memory across sessions (least recently used dropped)
+SESSION_UPLOAD_BYTES = 200 * 1024 * 1024  # what one visitor's session may upload in all (fits and inspections)
+OUTPUT_SECONDS = 900  # result pictures older than this are removed (the page fetched them long ago)
+# Everything the demo writes lives under one folder per server process, removed when the server stops; folders of
+# processes that died without cleaning up are removed at the next start.
+DEMO_ROOT = Path(tempfile.gettempdir()) / "hlgfa_lite_demo"
+
+
+class FitCancelled(HLGFAError):
+    """A visitor's fit was stopped (cancelled, or the session ended) between two steps."""
+
+
+# --- the demo's own files: one folder per server process ---------------------------------------------------------
+def process_dir() -> Path:
+    """This server process's folder (created on first use); everything the demo writes goes below it."""
+    folder = DEMO_ROOT / f"pid-{os.getpid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_folders(root: Path | None = None) -> list[Path]:
+    """Remove the folders of demo processes that no longer run (a crash or a kill skipped their clean-up)."""
+    root = root or DEMO_ROOT
+    removed = []
+    for folder in root.glob("pid-*") if root.is_dir() else []:
+        try:
+            pid = int(folder.name.removeprefix("pid-"))
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def remove_process_folder() -> None:
+    """At server stop: every fit folder and result picture of this process."""
+    shutil.rmtree(DEMO_ROOT / f"pid-{os.getpid()}", ignore_errors=True)
+
+
+def write_picture(picture: np.ndarray, suffix: str) -> str:
+    """Save a result picture under a unique name (never rewritten while another visitor downloads one) and prune
+    the ones older than ``OUTPUT_SECONDS``; returns its path for Gradio to serve."""
+    folder = process_dir() / "outputs"
+    folder.mkdir(exist_ok=True)
+    cutoff = time.time() - OUTPUT_SECONDS
+    for old in folder.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass
+    path = folder / f"{uuid.uuid4().hex}{suffix}"
+    Image.fromarray(picture).save(path, **({"quality": 90} if suffix == ".jpg" else {}))
+    return str(path)
+
+
+class UploadQuota:
+    """Bytes uploaded per visitor session; a session over ``limit`` is refused until it ends."""
+
+    def __init__(self, limit: int = SESSION_UPLOAD_BYTES):
+        self.limit, self._used, self._lock = limit, {}, threading.Lock()
+
+    def charge(self, session: str | None, paths) -> None:
+        size = sum(Path(p).stat().st_size for p in paths if p and Path(p).is_file())
+        with self._lock:
+            used = self._used.get(session, 0) + size
+            if used > self.limit:
+                raise HLGFAError(f"This session has uploaded {used / 2**20:.0f} MB, over its {self.limit // 2**20} MB "
+                                 "allowance; reload the page to start a new session.")
+            self._used[session] = used
+
+    def forget(self, session: str | None) -> None:
+        with self._lock:
+            self._used.pop(session, None)
+
+
+def check_pixels(width: int, height: int) -> None:
+    """The one pixel-count rule for every way an image enters the demo (Inspect uploads, the Draw editor)."""
+    if width * height > MAX_PIXELS:
+        raise HLGFAError(f"The image is {width} x {height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} "
+                         "million pixels. Please downscale it first.")
+    if width < 1 or height < 1:
+        raise HLGFAError("The image has no pixels.")
 
 
 # --- reading uploads -------------------------------------------------------------------------------------------
@@ -102,11 +197,7 @@ def read_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> LoadedImag
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
             width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise HLGFAError(f"The image is {width} x {height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} "
-                                 "million pixels. Please downscale it first.")
-            if width < 1 or height < 1:
-                raise HLGFAError("The image has no pixels.")
+            check_pixels(width, height)
             if getattr(image, "n_frames", 1) > 1:
                 notes.append("only the first frame of this multi-frame file is used")
             mode = image.mode
@@ -147,6 +238,9 @@ def read_editor_value(value: dict | np.ndarray | None) -> tuple[LoadedImage, np.
     if composite is None or np.asarray(composite).size == 0:
         raise HLGFAError("No image in the editor: pick a good image to paint on.")
     pixels = np.asarray(composite)
+    if pixels.ndim not in (2, 3):
+        raise HLGFAError("The editor sent something that is not an image; pick a good image to paint on.")
+    check_pixels(pixels.shape[1], pixels.shape[0])  # the same rule as an Inspect upload
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=2)
     rgb = Image.fromarray(pixels[..., :3].astype(np.uint8))
@@ -189,6 +283,7 @@ class ModelStore:
         self.is_bundled = served is not None and served == _tensors_hash(BUNDLED_CHECKPOINT)
         self._custom: OrderedDict[str, HLGFA] = OrderedDict()
         self._lock = threading.Lock()
+        self.fit_slot = threading.Lock()  # one visitor fit at a time, held until the fit has really stopped
 
     def warm_up(self) -> None:
         """Trace the backbone for both view sizes now, not in the first visitor's request."""
@@ -329,10 +424,13 @@ def remove_fitted(part: FittedPart | None, store: ModelStore | None = None) -> N
 
 
 def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT_STEPS,
-             report_progress: Callable[[float, str], None] | None = None, seed: int = 0) -> FittedPart:
+             report_progress: Callable[[float, str], None] | None = None, seed: int = 0,
+             cancel: threading.Event | None = None) -> FittedPart:
     """Fit a lite head on a visitor's good images; every image is checked and downscaled before any training.
 
-    report_progress(fraction in [0, 1], description) is called while reading, caching features and training."""
+    report_progress(fraction in [0, 1], description) is called while reading, caching features and training.
+    One fit runs at a time per server (``store.fit_slot``). Setting ``cancel`` stops the fit between two steps
+    (``FitCancelled``); the slot is released only once it has stopped, and its folder is removed."""
     def tell(fraction: float, text: str) -> None:
         if report_progress is not None:
             report_progress(min(max(fraction, 0.0), 1.0), text)
@@ -345,7 +443,16 @@ def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT
     if len(paths) > MAX_FIT_IMAGES:
         notes.append(f"only the first {MAX_FIT_IMAGES} of your {len(paths)} images were used, to keep the fit short")
         paths = paths[:MAX_FIT_IMAGES]
-    workdir = Path(tempfile.mkdtemp(prefix="hlgfa-demo-fit-"))
+    if not store.fit_slot.acquire(blocking=False):
+        raise HLGFAError("Another fit is running on this server (or still stopping); please try again in a minute.")
+    try:
+        return _fit_part(paths, store, steps, tell, seed, notes, cancel)
+    finally:
+        store.fit_slot.release()  # only now: a cancelled fit holds the slot until its last step has stopped
+
+
+def _fit_part(paths, store, steps, tell, seed, notes, cancel) -> FittedPart:
+    workdir = Path(tempfile.mkdtemp(prefix="fit-", dir=process_dir()))
     try:
         images_dir = workdir / "images"
         images_dir.mkdir()
@@ -366,15 +473,22 @@ def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT
             raise HLGFAError(f"Only {len(kept)} of your files could be read as images; fitting needs at least "
                              f"{MIN_FIT_IMAGES}. " + (notes[-1] if skipped else ""))
         if len(kept) < FEW_FIT_IMAGES:
-            notes.append(f"with {len(kept)} images the threshold rests on one held-out image: expect a rough verdict")
+            notes.append(f"with {len(kept)} images the threshold rests on few good scores: expect many borderline "
+                         "verdicts")
         cfg = preset("lite", steps=steps, seed=seed)
         tell(0.1, "preparing the frozen backbone")
         model = HLGFA(cfg).to(store.device)
         tell(0.12, f"caching features of {len(kept)} images")
         started = time.perf_counter()
-        report = fit(model, kept, progress=False,
-                     on_step=lambda step, loss: tell(0.15 + 0.8 * (step + 1) / steps,
-                                                     f"training the head: step {step + 1}/{steps}, loss {loss:.3f}"))
+        total = planned_steps(cfg, len(kept))  # cross-fitted heads included (small sets)
+
+        def on_step(step: int, loss: float) -> None:
+            if cancel is not None and cancel.is_set():
+                raise FitCancelled("The fit was stopped; nothing was kept.")
+            what = "training the head" if step < steps else "cross-fitting the calibration"
+            tell(0.15 + 0.8 * (step + 1) / total, f"{what}: step {step + 1}/{total}, loss {loss:.3f}")
+
+        report = fit(model, kept, progress=False, on_step=on_step)
         seconds = time.perf_counter() - started
         tell(0.97, "saving the checkpoint")
         run_dir = save(model, workdir / "my_part_lite", extra={"fit": {
@@ -387,7 +501,8 @@ def fit_part(paths: list[str | Path] | None, store: ModelStore, steps: int = FIT
                 archive.write(file, f"my_part_lite/{file.name}")
         store.add_custom(run_dir, model)
         cal = model.calibration
-        summary = [f"### ✔ Fitted on {report.n_train} images, calibrated on {report.n_holdout}",
+        summary = [f"### ✔ Fitted on {report.n_train} images, calibrated on {report.n_holdout} held out"
+                   + (f" and {len(report.cross_fit_scores)} cross-fitted" if report.cross_fit_scores else ""),
                    f"{steps} steps in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head "
                    f"{report.train_seconds:.0f} s); loss {report.losses[0]:.3f} → {report.losses[-1]:.3f}. "
                    f"Anomalous above **{cal.image_threshold:.2f}**, borderline above "

@@ -219,8 +219,14 @@ for t in ev.per_type:
 #
 # AUROC ranks; a line needs a yes or no. Two ways to pick the image threshold:
 #
-# * **calibrated** (what `hlgfa_lite` deploys): from held-out *good* images only,
-#   $t = \max(\mu_{good} + 3\sigma_{good},\ \max_{good})$. No defect is needed, so it works on day one.
+# * **calibrated** (what `hlgfa_lite` deploys): from *good* images the head never trained on (held-out images, and
+#   with fewer than 8 held out also cross-fitted scores of the training images: three heads, each trained without a
+#   third of them). With $x_i = \log s_i$ ($n$ scores, mean $\bar x$, std $s_x$) and a target false-alarm rate $a$,
+#   $t_{anomalous} = e^{\bar x + k\,s_x}$, where $k$ is the one-sided tolerance factor: with probability $g$
+#   (`confidence`) at most $a$ of good parts score above it. $k$ grows when $n$ is small (2.9 for $n = 10$, 4.2 for
+#   $n = 5$, at $a = 0.05$, $g = 0.95$), which is the margin few images need; $e^{\bar x + z_{1-a} s_x}$, the plain
+#   quantile estimate, is the lower edge of the **borderline** band. No defect is needed, so it works on day one.
+#   `benchmarks/CALIBRATION.md` measures the false-alarm and detection rates it gives on unseen bottles.
 # * **F1-optimal**: the threshold that maximises $F_1 = 2PR/(P+R)$ on a labelled test set. It is the best *possible*
 #   F1 ("F1-max"), but it peeks at the test labels: an optimistic number, not a deployable threshold.
 
