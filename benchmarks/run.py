@@ -68,6 +68,8 @@ class VariantFailed(Exception):
 # kind: how the variant is fitted; overrides: HLGFAConfig fields changed from the preset
 VARIANTS: dict[str, dict] = {
     "full": {"kind": "hlgfa", "overrides": {}, "label": "HLGFA-lite (full)"},
+    "noise_aware_normality": {"kind": "hlgfa", "overrides": {"normality_draws": "all"},
+                              "label": "normality Gaussians over the augmented draws too"},
     "paper_only": {"kind": "hlgfa", "overrides": {"normality": "none"},
                    "label": "the abstract's method alone (no normality term)"},
     "no_structure": {"kind": "hlgfa", "overrides": {"use_structure": False}, "label": "without structure prior"},

@@ -1,15 +1,17 @@
 """Before/after maps of the normality lever on a texture: the defects the abstract's method alone misses most.
 
-For each defect type, the defective test image that the ``paper_only`` checkpoint ranks lowest among all test images
-(its worst miss); each row shows the image with the true defect outlined, the map of the abstract's method alone, and
-the full lite model's map with its two parts (alignment, normality), every map on its own model's calibrated colour
-scale. The checkpoints come from ``benchmarks/run.py --keep-checkpoints DIR``::
+The head is trained the same way with or without the normality term (the term is fitted after training and needs no
+gradient), so the *alignment part* of a full lite checkpoint (``model.part_maps``) is exactly the map of the abstract's
+method alone with that head. For each defect type, the defective test image whose alignment-part score ranks lowest
+(the abstract's method's worst miss); each row shows the image with the true defect outlined, the alignment part, the
+normality part and the full map, all on the checkpoint's calibrated colour scale::
 
-    HF_HUB_OFFLINE=1 python benchmarks/run.py ../shared/data/magnetic_tile --seeds 0 --variants full paper_only \\
+    HF_HUB_OFFLINE=1 python benchmarks/run.py ../shared/data/magnetic_tile --seeds 0 --variants full \
         --robustness-variants --threads 1 --keep-checkpoints /tmp/ckpt --out benchmarks/results/magnetic_tile.json
-    HF_HUB_OFFLINE=1 python benchmarks/texture_figure.py ../shared/data/magnetic_tile \\
-        --before /tmp/ckpt/magnetic_tile_paper_only_seed0 --after /tmp/ckpt/magnetic_tile_full_seed0 \\
-        --out benchmarks/results/magnetic_tile_maps.png
+    HF_HUB_OFFLINE=1 python benchmarks/texture_figure.py ../shared/data/magnetic_tile \
+        --checkpoint /tmp/ckpt/magnetic_tile_full_seed0 --out benchmarks/results/magnetic_tile_maps.png
+
+It also prints the image and pixel AUROC of each part alone (the abstract's method = the alignment part).
 """
 
 from __future__ import annotations
@@ -23,14 +25,32 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hlgfa_lite import load, load_image, load_test_split  # noqa: E402
+from hlgfa_lite import load, load_image, load_test_split, metrics  # noqa: E402
 from hlgfa_lite.data import load_mask  # noqa: E402
-from hlgfa_lite.scoring import resize_map  # noqa: E402
+from hlgfa_lite.scoring import image_scores, resize_map  # noqa: E402
 from hlgfa_lite.visualize import colorize, outline, to_uint8_image  # noqa: E402
 
 
-def score_all(model, samples) -> np.ndarray:
-    return np.array([model.inspect(load_image(s.path)[None]).scores.item() for s in samples])
+def score_parts(model, samples) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Image scores (N,) and maps at eval size (N, S, S) of each part and of the full map."""
+    scores, maps = {}, {}
+    for sample in samples:
+        out = model.inspect(load_image(sample.path)[None])
+        for name, values in {**model.part_maps(out), "full": out.anomaly_map}.items():
+            scores.setdefault(name, []).append(image_scores(values, model.cfg.score_topk).item())
+            maps.setdefault(name, []).append(resize_map(values[0], model.cfg.eval_size, model.cfg.eval_size).numpy())
+    return {k: np.array(v) for k, v in scores.items()}, {k: np.stack(v) for k, v in maps.items()}
+
+
+def masks_at(samples, size: int) -> np.ndarray:
+    masks = []
+    for sample in samples:
+        if sample.mask_path is None:
+            masks.append(np.zeros((size, size), dtype=bool))
+            continue
+        mask = load_mask(sample.mask_path, tuple(load_image(sample.path).shape[-2:])).float()
+        masks.append(resize_map(mask, size, size).numpy() > 0.5)
+    return np.stack(masks)
 
 
 def worst_misses(samples, scores: np.ndarray) -> list[int]:
@@ -45,40 +65,41 @@ def worst_misses(samples, scores: np.ndarray) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
-    parser.add_argument("--before", required=True, help="checkpoint of the abstract's method alone (paper_only)")
-    parser.add_argument("--after", required=True, help="checkpoint of the full lite model")
+    parser.add_argument("--checkpoint", required=True, help="a full lite checkpoint (normality term on)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     samples = load_test_split(args.data)
-    before, after = load(args.before), load(args.after)
-    before_scores = score_all(before, samples)
-    rows = worst_misses(samples, before_scores)
-    good = before_scores[[s.label == 0 for s in samples]]
-    fig, axes = plt.subplots(len(rows), 5, figsize=(13, 2.7 * len(rows)))
+    model = load(args.checkpoint)
+    scores, maps = score_parts(model, samples)
+    labels = np.array([s.label for s in samples])
+    masks = masks_at(samples, model.cfg.eval_size)
+    for name in ("alignment", "normality", "full"):
+        print(f"{name:10s} image AUROC {metrics.image_auroc(scores[name], labels):.3f}  "
+              f"pixel AUROC {metrics.pixel_auroc(maps[name], masks):.3f}")
+    rows = worst_misses(samples, scores["alignment"])
+    good = scores["alignment"][labels == 0]
+    cal = model.calibration
+    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 2.7 * len(rows)))
     for row, index in zip(axes, rows):
         sample = samples[index]
         image = load_image(sample.path)
         size = tuple(image.shape[-2:])
         picture = outline(to_uint8_image(image), load_mask(sample.mask_path, size).numpy(), (255, 0, 0))
-        rank = (good >= before_scores[index]).mean()
+        share = (good >= scores["alignment"][index]).mean()
         panels = [(picture, f"{sample.defect_type} {sample.path.stem}\n(defect outlined)")]
-        old = before.inspect(image[None])
-        cal = before.calibration
-        panels.append((colorize(resize_map(old.anomaly_map[0], *size), cal["map_vmin"], cal["map_vmax"]),
-                       f"abstract's method alone\n{rank:.0%} of good test images score higher"))
-        new = after.inspect(image[None])
-        cal = after.calibration
-        parts = after.part_maps(new)
-        for name, values in (("full lite map", new.anomaly_map), ("its alignment part", parts["alignment"]),
-                             ("its normality part", parts["normality"])):
-            panels.append((colorize(resize_map(values[0], *size), cal["map_vmin"], cal["map_vmax"]), name))
+        out = model.inspect(image[None])
+        parts = model.part_maps(out)
+        for name, values in ((f"alignment part (the abstract's method)\n{share:.0%} of good tiles score higher",
+                              parts["alignment"]), ("normality part", parts["normality"]),
+                             ("full lite map", out.anomaly_map)):
+            panels.append((colorize(resize_map(values[0], *size), cal.map_vmin, cal.map_vmax), name))
         for ax, (panel, title) in zip(row, panels):
             ax.imshow(panel)
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    fig.savefig(args.out, dpi=90)
+    fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}: rows {[samples[i].path.name for i in rows]}")
     return 0
 

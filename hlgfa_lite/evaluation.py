@@ -70,12 +70,14 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
             masks.append(np.zeros((eval_size, eval_size), dtype=bool))
         else:
             mask = load_mask(sample.mask_path, tuple(image.shape[-2:])).float()
-            if not mask.any():
-                raise HLGFAError(f"mask {sample.mask_path} of defective image {sample.path} is empty (all black); "
-                                 "mark the defect in it, or move the image to test/good.")
             masks.append(F.interpolate(mask[None, None], size=(eval_size, eval_size), mode="nearest")[0, 0].numpy() > 0)
     result = Evaluation({}, samples, np.array(scores), np.stack(maps), np.stack(masks))
     labels = result.labels
+    # a defect image with an empty mask still counts for the image metrics (real sets have a few: magnetic tile has
+    # four); only when no mask marks a single pixel are the pixel metrics undefined
+    if labels.any() and not result.masks[labels == 1].any():
+        raise HLGFAError("every defect mask is empty (all black), so pixel metrics are undefined; mark the defects "
+                         "in ground_truth/<defect type>/<name>_mask.png.")
     f1, _ = metrics.f1_max(result.scores, labels)
     result.metrics = {
         "image_auroc": metrics.image_auroc(result.scores, labels),

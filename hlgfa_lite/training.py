@@ -159,11 +159,14 @@ def train_head(model: HLGFA, cache: FeatureCache, steps: int, progress: bool = T
 
 @torch.no_grad()
 def fit_normality(model: HLGFA, cache: FeatureCache, chunk: int = 32) -> None:
-    """The normality term's Gaussians from the clean draw (index 0) of every cached training image."""
+    """The normality term's Gaussians from the cached training features: the clean draw (index 0) of every image, or
+    with ``normality_draws="all"`` every draw (clean and augmented)."""
     if model.normality is None:
         return
+    draws = slice(None) if model.cfg.normality_draws == "all" else slice(0, 1)
     for start in range(0, len(cache.low[0]), chunk):
-        model.normality.accumulate([level[start:start + chunk, 0].to(model.device).float() for level in cache.low])
+        model.normality.accumulate([level[start:start + chunk, draws].flatten(0, 1).to(model.device).float()
+                                    for level in cache.low])  # (chunk * draws, C, h, w) per level
     model.normality.finish()
 
 

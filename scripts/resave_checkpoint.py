@@ -40,9 +40,7 @@ def resave(old: Path, data: Path, out: Path) -> dict:
     cfg = _check_config(meta["config"], old / METADATA)
     model = HLGFA(cfg).eval()
     tensors = load_file(str(old / TENSORS))
-    model.head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
-    model.level_mean.copy_(tensors["level_mean"])
-    model.level_std.copy_(tensors["level_std"])
+    model.load_fitted_state(tensors)  # head, normality statistics, per-map statistics: all that fitting set
     _, holdout = split_holdout(train_image_paths(data), cfg.holdout_fraction, cfg.seed)
     if len(holdout) < CROSS_FIT_BELOW:
         raise HLGFAError(f"only {len(holdout)} held-out images: the current rule would cross-fit; re-fit instead.")

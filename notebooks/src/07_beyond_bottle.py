@@ -101,15 +101,45 @@ for row, sample in zip(axes, shown):
     out = model.inspect(load_image(sample.path)[None])
     parts = model.part_maps(out)
     panels = [(to_uint8_image(out.lr_image[0]), f"{sample.defect_type}: score {out.scores.item():.2f}"),
-              (colorize(out.anomaly_map[0], cal["map_vmin"], cal["map_vmax"]), "anomaly map"),
-              (colorize(parts["alignment"][0], cal["map_vmin"], cal["map_vmax"]), "alignment part"),
-              (colorize(parts["normality"][0], cal["map_vmin"], cal["map_vmax"]), "normality part")]
+              (colorize(out.anomaly_map[0], cal.map_vmin, cal.map_vmax), "anomaly map"),
+              (colorize(parts["alignment"][0], cal.map_vmin, cal.map_vmax), "alignment part"),
+              (colorize(parts["normality"][0], cal.map_vmin, cal.map_vmax), "normality part")]
     for ax, (picture, title) in zip(row, panels):
         ax.imshow(picture)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
 save_figure(fig, "07_parts.png")
 plt.show()
+
+# %% [markdown]
+# ### Try it: mix the two parts yourself
+#
+# The model averages the parts with equal weight. Slide the weight $w$ of the normality part,
+# $A_w = (1 - w)\,A_{\text{alignment}} + w\,A_{\text{normality}}$, and watch which defects appear and which good
+# regions start to glow. ($w = 0$ is the abstract's method with this head; $w = 0.5$ is the model's own map.)
+
+# %%
+import ipywidgets as widgets
+
+inspected = {s.path.name + f" ({s.defect_type})": model.inspect(load_image(s.path)[None]) for s in samples}
+
+
+def mix_parts(image: str, weight: float) -> None:
+    out = inspected[image]
+    parts = model.part_maps(out)
+    mixed = (1 - weight) * parts["alignment"][0] + weight * parts["normality"][0]
+    fig, axes = plt.subplots(1, 2, figsize=(6.5, 3.2))
+    axes[0].imshow(to_uint8_image(out.lr_image[0]))
+    axes[0].set_title(image, fontsize=8)
+    axes[1].imshow(colorize(mixed, cal.map_vmin, cal.map_vmax))
+    axes[1].set_title(f"w = {weight:.2f}: peak {mixed.max().item():.2f}", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    plt.show()
+
+
+widgets.interact(mix_parts, image=widgets.Dropdown(options=list(inspected)),
+                 weight=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="w"));
 
 # %% [markdown]
 # ## 5. What the term costs
