@@ -17,6 +17,7 @@ It also prints the image and pixel AUROC of each part alone (the abstract's meth
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -74,9 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     scores, maps = score_parts(model, samples)
     labels = np.array([s.label for s in samples])
     masks = masks_at(samples, model.cfg.eval_size)
+    types = np.array([s.defect_type for s in samples])
+    summary = {}
     for name in ("alignment", "normality", "full"):
-        print(f"{name:10s} image AUROC {metrics.image_auroc(scores[name], labels):.3f}  "
-              f"pixel AUROC {metrics.pixel_auroc(maps[name], masks):.3f}")
+        summary[name] = {"image_auroc": metrics.image_auroc(scores[name], labels),
+                         "pixel_auroc": metrics.pixel_auroc(maps[name], masks),
+                         "per_type": {t: metrics.image_auroc(scores[name][(types == t) | (labels == 0)],
+                                                             labels[(types == t) | (labels == 0)])
+                                      for t in sorted(set(types) - {"good"})}}
+        print(f"{name:10s} image AUROC {summary[name]['image_auroc']:.3f}  "
+              f"pixel AUROC {summary[name]['pixel_auroc']:.3f}  {summary[name]['per_type']}")
+    Path(args.out).with_suffix(".json").write_text(json.dumps(
+        {"command": "python benchmarks/texture_figure.py " + " ".join(sys.argv[1:]), "parts": summary}, indent=2))
     rows = worst_misses(samples, scores["alignment"])
     good = scores["alignment"][labels == 0]
     cal = model.calibration
