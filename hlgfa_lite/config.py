@@ -59,9 +59,10 @@ class HLGFAConfig:
     # Gaussian per position (PaDiM-like, aligned parts); "none": the abstract's method alone
     normality: str = "position"  # measured on magnetic tile: image AUROC +0.13 over the abstract's method alone
     normality_shrinkage: float = 0.01  # least ridge added to each covariance, relative to its mean variance
-    # "clean": the Gaussians see each training image once; "all": every cached draw, the noise-aware augmentation's
-    # too, so that a nuisance the head learnt to ignore does not light up the normality part either
-    normality_draws: str = "clean"
+    # "all": every cached draw, the noise-aware augmentation's too, so that a nuisance the head learnt to ignore does not
+    # light up the normality part either (measured, seed 0: bottle 0.988 pixel AUROC and 100 % image AUROC under noise,
+    # against 0.982 and 56.8 % with "clean"; magnetic tile 0.903 / 0.797 against 0.895 / 0.793)
+    normality_draws: str = "all"
     normality_pool: int = 3  # features averaged over k x k neighbours first (measured: pixel AUROC +5.8 points, tile)
     # --- scoring ---------------------------------------------------------------------------------------
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
