@@ -179,3 +179,20 @@ print(f"normality statistics: {stored:,} floats ({stored * 4 / 2**20:.1f} MiB); 
 #    enters them, so there is nothing through which to copy the defect.
 #
 # </details>
+
+# %%
+# The evidence behind the answers, checked in every run.
+from hlgfa_lite.normality import GaussianLevel
+
+# 3. scoring a defective bottle changes no statistic of the term: nothing of the scored image enters it
+stored = {k: v.clone() for k, v in model.fitted_state().items() if k.startswith("normality.")}
+model.inspect(load_image(shown[-1].path)[None])
+assert all(torch.equal(stored[k], v) for k, v in model.fitted_state().items() if k.startswith("normality."))
+# 2. five samples of fifty channels: the ridge makes the term (almost) the distance to the mean feature
+level = GaussianLevel(channels=50, positions=1)
+level.accumulate(torch.randn(5, 50, 1, 1))
+level.finish(shrinkage=0.01)
+probe = torch.randn(100, 50, 1, 1)
+r = torch.corrcoef(torch.stack([level(probe).flatten(), (probe.flatten(1) - level.mean).norm(dim=1)]))[0, 1].item()
+print(f"5 samples, 50 channels: correlation of the term with the distance to the mean = {r:.3f}")
+assert r > 0.9
