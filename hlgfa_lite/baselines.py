@@ -272,7 +272,9 @@ def training_free(cfg: HLGFAConfig, paths: list[Path], pretrained: bool = True, 
     """An HLGFA with its head left at the identity initialisation, calibrated on held-out good images.
 
     Its ``inspect(...).level_maps`` are exactly e_l = 1 - cos(F_L, avgpool_r(F_H)) and its maps are normalised
-    and fused with the same per-level statistics rule as a trained HLGFA; nothing is learnt."""
+    and fused with the same per-level statistics rule as a trained HLGFA; nothing is learnt (so no normality term
+    either: its Gaussians would have to be fitted)."""
+    cfg = cfg.replace(normality="none")
     _, holdout_paths = split_holdout(_check_paths(paths), cfg.holdout_fraction, cfg.seed)
     model = HLGFA(cfg, pretrained=pretrained, weights=weights).to(device).eval()
     calibrate_model(model, load_images(holdout_paths, cfg.hr_size))

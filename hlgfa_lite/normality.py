@@ -108,6 +108,13 @@ class GaussianNormality(nn.Module):
         for level in self.levels:
             level.finish(self.shrinkage)
 
+    def is_fitted(self) -> bool:
+        """False until ``finish`` (or a checkpoint) has set the statistics: the means start at exactly zero."""
+        return bool(self.levels[0].mean.any())
+
     def forward(self, low: list[torch.Tensor]) -> list[torch.Tensor]:
-        """[(B, C_l, h_l, w_l)] -> [(B, h_l, w_l)]: one normality map per level."""
+        """[(B, C_l, h_l, w_l)] -> [(B, h_l, w_l)]: one normality map per level; zeros while nothing is fitted (an
+        untrained model, e.g. the training-free maps of lesson 01: the term then adds nothing)."""
+        if not self.is_fitted():
+            return [features.new_zeros(features.shape[0], *features.shape[-2:]) for features in low]
         return [level(self.aggregate(features)) for level, features in zip(self.levels, low)]

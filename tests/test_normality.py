@@ -79,6 +79,15 @@ def test_few_samples_shrink_towards_the_distance_to_the_mean():
     assert torch.corrcoef(torch.stack([distance, euclidean]))[0, 1] > 0.95
 
 
+def test_an_unfitted_term_adds_nothing():
+    normality = GaussianNormality([3], [(4, 4)], mode="position", shrinkage=0.01)
+    assert not normality.is_fitted()
+    assert normality([torch.randn(2, 3, 4, 4)])[0].abs().sum() == 0
+    normality.accumulate([torch.randn(6, 3, 4, 4)])
+    normality.finish()
+    assert normality.is_fitted() and normality([torch.randn(2, 3, 4, 4)])[0].abs().sum() > 0
+
+
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="normality mode"):
         GaussianNormality([3], [(2, 2)], mode="nearest", shrinkage=0.01)
