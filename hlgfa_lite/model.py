@@ -94,19 +94,20 @@ class HLGFA(nn.Module):
         return priors, self.head(low, priors)
 
     # --- scoring -----------------------------------------------------------------------------------------
-    def fuse(self, level_maps: list[torch.Tensor]) -> torch.Tensor:
-        return fuse_levels(level_maps, self.level_mean, self.level_std, self.cfg.lr_size, self.cfg.smooth_sigma)
+    def fuse(self, raw_maps: list[torch.Tensor], first: int = 0) -> torch.Tensor:
+        """Raw maps -> one map on the calibrated scale; ``first``: the index of ``raw_maps[0]`` among all raw maps
+        (misalignment levels, then normality levels), whose good-image statistics normalise it."""
+        stats = slice(first, first + len(raw_maps))
+        return fuse_levels(raw_maps, self.level_mean[stats], self.level_std[stats], self.cfg.lr_size,
+                           self.cfg.smooth_sigma)
 
     def part_maps(self, inspection: Inspection) -> dict[str, torch.Tensor]:
         """Each family of raw maps fused alone, on its calibrated scale: ``"alignment"`` (the abstract's method) and,
         with the normality term, ``"normality"``; each (B, lr, lr). With both, the anomaly map is their mean
         (normalising, upsampling, averaging and smoothing are all linear)."""
-        n = len(inspection.level_maps)
-        parts = {"alignment": fuse_levels(inspection.level_maps, self.level_mean[:n], self.level_std[:n],
-                                          self.cfg.lr_size, self.cfg.smooth_sigma)}
+        parts = {"alignment": self.fuse(inspection.level_maps)}
         if inspection.normality_maps:
-            parts["normality"] = fuse_levels(inspection.normality_maps, self.level_mean[n:], self.level_std[n:],
-                                             self.cfg.lr_size, self.cfg.smooth_sigma)
+            parts["normality"] = self.fuse(inspection.normality_maps, first=len(inspection.level_maps))
         return parts
 
     @torch.no_grad()
