@@ -1,11 +1,13 @@
-"""End-to-end test in a real headless Chromium: open the demo, click a bundled example, read the verdict.
+"""End-to-end tests in a real headless Chromium: open the demo at desktop and phone size, tap a bundled example,
+read the verdict (on a phone: inside the first screen, without scrolling), reach every tab.
 
 Uses Debian's ``chromium`` driven by Playwright for Python (never Playwright's own browser download). Skips when
 either is missing, unless HLGFA_REQUIRE_BROWSER=1 (set by CI), in which case their absence is a failure.
-The screenshot lands in test-artifacts/demo.png for CI to keep.
+Screenshots land in test-artifacts/ (demo*.png) for CI to keep.
 """
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -60,41 +62,100 @@ def server(demo_app):
     demo.close()
 
 
-VERDICT_SHOWN = "() => /Anomalous|Normal/.test(document.querySelector('#verdict')?.innerText || '')"
+VERDICT_SHOWN = "() => /Anomalous|Borderline|Normal/.test(document.querySelector('#verdict')?.innerText || '')"
+PHONE = {"width": 390, "height": 844}
+
+
+def open_page(browser, server, viewport):
+    page = browser.new_page(viewport=viewport)
+    page.goto(server, wait_until="load", timeout=60_000)  # not "networkidle": Gradio keeps a stream open
+    page.locator("#inspect-examples button.thumbnail-item").first.wait_for(timeout=60_000)
+    return page
+
+
+SCORE = r"Image score\s+([-\d.]+)"
+
+
+def tap_example(page, caption: str) -> str:
+    """Tap the example thumbnail with this caption; returns the verdict's text once it shows a new score (the
+    verdict panel also shows the progress animation while the image is scored, so its text alone is no signal)."""
+    before = re.search(SCORE, page.locator("#verdict").inner_text())
+    page.locator("#inspect-examples button.thumbnail-item", has_text=caption).first.click()
+    page.wait_for_function(
+        "([pattern, before]) => { const t = document.querySelector('#verdict')?.innerText || ''; "
+        "const m = t.match(new RegExp(pattern)); return m && m[1] !== before && /Anomalous|Borderline|Normal/.test(t); }",
+        arg=[SCORE, before.group(1) if before else None], timeout=60_000)
+    return page.locator("#verdict").inner_text()
+
+
+def score_in(verdict: str) -> float:
+    return float(re.search(SCORE, verdict).group(1))
 
 
 def test_click_example_shows_overlay_and_verdict(sync_playwright, server):
     from hlgfa_lite.demo import logic
 
-    labels = [label for label, _ in logic.example_images()]  # the order of the example thumbnails
+    captions = [caption for caption, _ in logic.bundled_test_images()]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(server, wait_until="load", timeout=60_000)  # not "networkidle": Gradio keeps a stream open
-            thumbnails = page.locator("#inspect-examples button.gallery-item")
-            thumbnails.first.wait_for(timeout=60_000)
-            assert thumbnails.count() == len(labels)
+            page = open_page(browser, server, {"width": 1280, "height": 1000})
+            thumbnails = page.locator("#inspect-examples button.thumbnail-item")
+            assert thumbnails.count() == len(captions)  # every bundled test image, captioned
+            assert all(caption in page.locator("#inspect-examples").inner_text() for caption in captions)
+            assert "Image score —" in page.locator("#verdict").inner_text()  # no score before any image
 
-            thumbnails.nth(labels.index("broken large")).click()
+            verdict = tap_example(page, "broken large 000")
             page.locator("#overlay img").first.wait_for(state="visible", timeout=60_000)
-            page.wait_for_function(VERDICT_SHOWN, timeout=60_000)
-            verdict = page.locator("#verdict").inner_text()
-            defect_score = float(page.locator("#score input").input_value())
             assert page.locator("#mask img").first.is_visible()
             page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
             assert "Anomalous" in verdict  # a large break, on the bundled model
-            assert f"{defect_score:.2f}" in verdict
+            defect_score = score_in(verdict)
 
-            thumbnails.nth(labels.index("good")).click()
-            page.wait_for_function(
-                f"() => {{ const v = document.querySelector('#score input')?.value; "
-                f"return v && Math.abs(parseFloat(v) - {defect_score}) > 1e-3; }}", timeout=60_000)
-            page.wait_for_function(VERDICT_SHOWN, timeout=60_000)
-            good_score = float(page.locator("#score input").input_value())
+            good_score = score_in(tap_example(page, "good 000"))
             page.screenshot(path=str(ARTIFACTS / "demo-good.png"), full_page=True)
             assert good_score < defect_score
         finally:
             browser.close()
     assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
+
+
+def test_phone_tap_an_example_and_see_the_verdict_without_scrolling(sync_playwright, server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = open_page(browser, server, PHONE)
+            example = page.locator("#inspect-examples button.thumbnail-item", has_text="broken large 000").first
+            box = example.bounding_box()
+            assert box and box["y"] + box["height"] <= PHONE["height"], "the examples are below the first screen"
+            verdict = tap_example(page, "broken large 000")
+            assert "Anomalous" in verdict
+            page.screenshot(path=str(ARTIFACTS / "demo-phone.png"))
+            assert page.evaluate("window.scrollY") == 0
+            heading = page.locator("#verdict h3").first.bounding_box()  # the verdict's first line
+            assert heading and 0 <= heading["y"] and heading["y"] + heading["height"] <= PHONE["height"]
+        finally:
+            browser.close()
+
+
+def test_phone_reaches_every_tab(sync_playwright, server):
+    """All four tabs are buttons on the first screen (none folded into a "•••" menu), and each one opens."""
+    shows = {"Inspect": "#input-image", "Fit": "#fit-button", "Draw": "#editor", "Inside": "#inside-gallery"}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = open_page(browser, server, PHONE)
+            tabs = page.get_by_role("tab")
+            assert sorted(tabs.all_inner_texts()) == sorted(shows)
+            for name, element in [*list(shows.items())[1:], ("Inspect", shows["Inspect"])]:
+                tab = page.get_by_role("tab", name=name, exact=True)
+                box = tab.bounding_box()
+                assert tab.is_visible() and box and box["x"] + box["width"] <= PHONE["width"]
+                tab.click()
+                page.locator(element).first.wait_for(state="visible", timeout=30_000)
+            page.get_by_role("tab", name="Draw", exact=True).click()
+            page.screenshot(path=str(ARTIFACTS / "demo-phone-draw.png"))
+        finally:
+            browser.close()

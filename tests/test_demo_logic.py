@@ -5,6 +5,7 @@ No server here: the functions are called directly, with the bundled checkpoint t
 
 import io
 import re
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -227,11 +228,50 @@ def test_empty_editor_is_a_message(value):
 
 # --- look inside ----------------------------------------------------------------------------------------------
 def test_look_inside_draws_every_level(store, examples):
-    figure = logic.look_inside(store.model, logic.read_upload(examples["contamination"]))
-    assert figure.dtype == np.uint8 and figure.ndim == 3 and figure.shape[2] == 3
+    gallery = logic.look_inside(store.model, logic.read_upload(examples["contamination"]))
     levels = len(store.model.backbone.channels)
-    assert figure.shape[0] > 150 * (levels + 1)  # one row of panels per level plus the views
-    assert figure.std() > 10  # not blank
+    assert len(gallery) == levels + 1  # the views and the fused map, then one panel per level
+    for picture, caption in gallery:
+        assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
+        assert picture.shape[0] > 300 and picture.shape[1] > 300  # large enough to read on a phone
+        assert picture.std() > 10 and caption  # not blank, and captioned
+    assert [c.startswith(f"Level {i}") for i, (_, c) in enumerate(gallery)][1:] == [True] * levels
+
+
+def test_every_bundled_test_image_is_offered_with_a_caption(sample):
+    offered = logic.bundled_test_images()
+    assert sorted(Path(p) for _, p in offered) == sorted((sample / "test").glob("*/*.png"))
+    assert offered[0][0].startswith("good") and len({c for c, _ in offered}) == len(offered)
+
+
+def test_code_link_comes_from_the_one_place_that_names_the_repository():
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert logic.code_url() == pyproject["project"]["urls"]["Repository"]
+
+
+def test_fit_lengths_offer_quick_and_normal_with_a_time_estimate():
+    lengths = logic.fit_lengths()
+    assert list(lengths.values()) == [logic.QUICK_FIT_STEPS, logic.FIT_STEPS]
+    assert all(("quick" in label or "normal" in label) and "about" in label for label in lengths)
+    assert logic.QUICK_FIT_STEPS < logic.FIT_STEPS
+
+
+def test_fit_summary_command_works_as_written(store, sample, tmp_path, monkeypatch):
+    """The hint after a fit: unzip, then `hlgfa-lite predict my_part_lite my_images --out results` must run."""
+    from hlgfa_lite.cli import main
+
+    paths = [str(p) for p in sorted((sample / "train" / "good").glob("*.png"))[:3]]
+    part = logic.fit_part(paths, store, steps=1)
+    command = next(line for line in part.summary.splitlines() if line.startswith("hlgfa-lite predict"))
+    monkeypatch.chdir(tmp_path)
+    zipfile.ZipFile(part.zip_path).extractall(tmp_path)
+    (tmp_path / "my_images").mkdir()
+    shutil.copy(paths[0], tmp_path / "my_images")
+    assert main(command.split()[1:]) == 0
+    assert (tmp_path / "results" / "scores.csv").is_file()
+    logic.remove_fitted(part, store)
 
 
 # --- fitting a visitor's part ---------------------------------------------------------------------------------

@@ -44,15 +44,24 @@ THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or threads_per_inference(
 QUEUE = dict(default_concurrency_limit=CONCURRENCY, max_size=32)  # at most 32 visitors waiting
 SESSION_SECONDS = 3600  # a session's fitted part and last result are dropped after an hour without use
 
+PAPER_URL = "https://arxiv.org/abs/2602.09524"
 INTRO = """
-# hlgfa_lite: where does the high-resolution view disagree with the low-resolution one?
+<div id="intro">
+
+## hlgfa_lite · anomaly maps
+Where an image's low-resolution view stops agreeing with its high-resolution view, something unusual is there.
+Tap a bottle or upload an image. [Paper]({paper}){code} · *a reconstruction, not the authors' code*
+</div>
+"""
+
+NO_IMAGE_YET = "**Image score —** · tap a bottle or upload an image."
+
+HOW_IT_WORKS = """
 A frozen network looks at each image twice, at 512 px and at 256 px. A small head, trained only on **good** parts,
 learns to predict the high-resolution features from the low-resolution ones. Where that fails, something is there
 that never occurred on a good part: the **anomaly map**. A reconstruction of *HLGFA* (arXiv 2602.09524), not the
 authors' code.
-"""
 
-INSPECT_HELP = """
 **How to read it.** Colours use one **fixed scale** per model, calibrated on held-out good images: dark blue is the
 typical good pixel, the middle of the scale is the brightest pixel any good image produced, red is twice as far.
 So a good image stays calm and a defect stands out (no per-image stretching). The white outline and the mask
@@ -65,33 +74,51 @@ is set so that at most 1 % of good parts like the calibration images exceed it. 
 
 FIT_HELP = """
 Upload **good** images of one part (no defects), about 20, all taken the same way. The frozen backbone stays as
-it is; only the alignment head ({params:.2f} M weights) is trained, for a fixed number of steps, then a few held-out
-images (and, with few images, three cross-fitted heads) calibrate the thresholds and the colour scale. On a 2-core
-CPU this takes a few minutes (more when the machine is busy). **Stop** ends a fit between two steps. No images
-are kept after your session ends (nor after the server stops).
+it is; only the alignment head ({params:.2f} M weights) is trained, then a few held-out images (and, with few
+images, three cross-fitted heads) calibrate the thresholds and the colour scale. The time estimates are for 20
+images on a quiet 2-core CPU (more when the machine is busy). **Stop** ends a fit between two steps. No images are
+kept after your session ends (nor after the server stops).
 """
 
 DRAW_HELP = """
-Paint a scratch, a blot or a crack onto a good bottle with the brush, then press **Score my drawing**. The map
-should light up where you painted (your strokes are outlined in green) and stay calm elsewhere. Thin strokes in
-the bottle's own colours are the hardest case — try them.
+Paint a scratch, a blot or a crack onto a good bottle, then press **Score my drawing**. The map should light up
+where you painted (your strokes are outlined in green) and stay calm elsewhere. Thin strokes in the bottle's own
+colours are the hardest case: try them.
 """
 
 INSIDE_HELP = """
-The image from the *Inspect* tab, taken apart as in the notebooks. Top row: the two views the frozen backbone
-sees and the fused map. Then one row per feature level (fine to coarse): the **structure prior** (smooth layout
-of the high-res features), the **detail prior** (what the smoothing removed), the head's **gate** (how much of
-the detail-guided correction it lets through), and the level's **misalignment** 1 − cos between the refined
-low-res features and the high-res target. Priors and gate are shown on their own ranges; misalignment on a fixed
-range from good images.
+The image from *Inspect*, taken apart as in the notebooks: the two views the frozen backbone sees and the fused
+map, then one panel per feature level (fine to coarse): the **structure prior** (smooth layout of the high-res
+features), the **detail prior** (what the smoothing removed), the head's **gate** (how much of the detail-guided
+correction it lets through) and the level's **misalignment** 1 − cos between the refined low-res features and the
+high-res target.
 """
 
 CSS = """
-#verdict, #draw-verdict {min-height: 7em;}
+#intro h2 {margin: 0 0 0.2em 0;}
+#intro p {margin: 0;}
 .legend {width: 100%; font-size: 0.8em;}
 .legend-bar {height: 14px; border-radius: 3px;}
-.legend-labels {display: flex; justify-content: space-between; opacity: 0.8;}
+.legend-labels {display: flex; justify-content: space-between; opacity: 0.8; white-space: nowrap;}
 .gradio-container {max-width: 1280px !important;}
+#verdict h3 {margin-top: 0;}
+/* the example thumbnails: a compact grid on a desktop, one swipeable row on a phone, captions on two lines */
+#inspect-examples, #inspect-examples .gallery-container, #inspect-examples .grid-wrap {
+  height: auto !important; min-height: 0 !important; max-height: none !important;}
+#inspect-examples .grid-container {padding-top: 32px !important;}
+#inspect-examples .grid-container {grid-template-columns: repeat(7, minmax(0, 1fr)) !important; gap: 6px;}
+#inspect-examples .caption-label {white-space: normal; font-size: 11px; line-height: 1.15; max-width: 92%;
+                                  overflow: visible; text-overflow: clip; overflow-wrap: anywhere;}
+#inside-gallery .caption-label {white-space: normal; max-width: 95%; font-size: 12px;}
+#inside-gallery .grid-wrap {height: auto !important; max-height: none !important;}
+@media (max-width: 640px) {
+  #inside-gallery .grid-container {grid-template-columns: 1fr !important;}
+  .gradio-container {padding-left: 6px !important; padding-right: 6px !important;}
+  #intro {font-size: 0.9em;}
+  #inspect-examples .grid-wrap {overflow-x: auto;}
+  #inspect-examples .grid-container {grid-template-columns: none !important; grid-auto-flow: column;
+                                     grid-auto-columns: 76px; grid-template-rows: 76px !important;}
+}
 """
 
 
@@ -124,7 +151,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
     logic.remove_stale_folders()  # left by a demo process that was killed
     store = logic.ModelStore(run_dir, device=device)
     store.warm_up()
-    examples = logic.example_images()
+    gallery_items = logic.bundled_test_images()  # (caption, path) of every bundled test image
     quota = logic.UploadQuota()
     cancels: dict[str, threading.Event] = {}  # the running fit's stop signal, per session
 
@@ -141,7 +168,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
     def model_for(choice: str, part: logic.FittedPart | None):
         if choice == MY_PART:
             if part is None:
-                raise HLGFAError("You have not fitted your own part yet: do that in the “Fit your own part” tab, "
+                raise HLGFAError("You have not fitted your own part yet: do that in the “Fit” tab, "
                                  "or choose the bundled bottle model.")
             return store.custom(part.run_dir), "parts of your own"
         return store.model, "bottles" if store.is_bundled else "parts"
@@ -149,7 +176,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
     # --- handlers: thin wrappers that turn every failure into a message -------------------------------------
     def inspect(path, choice, sensitivity, part, request: gr.Request = None):
         if path is None:
-            return None, None, None, "Upload an image or click an example.", None
+            return None, None, None, NO_IMAGE_YET, None
         try:
             charge(request, [path])
             model, name = model_for(choice, part)
@@ -171,14 +198,18 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         except Exception as exc:  # noqa: BLE001
             return gr.skip(), gr.skip(), gr.skip(), f"### ✖ {_friendly(exc)}"
 
-    def fit_own(files, old_part, progress=gr.Progress(), request: gr.Request = None):
+    def pick_example(evt: gr.SelectData):
+        return gallery_items[evt.index][1]
+
+    def fit_own(files, length, old_part, progress=gr.Progress(), request: gr.Request = None):
+        steps = logic.fit_lengths().get(length, logic.FIT_STEPS)
         session = getattr(request, "session_hash", None)
         cancel = cancels.setdefault(session, threading.Event())
         cancel.clear()
         try:
             paths = [getattr(f, "name", f) for f in (files or [])]
             charge(request, paths)
-            part = logic.fit_part(paths, store, steps=logic.FIT_STEPS, cancel=cancel,
+            part = logic.fit_part(paths, store, steps=steps, cancel=cancel,
                                   report_progress=lambda f, text: progress(f, desc=text))
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
@@ -218,70 +249,83 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
             gr.Warning(message)
             return None, None, f"### ✖ {message}"
 
+    def sensitivity_note(sensitivity):
+        return (f"Sensitivity **{sensitivity:.2f}** (set in *Inspect*; 1 = the calibrated threshold, higher flags "
+                "more).")
+
     def inside(choice, part, result):
         if result is None:
             return None, "Inspect an image first (first tab); its inside is shown here."
         try:
             model, _ = model_for(choice, part)
             tensor = torch.from_numpy(result.image).permute(2, 0, 1).float() / 255
-            return logic.look_inside(model, logic.LoadedImage(tensor)), ""
+            # unique files, as for Inspect's pictures (no shared cache file rewritten under a download)
+            return [(logic.write_picture(picture, ".png"), caption)
+                    for picture, caption in logic.look_inside(model, logic.LoadedImage(tensor))], ""
         except Exception as exc:  # noqa: BLE001
             return None, f"### ✖ {_friendly(exc)}"
 
     def forget_part(part):
         logic.remove_fitted(part, store)
 
-    # --- layout ---------------------------------------------------------------------------------------------
+    # --- layout: on a phone the columns stack, so the order below is the order a visitor scrolls ----------------
     # delete_cache: uploads and served copies older than a session are removed every 10 minutes, and all of
     # them when the server restarts
     with gr.Blocks(title="hlgfa_lite: anomaly maps", delete_cache=(600, SESSION_SECONDS)) as demo:
         part_state = gr.State(None, time_to_live=SESSION_SECONDS, delete_callback=forget_part)
         result_state = gr.State(None, time_to_live=SESSION_SECONDS)
-        gr.Markdown(INTRO)
+        code = logic.code_url()
+        gr.Markdown(INTRO.format(paper=PAPER_URL, code=f" · [Code]({code})" if code else ""))
         with gr.Tabs():
-            with gr.Tab("Inspect", id="inspect"):
-                with gr.Row():
-                    with gr.Column(scale=1):
+            with gr.Tab("Inspect", id="inspect"):  # short tab names: all four fit on a phone, no "•••" menu
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=320):
+                        examples = gr.Gallery([(path, caption) for caption, path in gallery_items],
+                                              label="Bundled test bottles: tap one", columns=7, rows=2,
+                                              height="auto", allow_preview=False, object_fit="cover", buttons=[],
+                                              elem_id="inspect-examples")
                         image = tolerant_upload(gr.Image(type="filepath", image_mode=None, label="Image to inspect",
-                                                         sources=["upload", "clipboard"], height=320,
+                                                         sources=["upload", "webcam", "clipboard"], height=250,
                                                          elem_id="input-image"))
-                        gr.Examples([[path] for _, path in examples], inputs=[image], cache_examples=False,
-                                    elem_id="inspect-examples", examples_per_page=8,
-                                    label="Bundled bottles: " + ", ".join(label for label, _ in examples))
+                    with gr.Column(scale=1, min_width=320):
+                        verdict = gr.Markdown(NO_IMAGE_YET, elem_id="verdict")
+                        with gr.Row():
+                            overlay = gr.Image(label="Anomaly map", format="jpeg", interactive=False,
+                                               height=250, min_width=150, elem_id="overlay")
+                            mask = gr.Image(label="Defect mask", format="png", interactive=False, height=250,
+                                            min_width=150, elem_id="mask")
+                        gr.HTML(logic.colour_scale_legend(store.model.calibrated), elem_id="legend")
+                        score = gr.Number(None, label="Image score", interactive=False, visible=False,
+                                          elem_id="score")  # for the API; the verdict shows it to people
                         choice = gr.Radio([BOTTLE, MY_PART], value=BOTTLE, label="Model", elem_id="model-choice")
                         sensitivity = gr.Slider(0.25, 4.0, value=1.0, step=0.05, label="Sensitivity",
                                                 info="1 = calibrated threshold; higher flags more",
                                                 elem_id="sensitivity")
-                    with gr.Column(scale=2):
-                        with gr.Row():
-                            overlay = gr.Image(label="Anomaly map (fixed scale)",
-                                               format="jpeg", interactive=False, height=320, elem_id="overlay")
-                            mask = gr.Image(label="Defect mask", format="png",
-                                            interactive=False, height=320, elem_id="mask")
-                        gr.HTML(logic.colour_scale_legend(store.model.calibration), elem_id="legend")
-                        score = gr.Number(None, label="Image score", interactive=False, elem_id="score")
-                        verdict = gr.Markdown("Upload an image or click an example.", elem_id="verdict")
-                gr.Markdown(INSPECT_HELP)
-            with gr.Tab("Fit your own part", id="fit"):
+                with gr.Accordion("How it works, and how to read the map", open=False):
+                    gr.Markdown(HOW_IT_WORKS)
+            with gr.Tab("Fit", id="fit"):
                 gr.Markdown(FIT_HELP.format(params=store.model.trainable_parameters() / 1e6))
                 with gr.Row():
                     with gr.Column():
                         files = gr.File(file_count="multiple", file_types=["image"], label="Good images of your part",
-                                        height=260, elem_id="fit-files")
+                                        height=220, elem_id="fit-files")
+                        use_sample = gr.Button("Use the 20 bundled bottle images", size="sm")
+                        lengths = list(logic.fit_lengths())
+                        length = gr.Radio(lengths, value=lengths[-1], label="Training length", elem_id="fit-length")
                         with gr.Row():
-                            use_sample = gr.Button("Use the 20 bundled bottle images")
                             fit_button = gr.Button("Fit the head", variant="primary", elem_id="fit-button")
                             stop_button = gr.Button("Stop", variant="stop", elem_id="stop-fit-button")
                     with gr.Column():
                         fit_summary = gr.Markdown("Nothing fitted yet.", elem_id="fit-summary")
                         download = gr.File(label="Your checkpoint (model.json + head.safetensors, zipped)",
                                            interactive=False, elem_id="fit-download")
-            with gr.Tab("Draw a defect", id="draw"):
+            with gr.Tab("Draw", id="draw") as draw_tab:
                 gr.Markdown(DRAW_HELP)
                 with gr.Row():
                     with gr.Column():
+                        gr.Markdown("**Paint on a good bottle**")  # a label outside the editor: its toolbar covers one
                         editor = gr.ImageEditor(value=logic.good_images()[0], type="numpy", sources=["upload"],
-                                                layers=False, transforms=[], label="Paint on a good bottle",
+                                                layers=False, transforms=[], show_label=False,
                                                 brush=gr.Brush(colors=["#2b1d0e", "#000000", "#ffffff", "#8a5a2b",
                                                                        "#c0392b"], default_size=6,
                                                                color_mode="fixed"),
@@ -289,43 +333,47 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                         with gr.Row():
                             start_from = gr.Dropdown([(f"good bottle {Path(p).stem}", p) for p in logic.good_images()],
                                                      value=logic.good_images()[0], label="Start again from",
-                                                     scale=2)
-                            draw_button = gr.Button("Score my drawing", variant="primary", scale=1)
+                                                     scale=2, min_width=160)
+                            draw_button = gr.Button("Score my drawing", variant="primary", scale=1, min_width=120)
+                        draw_note = gr.Markdown(sensitivity_note(1.0), elem_id="draw-sensitivity")
                     with gr.Column():
+                        draw_verdict = gr.Markdown(elem_id="draw-verdict")
                         draw_overlay = gr.Image(label="Anomaly map (your strokes outlined in green)", format="jpeg",
                                                 interactive=False, height=320)
                         draw_mask = gr.Image(label="Defect mask", format="png", interactive=False, height=200)
-                        draw_verdict = gr.Markdown(elem_id="draw-verdict")
-            with gr.Tab("Look inside", id="inside") as inside_tab:
+            with gr.Tab("Inside", id="inside") as inside_tab:
                 gr.Markdown(INSIDE_HELP)
-                inside_button = gr.Button("Look inside the image from the Inspect tab")
                 inside_message = gr.Markdown()
-                inside_figure = gr.Image(label="Intermediates", format="png", interactive=False,
-                                         elem_id="inside-figure")
+                inside_gallery = gr.Gallery(label="Intermediates", columns=2, height="auto", object_fit="contain",
+                                            elem_id="inside-gallery")
 
         # --- events -----------------------------------------------------------------------------------------
         # Every event that runs the model shares one concurrency group, so QUEUE's limit bounds them together
         # (Gradio would otherwise give each event its own limit); fits run one at a time in their own group.
         model_group = dict(concurrency_id="model", concurrency_limit=QUEUE["default_concurrency_limit"])
         inspect_outputs = [overlay, mask, score, verdict, result_state]
+        examples.select(pick_example, None, image, api_visibility="private")
         image.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_name="inspect",
-                     **model_group)
+                     show_progress_on=[verdict], **model_group)
         choice.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_visibility="private",
                       **model_group)
         sensitivity.release(rerender, [choice, sensitivity, part_state, result_state], [overlay, mask, score, verdict],
                             api_visibility="private")
+        sensitivity.change(sensitivity_note, sensitivity, draw_note, api_visibility="private", show_progress="hidden")
         use_sample.click(sample_training_images, None, files, api_visibility="private")
-        fitting = fit_button.click(fit_own, [files, part_state], [fit_summary, download, part_state, choice],
-                                   api_name="fit", concurrency_limit=1, concurrency_id="fit")
+        # one progress bar, on the summary (it replaces "Nothing fitted yet." while the head trains)
+        fitting = fit_button.click(fit_own, [files, length, part_state], [fit_summary, download, part_state, choice],
+                                   api_name="fit", concurrency_limit=1, concurrency_id="fit",
+                                   show_progress_on=[fit_summary])
         stop_button.click(stop_fit, None, fit_summary, api_name="stop_fit", cancels=[fitting])
         demo.unload(end_session)
         start_from.change(lambda path: path, start_from, editor, api_visibility="private")
+        # an editor built inside a hidden tab can come up without its picture: set it when the tab opens
+        draw_tab.select(lambda path: path, start_from, editor, api_visibility="private", show_progress="hidden")
         draw_button.click(score_drawing, [editor, sensitivity], [draw_overlay, draw_mask, draw_verdict],
                           api_name="draw", **model_group)
-        inside_button.click(inside, [choice, part_state, result_state], [inside_figure, inside_message],
-                            api_name="look_inside", **model_group)
-        inside_tab.select(inside, [choice, part_state, result_state], [inside_figure, inside_message],
-                          api_visibility="private", **model_group)
+        inside_tab.select(inside, [choice, part_state, result_state], [inside_gallery, inside_message],
+                          api_name="look_inside", **model_group)
     return demo
 
 

@@ -53,6 +53,10 @@ FEW_FIT_IMAGES = 8  # below this the calibrated threshold rests on a single held
 MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
 # optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
 FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))
+QUICK_FIT_STEPS = max(1, FIT_STEPS // 3)  # the "quick" choice: a rougher head in a third of the steps
+# seconds per image (features, 4 draws) and per step (head), from the measured 20-image, 150-step fit on a quiet
+# 2-core CPU: 8 s + 67 s (benchmarks/DEMO_RESULTS.md); the page's time estimate is only as good as that machine
+FIT_SECONDS_PER_IMAGE, FIT_SECONDS_PER_STEP = 8 / 20, 67 / 150
 CUSTOM_MODELS_KEPT = 4  # fitted heads kept in memory across sessions (least recently used dropped)
 SESSION_UPLOAD_BYTES = 200 * 1024 * 1024  # what one visitor's session may upload in all (fits and inspections)
 OUTPUT_SECONDS = 900  # result pictures older than this are removed (the page fetched them long ago)
@@ -395,13 +399,13 @@ def render(model: HLGFA, result: Inspected, sensitivity: float = 1.0, model_name
 
 def colour_scale_legend(calibration: Calibration, stops: int = 11) -> str:
     """HTML of the fixed colour scale: a gradient bar from map_vmin (left) to map_vmax (right), with the pixel
-    threshold (the brightest good pixel) in the middle."""
+    threshold (the brightest good pixel) in the middle. Three short labels, so they stay on one line on a phone."""
     ramp = np.linspace(calibration.map_vmin, calibration.map_vmax, stops, dtype=np.float32)
     colours = colorize(ramp[None, :], calibration.map_vmin, calibration.map_vmax)[0]  # (stops, 3)
     gradient = ", ".join(f"rgb({r},{g},{b})" for r, g, b in colours)
     return (f'<div class="legend"><div class="legend-bar" style="background: linear-gradient(to right, {gradient});">'
-            '</div><div class="legend-labels"><span>typical good pixel</span>'
-            '<span>brightest pixel on any good image (= defect threshold)</span><span>2× as far</span></div></div>')
+            '</div><div class="legend-labels"><span>typical good</span>'
+            '<span>defect threshold</span><span>2× as far</span></div></div>')
 
 
 # --- fitting a visitor's part ----------------------------------------------------------------------------------
@@ -508,8 +512,10 @@ def _fit_part(paths, store, steps, tell, seed, notes, cancel) -> FittedPart:
                    f"Anomalous above **{cal.image_threshold:.2f}**, borderline above "
                    f"**{cal.borderline_threshold:.2f}** (from {cal.n_images} good scores, typical "
                    f"{cal.good_score_center:.2f}, highest {cal.good_score_max:.2f}).",
-                   "Choose **my part** in the *Inspect* tab to use it, or download the checkpoint below "
-                   "(unzip, then `hlgfa-lite predict my_part_lite IMAGES --out results`)."]
+                   "Choose **my part** in the *Inspect* tab to use it, or download the checkpoint below and "
+                   "score a folder of images on your own machine (put them in `my_images/` next to the zip):",
+                   "```\npip install hlgfa-lite\nunzip my_part_lite.zip\n"
+                   "hlgfa-lite predict my_part_lite my_images --out results\n```"]
         if notes:
             summary.append("ℹ " + "; ".join(notes) + ".")
         tell(1.0, "done")
@@ -525,9 +531,18 @@ def _channel_energy(features: torch.Tensor) -> np.ndarray:
     return features.float().norm(dim=0).cpu().numpy()
 
 
-def look_inside(model: HLGFA, loaded: LoadedImage) -> np.ndarray:
-    """A figure (H, W, 3 uint8) of every intermediate for one image: the two views, then per level the structure
-    and detail priors (channel energy), the gate and the misalignment 1 - cos, then the fused map.
+def _figure_to_array(fig) -> np.ndarray:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def look_inside(model: HLGFA, loaded: LoadedImage) -> list[tuple[np.ndarray, str]]:
+    """Every intermediate of one image as a gallery of (picture (H, W, 3) uint8, caption): first the two views and
+    the fused map, then one 2 x 2 panel per feature level: the structure and detail priors (channel energy), the
+    gate and the misalignment 1 - cos. Each panel is square with large type, so it stays readable on a phone.
 
     Prior and gate panels use their own colour range (they are not anomaly scores); the misalignment panels use
     a fixed range per level from good-image statistics, so a good image looks calm there too."""
@@ -535,47 +550,47 @@ def look_inside(model: HLGFA, loaded: LoadedImage) -> np.ndarray:
 
     out = model.inspect(loaded.tensor[None])
     cal = model.calibration
-    levels = len(out.level_maps)
     strides = model.backbone.strides
-    fig = Figure(figsize=(12, 2.9 * (levels + 1)), dpi=80)
-    axes = fig.subplots(levels + 1, 4, squeeze=False)
-    first = axes[0]
-    first[0].imshow(to_uint8_image(out.hr_image[0]))
-    first[0].set_title(f"high-res view {model.cfg.hr_size} px\n(guides, supervises)", fontsize=9)
-    first[1].imshow(to_uint8_image(out.lr_image[0]))
-    first[1].set_title(f"low-res view {model.cfg.lr_size} px\n(refined by the head)", fontsize=9)
+    size, font = (6.4, 6.4), 12
+
+    fig = Figure(figsize=size, dpi=80)
+    axes = fig.subplots(2, 2).flat
     fused = out.anomaly_map[0].cpu().numpy()
-    first[2].imshow(colorize(fused, cal.map_vmin, cal.map_vmax))
-    first[2].set_title(f"fused anomaly map (fixed scale)\nscore {out.scores[0].item():.2f}", fontsize=9)
-    first[3].imshow(overlay(out.lr_image[0].cpu(), fused, cal.map_vmin, cal.map_vmax))
-    first[3].set_title("overlay on the low-res view", fontsize=9)
-    for level in range(levels):
-        row = axes[level + 1]
+    panels = [(to_uint8_image(out.hr_image[0]), f"high-res view {model.cfg.hr_size} px"),
+              (to_uint8_image(out.lr_image[0]), f"low-res view {model.cfg.lr_size} px"),
+              (colorize(fused, cal.map_vmin, cal.map_vmax), f"fused map, score {out.scores[0].item():.2f}"),
+              (overlay(out.lr_image[0].cpu(), fused, cal.map_vmin, cal.map_vmax), "overlay (fixed scale)")]
+    for ax, (picture, title) in zip(axes, panels):
+        ax.imshow(picture)
+        ax.set_title(title, fontsize=font)
+    for ax in fig.axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    gallery = [(_figure_to_array(fig), "The two views the frozen backbone sees, and the fused anomaly map")]
+
+    for level in range(len(out.level_maps)):
         priors, output = out.priors[level], out.outputs[level]
         channels, grid_h, grid_w = priors.target.shape[1:]
         mean, std = model.level_mean[level].item(), model.level_std[level].item()
         panels = [
-            (_channel_energy(priors.structure[0]), "viridis", None, None, "structure prior S = G*F_H\n(energy)"),
-            (_channel_energy(priors.detail[0]), "magma", None, None, "detail prior D = F_H - S\n(energy)"),
+            (_channel_energy(priors.structure[0]), "viridis", None, None, "structure prior S"),
+            (_channel_energy(priors.detail[0]), "magma", None, None, "detail prior D = F_H - S"),
             (output.gate[0].mean(0).cpu().numpy() if output.gate is not None else np.zeros((grid_h, grid_w)),
-             "cividis", 0.0, 1.0, "gate g (mean over channels)\n0 = closed, 1 = open"),
+             "cividis", 0.0, 1.0, "gate g (0 closed, 1 open)"),
             (out.level_maps[level][0].cpu().numpy(), "jet", max(mean - std, 0.0), mean + 6 * std,
-             "misalignment 1 - cos(F_hat, T)\n(fixed scale: good mean -1σ … +6σ)"),
+             "misalignment 1 - cos"),
         ]
-        for ax, (values, cmap, vmin, vmax, title) in zip(row, panels):
+        fig = Figure(figsize=size, dpi=80)
+        for ax, (values, cmap, vmin, vmax, title) in zip(fig.subplots(2, 2).flat, panels):
             shown = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
-            ax.set_title(title, fontsize=9)
-        row[0].set_ylabel(f"level {level + 1}: stride {strides[level]}\n{channels} ch, {grid_h}x{grid_w}",
-                          fontsize=9)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    buffer.seek(0)
-    return np.asarray(Image.open(buffer).convert("RGB"))
+            ax.set_title(title, fontsize=font)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        gallery.append((_figure_to_array(fig), f"Level {level + 1} (stride {strides[level]}, {channels} channels, "
+                                                f"{grid_h}×{grid_w} cells): priors (own range), gate, misalignment "
+                                                "(fixed range: good mean −1σ … +6σ)"))
+    return gallery
 
 
 # --- examples --------------------------------------------------------------------------------------------------
@@ -588,6 +603,26 @@ def example_images() -> list[tuple[str, str]]:
         if images:
             examples.append((folder.name.replace("_", " "), str(images[0])))
     return examples
+
+
+def code_url() -> str | None:
+    """The repository's address, from the one place that holds it: the package's ``Repository`` project URL
+    (``[project.urls]`` in pyproject.toml, set by scripts/set_repository.py). None if the install lacks it."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("hlgfa-lite").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return None
+    return dict(u.split(", ", 1) for u in urls if ", " in u).get("Repository")
+
+
+def bundled_test_images() -> list[tuple[str, str]]:
+    """(caption, path) of every bundled test image, good ones first: "good 000", "broken large 007", ..."""
+    test = sample_dir() / "test"
+    folders = sorted((p for p in test.iterdir() if p.is_dir()), key=lambda p: (p.name != "good", p.name))
+    return [(f"{folder.name.replace('_', ' ')} {image.stem}", str(image))
+            for folder in folders for image in sorted(folder.glob("*.png"))]
 
 
 def good_images() -> list[str]:
