@@ -69,7 +69,7 @@ PHONE = {"width": 390, "height": 844}
 def open_page(browser, server, viewport):
     page = browser.new_page(viewport=viewport)
     page.goto(server, wait_until="load", timeout=60_000)  # not "networkidle": Gradio keeps a stream open
-    page.locator("#inspect-examples button.thumbnail-item").first.wait_for(timeout=60_000)
+    page.locator("#inspect-examples button.thumbnail-item").first.wait_for(timeout=120_000)  # a slow first load
     return page
 
 
