@@ -154,7 +154,7 @@ def model_only_ms(images: list[str], threads: int, repeats: int = 20) -> float:
 
 
 def time_fit(threads: int) -> None:
-    """The "Fit your own part" tab's work on the 20 bundled good images, with the demo's step count."""
+    """The "Fit" tab's work on the 20 bundled good images, with the demo's step count."""
     import torch
 
     from hlgfa_lite.demo import logic as demo_logic

@@ -252,10 +252,12 @@ def test_code_link_comes_from_the_one_place_that_names_the_repository():
 
 
 def test_fit_lengths_offer_quick_and_normal_with_a_time_estimate():
-    lengths = logic.fit_lengths()
-    assert list(lengths.values()) == [logic.QUICK_FIT_STEPS, logic.FIT_STEPS]
-    assert all(("quick" in label or "normal" in label) and "about" in label for label in lengths)
-    assert logic.QUICK_FIT_STEPS < logic.FIT_STEPS
+    lengths = dict(logic.fit_lengths())  # label -> key
+    assert [logic.fit_steps(key) for key in lengths.values()] == [max(1, logic.FIT_STEPS // 3), logic.FIT_STEPS]
+    assert all(label.startswith(key) and f"{logic.fit_steps(key)} steps, about " in label
+               for label, key in lengths.items())
+    quick, normal = (logic.fit_estimate(logic.fit_steps(key), 20) for key in ("quick", "normal"))
+    assert quick != normal
 
 
 def test_fit_summary_command_works_as_written(store, sample, tmp_path, monkeypatch):

@@ -202,7 +202,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         return gallery_items[evt.index][1]
 
     def fit_own(files, length, old_part, progress=gr.Progress(), request: gr.Request = None):
-        steps = logic.fit_lengths().get(length, logic.FIT_STEPS)
+        steps = logic.fit_steps(length)
         session = getattr(request, "session_hash", None)
         cancel = cancels.setdefault(session, threading.Event())
         cancel.clear()
@@ -310,8 +310,8 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                         files = gr.File(file_count="multiple", file_types=["image"], label="Good images of your part",
                                         height=220, elem_id="fit-files")
                         use_sample = gr.Button("Use the 20 bundled bottle images", size="sm")
-                        lengths = list(logic.fit_lengths())
-                        length = gr.Radio(lengths, value=lengths[-1], label="Training length", elem_id="fit-length")
+                        length = gr.Radio(logic.fit_lengths(), value="normal", label="Training length",
+                                          elem_id="fit-length")
                         with gr.Row():
                             fit_button = gr.Button("Fit the head", variant="primary", elem_id="fit-button")
                             stop_button = gr.Button("Stop", variant="stop", elem_id="stop-fit-button")

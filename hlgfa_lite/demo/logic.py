@@ -53,7 +53,6 @@ FEW_FIT_IMAGES = 8  # below this the calibrated threshold rests on a single held
 MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
 # optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
 FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))
-QUICK_FIT_STEPS = max(1, FIT_STEPS // 3)  # the "quick" choice: a rougher head in a third of the steps
 # seconds per image (features, 4 draws) and per step (head), from the measured 20-image, 150-step fit on a quiet
 # 2-core CPU: 8 s + 67 s (benchmarks/DEMO_RESULTS.md); the page's time estimate is only as good as that machine
 FIT_SECONDS_PER_IMAGE, FIT_SECONDS_PER_STEP = 8 / 20, 67 / 150
@@ -409,6 +408,27 @@ def colour_scale_legend(calibration: Calibration, stops: int = 11) -> str:
 
 
 # --- fitting a visitor's part ----------------------------------------------------------------------------------
+def fit_steps(length: str) -> int:
+    """Optimiser steps of a training length: "normal" is ``FIT_STEPS``, "quick" a rougher head in a third of them."""
+    return max(1, FIT_STEPS // 3) if length == "quick" else FIT_STEPS
+
+
+def fit_lengths() -> list[tuple[str, str]]:
+    """The training lengths a visitor can choose, (label, key) for a radio; labels carry a time estimate for 20
+    images."""
+    return [(f"{key} ({fit_steps(key)} steps, about {fit_estimate(fit_steps(key), 20)})", key)
+            for key in ("quick", "normal")]
+
+
+def fit_estimate(steps: int, n_images: int) -> str:
+    """Time a fit of ``steps`` on ``n_images`` takes on the measured machine, in words; every optimiser step counts,
+    the cross-fitted calibration heads of a small set included (``planned_steps``)."""
+    n_images = min(n_images, MAX_FIT_IMAGES)
+    seconds = FIT_SECONDS_PER_IMAGE * n_images + FIT_SECONDS_PER_STEP * planned_steps(preset("lite", steps=steps),
+                                                                                       n_images)
+    return f"{max(10, round(seconds / 10) * 10):.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 @dataclass
 class FittedPart:
     """What a visitor's session keeps about its own head: small and copyable (the model lives in ModelStore)."""
