@@ -22,6 +22,7 @@ from .calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
 from .config import PRESETS
 from .device import resolve_device
 from .errors import HLGFAError
+from .training import DEFAULT_MAX_CACHE_GIB
 
 EXIT_USAGE = 2
 MAX_SIDE = 4096  # images are downscaled to this longer side while decoding: memory stays bounded
@@ -160,7 +161,8 @@ def fit_command(args) -> dict:
     print(f"backbone {cfg.backbone} ({model.backbone.weights_source}), {len(paths)} good images, "
           f"{cfg.steps} steps, batch {cfg.batch_size}, device {device}")
     started = time.perf_counter()
-    report = fit(model, paths, progress=not args.quiet, target_fpr=args.target_fpr, confidence=args.confidence)
+    report = fit(model, paths, progress=not args.quiet, target_fpr=args.target_fpr, confidence=args.confidence,
+                 max_cache_gib=args.max_cache_gib)
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
         "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
@@ -388,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability that the target holds despite few calibration images (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
+    p.add_argument("--max-cache-gib", type=float, default=DEFAULT_MAX_CACHE_GIB,
+                   help="host memory for the feature cache; over it fewer augmented draws are cached, then features "
+                   f"are computed on the fly (default {DEFAULT_MAX_CACHE_GIB})")
     common(p)
     runtime(p)
     p.set_defaults(func=fit_command)
