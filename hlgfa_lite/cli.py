@@ -1,4 +1,4 @@
-"""Command line: ``hlgfa-lite fit | evaluate | predict | quickstart | demo | space`` (also ``python -m hlgfa_lite``).
+"""Command line: ``hlgfa-lite fit | evaluate | predict | quickstart | mvtec | demo | space`` (also ``python -m hlgfa_lite``).
 
 Every mistake a user can fix ends in one line on stderr and exit code 2, with nothing written.
 """
@@ -348,6 +348,13 @@ def demo_command(args) -> None:
     launch_demo(args.run_dir, device=resolve_device(args.device), server_name=args.host, server_port=args.port)
 
 
+def mvtec_command(args) -> dict:
+    from .mvtec import run_all
+
+    return run_all(args.root, args.out, args.preset, steps=args.steps, device=resolve_device(args.device),
+                   pretrained=not args.random_weights, max_cache_gib=args.max_cache_gib)
+
+
 def space_command(args) -> Path:
     from .space import build_space
 
@@ -420,6 +427,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=300)
     common(p)
     p.set_defaults(func=quickstart_command)
+
+    p = sub.add_parser("mvtec", help="fit and evaluate every category of an MVTec AD root (resumable), with a table")
+    p.add_argument("root", help="the MVTec AD folder holding bottle/, cable/, ...")
+    p.add_argument("--out", default="runs/mvtec", help="results folder; run again with it to resume")
+    p.add_argument("--preset", default="lite", choices=["lite", "paper"])
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per category (preset default)")
+    p.add_argument("--max-cache-gib", type=float, default=DEFAULT_MAX_CACHE_GIB,
+                   help=f"host memory for each fit's feature cache (default {DEFAULT_MAX_CACHE_GIB})")
+    p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
+    common(p, weights=False)
+    p.set_defaults(func=mvtec_command)
 
     p = sub.add_parser("demo", help="start the Gradio demo locally")
     p.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled bottle model)")
