@@ -1,12 +1,13 @@
-"""Peak host memory of ``hlgfa-lite fit``: the feature cache's bound, measured (a memory figure, valid on a busy
-machine; the seconds printed are not speed figures).
+"""Peak host memory of ``hlgfa-lite fit``: the training set's memory bound (hlgfa_lite/cache.py), measured (a memory
+figure, valid on a busy machine; the seconds printed are not speed figures, and the load average before and after
+says how busy the machine was).
 
 Runs the CLI's ``fit`` in a child process, one torch thread, and reads its peak resident set size when it exits
 (``getrusage(RUSAGE_CHILDREN).ru_maxrss``, the kernel's VmHWM of the child). Writes one JSON file per run.
 
     HF_HUB_OFFLINE=1 python benchmarks/fit_memory.py ../shared/data/mvtec_bottle/bottle --preset paper \\
         --steps 2 --random-weights --limit-gib 8 --out benchmarks/results/fit_memory_paper_bottle.json
-    HF_HUB_OFFLINE=1 python benchmarks/fit_memory.py ../shared/data/magnetic_tile --preset lite --steps 20 \\
+    HF_HUB_OFFLINE=1 python benchmarks/fit_memory.py ../shared/data/magnetic_tile --preset lite \\
         --limit-gib 6 --out benchmarks/results/fit_memory_lite_magnetic_tile.json
     HF_HUB_OFFLINE=1 python benchmarks/fit_memory.py ../shared/data/mvtec_bottle/bottle --plan-only
 """
@@ -27,7 +28,8 @@ from pathlib import Path
 def plan_only(data: str, preset_name: str, random_weights: bool, max_cache_gib: float | None) -> None:
     """Print the cache plan fit would make, without fitting."""
     from hlgfa_lite import HLGFA, preset, train_image_paths
-    from hlgfa_lite.training import DEFAULT_MAX_CACHE_GIB, plan_cache, split_holdout
+    from hlgfa_lite.cache import DEFAULT_MAX_CACHE_GIB, plan_cache
+    from hlgfa_lite.training import split_holdout
 
     cfg = preset(preset_name)
     paths = train_image_paths(data)
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (peak memory does not depend on it)")
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--max-cache-gib", type=float, default=None, help="default: fit's own default")
+    parser.add_argument("--cache-dir", default=None, help="folder for a spilled cache (default: fit's own default)")
     parser.add_argument("--limit-gib", type=float, default=None, help="the bound the run must stay under")
     parser.add_argument("--out", default=None, help="JSON file for the result")
     parser.add_argument("--plan-only", action="store_true", help="print the cache plan, do not fit")
@@ -57,21 +60,24 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--steps", str(args.steps)] if args.steps else []
         command += ["--random-weights"] if args.random_weights else []
         command += ["--max-cache-gib", str(args.max_cache_gib)] if args.max_cache_gib else []
+        command += ["--cache-dir", args.cache_dir] if args.cache_dir else []
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-        started = time.perf_counter()
+        load_before, started = os.getloadavg(), time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
+        seconds, load_after = time.perf_counter() - started, os.getloadavg()
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2 ** 30  # ru_maxrss is in KiB
     print(done.stdout)
     if done.returncode != 0:
         print(done.stderr[-3000:], file=sys.stderr)
         return done.returncode
-    plan = next((line for line in done.stdout.splitlines() if line.startswith("feature cache:")), "")
+    plan = next((line for line in done.stdout.splitlines() if line.startswith("fit holds")), "")
     result = {"data": str(Path(args.data).resolve()), "preset": args.preset, "steps": args.steps,
               "random_weights": args.random_weights, "max_cache_gib": args.max_cache_gib, "plan": plan,
               "peak_rss_gib": round(peak_gib, 3), "limit_gib": args.limit_gib,
               "within_limit": None if args.limit_gib is None else peak_gib <= args.limit_gib,
-              "seconds_busy_machine": round(seconds), "command": " ".join(["python", *sys.argv]),
+              "seconds_busy_machine": round(seconds),
+              "load_average_1_5_15_before": [round(v, 2) for v in load_before],
+              "load_average_1_5_15_after": [round(v, 2) for v in load_after], "cpus": os.cpu_count(), "command": " ".join(["python", *sys.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"peak RSS of fit: {peak_gib:.2f} GiB" + (f" (limit {args.limit_gib} GiB)" if args.limit_gib else ""))
     if args.out:

@@ -162,7 +162,7 @@ def fit_command(args) -> dict:
           f"{cfg.steps} steps, batch {cfg.batch_size}, device {device}")
     started = time.perf_counter()
     report = fit(model, paths, progress=not args.quiet, target_fpr=args.target_fpr, confidence=args.confidence,
-                 max_cache_gib=args.max_cache_gib)
+                 max_cache_gib=args.max_cache_gib, cache_dir=args.cache_dir)
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
         "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
@@ -352,7 +352,8 @@ def mvtec_command(args) -> dict:
     from .mvtec import run_all
 
     return run_all(args.root, args.out, args.preset, steps=args.steps, device=resolve_device(args.device),
-                   pretrained=not args.random_weights, max_cache_gib=args.max_cache_gib)
+                   pretrained=not args.random_weights, max_cache_gib=args.max_cache_gib,
+                   cache_dir=args.cache_dir)
 
 
 def space_command(args) -> Path:
@@ -368,6 +369,14 @@ def space_command(args) -> Path:
 
 
 # --- argument parsing -----------------------------------------------------------------------------------------
+def cache_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-cache-gib", type=positive_float, default=DEFAULT_MAX_CACHE_GIB,
+                   help="host memory for the training images and their feature cache; over it the cache is written "
+                   "to a temporary file and read back per batch, the same values (default %(default)s)")
+    p.add_argument("--cache-dir", default=None,
+                   help="folder for that temporary file (default: the system's temporary folder)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -397,9 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability that the target holds despite few calibration images (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
-    p.add_argument("--max-cache-gib", type=float, default=DEFAULT_MAX_CACHE_GIB,
-                   help="host memory for the feature cache; over it fewer augmented draws are cached, then features "
-                   f"are computed on the fly (default {DEFAULT_MAX_CACHE_GIB})")
+    cache_options(p)
     common(p)
     runtime(p)
     p.set_defaults(func=fit_command)
@@ -433,8 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/mvtec", help="results folder; run again with it to resume")
     p.add_argument("--preset", default="lite", choices=["lite", "paper"])
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per category (preset default)")
-    p.add_argument("--max-cache-gib", type=float, default=DEFAULT_MAX_CACHE_GIB,
-                   help=f"host memory for each fit's feature cache (default {DEFAULT_MAX_CACHE_GIB})")
+    cache_options(p)
     p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
     common(p, weights=False)
     p.set_defaults(func=mvtec_command)

@@ -44,7 +44,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def run_category(folder: Path, out: Path, preset_name: str, steps: int | None, device: str, pretrained: bool,
-                 overrides: dict, say: Callable[[str], None], max_cache_gib: float | None = None) -> dict:
+                 overrides: dict, say: Callable[[str], None], max_cache_gib: float | None = None,
+                 cache_dir: str | None = None) -> dict:
     """Fit (unless a checkpoint is there) and evaluate one category; returns its metrics."""
     from .checkpoint import METADATA, load, save
     from .config import preset
@@ -62,7 +63,7 @@ def run_category(folder: Path, out: Path, preset_name: str, steps: int | None, d
         cfg = preset(preset_name, **overrides, **({"steps": steps} if steps else {}))
         model = HLGFA(cfg, pretrained=pretrained).to(device)
         fit(model, train_image_paths(folder), progress=False, say=lambda line: say(f"{folder.name}: {line}"),
-            **({"max_cache_gib": max_cache_gib} if max_cache_gib else {}))
+            cache_dir=cache_dir, **({"max_cache_gib": max_cache_gib} if max_cache_gib else {}))
         fit_seconds = round(time.perf_counter() - started, 1)
         save(model, run_dir, overwrite=True)
         _write_json(out / "fit.json", {"seconds": fit_seconds})
@@ -88,7 +89,8 @@ def summary_table(results: dict[str, dict]) -> tuple[str, dict]:
 
 def run_all(root: str | Path, out: str | Path, preset_name: str = "lite", steps: int | None = None,
             device: str = "cpu", pretrained: bool = True, overrides: dict | None = None,
-            say: Callable[[str], None] = print, max_cache_gib: float | None = None) -> dict:
+            say: Callable[[str], None] = print, max_cache_gib: float | None = None,
+            cache_dir: str | None = None) -> dict:
     """Run every category under ``root`` into ``out`` (resuming), write the table; returns results and means."""
     out = Path(out)
     results: dict[str, dict] = {}
@@ -101,7 +103,7 @@ def run_all(root: str | Path, out: str | Path, preset_name: str = "lite", steps:
             continue
         say(f"[{index}/{len(found)}] {folder.name}: fitting and evaluating ({preset_name})")
         results[folder.name] = run_category(folder, target, preset_name, steps, device, pretrained,
-                                             overrides or {}, say, max_cache_gib)
+                                             overrides or {}, say, max_cache_gib, cache_dir)
         r = results[folder.name]
         say(f"[{index}/{len(found)}] {folder.name}: image AUROC {r['image_auroc']:.4f}, "
             f"pixel AUROC {r['pixel_auroc']:.4f}")

@@ -1,68 +1,125 @@
-"""The feature cache's memory bound: the estimate is the real size, the policy adapts, and fit says it first."""
+"""The training set's memory bound (hlgfa_lite/cache.py): the estimate is the real size, the policy follows the
+budget, a cache spilled to disk trains exactly what the in-memory cache trains, and fit says its plan first."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from hlgfa_lite import HLGFA, fit, preset
+from hlgfa_lite import HLGFA, cache, fit, preset
+from hlgfa_lite.errors import HLGFAError
 from hlgfa_lite.samples import sample_dir
-from hlgfa_lite.training import OnTheFlyFeatures, cache_features, load_images, plan_cache
+from hlgfa_lite.training import fit_normality, train_head
 
 GIB = 2 ** 30
+TINY = dict(hr_size=128, lr_size=64, steps=3, batch_size=4)
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return HLGFA(preset("lite", hr_size=128, lr_size=64, steps=3, batch_size=4), pretrained=False)
+def tiny_model(**changes) -> HLGFA:
+    torch.manual_seed(0)  # backbone and head: the same random weights every time
+    return HLGFA(preset("lite", **{**TINY, **changes}), pretrained=False)
+
+
+def good_paths(n: int = 7) -> list[Path]:
+    return sorted((sample_dir() / "train" / "good").glob("*.png"))[:n]
 
 
 @pytest.fixture(scope="module")
 def images():
-    return load_images(sorted((sample_dir() / "train" / "good").glob("*.png"))[:5], 128)
+    return cache.load_images(good_paths(5), 128)
 
 
-def cache_nbytes(cache) -> int:
-    return sum(t.nbytes for t in cache.low) + sum(t.nbytes for p in cache.priors
-                                                  for t in (p.structure, p.detail, p.target))
+def cache_nbytes(held: cache.FeatureCache) -> int:
+    return sum(t.nbytes for t in held.low) + sum(t.nbytes for p in held.priors for t in (p.structure, p.detail, p.target))
 
 
 @pytest.mark.parametrize("views", ["both", "low"])
-def test_the_estimate_is_the_size_of_the_cache_it_plans(model, images, views):
-    model.cfg = model.cfg.replace(aug_views=views)
-    plan = plan_cache(model, len(images), max_cache_gib=1.0)
-    assert plan.draws == plan.draws_wanted == 4
-    for draws in (4, 2):
-        assert plan.cache_bytes(draws) == cache_nbytes(cache_features(model, images, progress=False, draws=draws))
-    model.cfg = model.cfg.replace(aug_views="both")
+def test_the_estimate_is_the_size_of_the_cache_in_memory_and_on_disk(images, views, tmp_path):
+    model = tiny_model(aug_views=views)
+    plan = cache.plan_cache(model, len(images), max_cache_gib=1.0)
+    assert plan.policy == "memory" and plan.draws == 4 and plan.prior_draws == (4 if views == "both" else 1)
+    assert plan.cache_bytes == cache_nbytes(cache.cache_features(model, images, progress=False))
+    spilled = cache.spill_features(model, images, tmp_path, progress=False)
+    try:
+        assert spilled.path.stat().st_size == plan.cache_bytes and spilled.path.parent.parent == tmp_path
+    finally:
+        spilled.close()
+    assert not list(tmp_path.iterdir()), "closing the cache that wrote the file deletes it"
 
 
-def test_over_budget_fewer_draws_then_on_the_fly(model, images):
-    full = plan_cache(model, len(images), 1.0)
-    between = (full.cache_bytes(2) + full.cache_bytes(3)) / 2 / GIB
-    reduced = plan_cache(model, len(images), between)
-    assert reduced.draws == 2 and reduced.cache_bytes() <= reduced.budget_bytes < reduced.cache_bytes(3)
-    assert "caching 2 draws" in reduced.describe()
-    tiny = plan_cache(model, len(images), full.cache_bytes(2) / 2 / GIB)
-    assert tiny.draws == 0 and "on the fly" in tiny.describe()
+def test_the_policy_follows_the_budget_and_the_free_disk(images, tmp_path, monkeypatch):
+    model = tiny_model()
+    plan = cache.plan_cache(model, len(images), 1.0, tmp_path)
+    between = (plan.image_bytes + plan.cache_bytes / 2) / GIB  # the images fit, the cache does not
+    assert cache.plan_cache(model, len(images), between, tmp_path).policy == "disk"
+    assert "temporary file" in cache.plan_cache(model, len(images), between, tmp_path).describe()
+    monkeypatch.setattr(cache, "DISK_MARGIN_BYTES", 2 ** 62)  # a disk without room
+    fly = cache.plan_cache(model, len(images), between, tmp_path)
+    assert fly.policy == "on the fly" and "on the fly" in fly.describe()
+    stop = cache.plan_cache(model, len(images), plan.image_bytes / 2 / GIB, tmp_path)
+    assert stop.policy == "stop" and "--max-cache-gib" in stop.describe() and "\n" not in stop.describe()
 
 
-def test_on_the_fly_gives_the_cached_features_of_the_clean_view(model, images):
-    cache = cache_features(model, images, progress=False)
-    live = OnTheFlyFeatures(model, images, cache.draws, augment=None)
-    rows, clean = torch.tensor([3, 0, 4]), torch.zeros(3, dtype=torch.long)
-    (cached_low, cached_priors), (live_low, live_priors) = cache.batch(rows, clean, "cpu"), live.batch(rows, clean, "cpu")
-    for a, b in zip(cached_low + [p.detail for p in cached_priors], live_low + [p.detail for p in live_priors]):
-        assert a.shape == b.shape and torch.allclose(a, b, rtol=2e-2, atol=2e-2)  # the cache is float16
-    for a, b in zip(cache.clean_low(slice(1, 4), "cpu"), live.clean_low(slice(1, 4), "cpu")):
+def test_a_spilled_cache_reads_back_exactly_what_the_memory_cache_holds(images, tmp_path):
+    model = tiny_model()
+    memory, disk = cache.cache_features(model, images, progress=False), cache.spill_features(model, images, tmp_path,
+                                                                                            progress=False)
+    try:
+        rows, views = torch.tensor([4, 0, 4, 2]), torch.tensor([0, 3, 1, 2])
+        (low_a, priors_a), (low_b, priors_b) = memory.batch(rows, views, "cpu"), disk.batch(rows, views, "cpu")
+        flat = [t for p in priors_a for t in (p.structure, p.detail, p.target)]
+        assert all(torch.equal(a, b) for a, b in zip(low_a + flat, low_b + [t for p in priors_b for t in
+                                                                          (p.structure, p.detail, p.target)]))
+        for every in (True, False):
+            assert all(torch.equal(a, b) for a, b in zip(memory.low_draws(slice(1, 4), every, "cpu"),
+                                                          disk.low_draws(slice(1, 4), every, "cpu")))
+        picked = torch.tensor([3, 1])  # a subset (cross-fitted heads) reads the same file through its own index
+        assert torch.equal(memory.subset(picked).batch(torch.tensor([1]), torch.tensor([2]), "cpu")[0][2],
+                           disk.subset(picked).batch(torch.tensor([1]), torch.tensor([2]), "cpu")[0][2])
+    finally:
+        disk.close()
+
+
+def test_fit_with_a_spilled_cache_gives_the_same_model_bit_for_bit(tmp_path, capsys):
+    paths = good_paths()
+    in_memory, spilled = tiny_model(), tiny_model()
+    fit(in_memory, paths, progress=False, cross_fit=True, cross_fit_steps=2, max_cache_gib=1.0)
+    in_memory_plan = capsys.readouterr().out
+    budget = 2 ** 20 / GIB  # 1 MiB: above 6 images of 128 px (0.28 MiB), below their cache (3.4 MiB)
+    report = fit(spilled, paths, progress=False, cross_fit=True, cross_fit_steps=2, max_cache_gib=budget,
+                 cache_dir=tmp_path)
+    plan = capsys.readouterr().out
+    assert "cache in memory" in in_memory_plan and report.cache_plan.policy == "disk" and "temporary file" in plan
+    a, b = in_memory.fitted_state(), spilled.fitted_state()
+    assert a.keys() == b.keys() and any(k.startswith("normality.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert in_memory.calibration.image_threshold == spilled.calibration.image_threshold
+    assert not list(tmp_path.iterdir()), "the spill file is deleted when fit ends"
+
+
+def test_head_and_normality_trained_on_the_fly_see_every_draw(images, monkeypatch):
+    model = tiny_model()
+    live = cache.OnTheFlyFeatures(model, images, draws=4, augment=cache.NoiseAugment(model.cfg))
+    clean, every = live.low_draws(slice(0, 2), False, "cpu"), live.low_draws(slice(0, 2), True, "cpu")
+    assert [t.shape[0] for t in clean] == [2] * 3 and [t.shape[0] for t in every] == [8] * 3
+    memory = cache.cache_features(model, images, progress=False)
+    for a, b in zip(memory.low_draws(slice(0, 2), False, "cpu"), clean):  # the clean view: as cached (float16)
         assert torch.allclose(a, b, rtol=2e-2, atol=2e-2)
-    assert live.subset(torch.tensor([1, 2])).n_images == 2
+    assert not torch.equal(every[0][1], every[0][0])  # draw 1 is a nuisance, not the clean image again
+    fit_normality(model, live)
+    assert model.normality.is_fitted()
+    losses = train_head(model, live, 2, progress=False)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
 
 
-def test_fit_says_how_much_memory_before_it_starts_and_runs_on_the_fly(model, capsys):
-    fitted = HLGFA(model.cfg, pretrained=False)
-    report = fit(fitted, sorted((sample_dir() / "train" / "good").glob("*.png"))[:6], progress=False,
-                 max_cache_gib=1e-6)
-    said = capsys.readouterr().out
-    assert said.startswith("feature cache:") and "on the fly" in said
-    assert report.cache_plan.draws == 0 and len(report.losses) == 3
-    assert all(torch.isfinite(torch.tensor(report.losses)))
+def test_fit_says_its_plan_in_one_line_or_stops_with_one(capsys, tmp_path, monkeypatch):
+    paths = good_paths(6)
+    with pytest.raises(HLGFAError) as stopped:
+        fit(tiny_model(), paths, progress=False, max_cache_gib=1e-6)
+    assert "cannot start" in str(stopped.value) and "\n" not in str(stopped.value)
+    assert capsys.readouterr().out == ""  # nothing said, nothing done
+    monkeypatch.setattr(cache, "DISK_MARGIN_BYTES", 2 ** 62)
+    report = fit(tiny_model(), paths, progress=False, max_cache_gib=2 ** 20 / GIB, cache_dir=tmp_path)
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1 and said[0].startswith("fit holds") and "on the fly" in said[0]
+    assert report.cache_plan.policy == "on the fly" and all(torch.isfinite(torch.tensor(report.losses)))

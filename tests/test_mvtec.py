@@ -36,7 +36,7 @@ def test_every_category_found_gets_metrics_and_a_table_beside_the_paper(first_ru
     assert f"| bottle | {100 * stored['image_auroc']:.1f} | {100 * stored['pixel_auroc']:.1f} |" in table
     assert "mean of 1" in table and f"| {100 * PAPER['image_auroc']:.1f} | {100 * PAPER['pixel_auroc']:.1f} |" in table
     assert "not comparable" in table
-    assert any(line.startswith("bottle: feature cache:") for line in said)  # fit said its memory plan
+    assert any(line.startswith("bottle: fit holds") for line in said)  # fit said its memory plan
 
 
 def test_a_second_run_resumes_without_refitting(root, first_run):

@@ -75,8 +75,10 @@ print("root:", MVTEC_ROOT, "| categories:", [c.name for c in categories(MVTEC_RO
 # ## 2. Run every category (resumable)
 #
 # `run_all` is what `hlgfa-lite mvtec ROOT --preset paper --out OUT` runs. For each category it fits a head on
-# `train/good` (printing first how much memory the feature cache will take: the `paper` preset's features would
-# need ~18 GiB for bottle alone, so on a 12 GiB Colab runtime they are computed on the fly on the GPU instead),
+# `train/good` (printing first, in one line, how much memory it will hold and where its feature cache goes: the
+# `paper` preset's features take ~18 GiB for bottle alone, over the 4 GiB default budget of a 12 GiB Colab runtime,
+# so they are written once to a temporary file on the runtime's disk and read back batch by batch: every draw is
+# kept and the head is the one an in-memory cache would train),
 # saves the checkpoint, evaluates on `test/` and writes `OUT/<category>/metrics.json`. Run the cell again after an
 # interruption: finished categories are skipped, a saved checkpoint is evaluated without refitting.
 
@@ -153,6 +155,6 @@ print("comparable with the paper:", set(names) >= set(MVTEC_CATEGORIES))
 # 2. finished categories are read back, not refitted: the same numbers, at once
 again = run_all(MVTEC_ROOT, OUT, PRESET, steps=STEPS, device=DEVICE, say=lambda line: None)
 assert again["mean"] == results["mean"]
-# 3. fit plans its feature cache before it starts: over the budget, features are computed on the fly
-print("see the 'feature cache:' line that section 2 printed for each category")
+# 3. fit plans its feature cache before it starts: over the budget, the cache goes to a file on disk
+print("see the 'fit holds ...' line that section 2 printed for each category")
 print("all answers check out")

@@ -1,0 +1,434 @@
+"""The frozen features ``fit`` trains on, held where they fit: in memory, in a file on disk, or computed on the fly.
+
+The backbone is frozen, so the features of a fixed input never change: each training image is drawn K = 1 +
+aug_copies times (the clean image, then noise-augmented copies: ``draw_views``) and the features of every draw are
+computed once. With ``aug_views="both"`` a draw changes the image before both views are made (priors and target follow
+the nuisance: Kp = K prior draws); with ``"low"`` only the low-res view changes and the clean priors are kept once
+(Kp = 1). Where the features live is decided before any work (``plan_cache``) from the bytes of one draw and the
+host-memory budget ``max_cache_gib``, which covers what ``fit`` holds of the training set (uint8 images + cache):
+
+1. ``"memory"``: images + float16 cache fit within the budget: ``FeatureCache``.
+2. ``"disk"``: they do not: the same float16 values are written once to a file in a temporary folder and every read
+   is an explicit ``pread`` of the rows it needs (``SpilledCache``; not an mmap, whose pages would count as this
+   process's memory). Same values, read in the same order: the trained head and the normality statistics are
+   bit-for-bit those of the memory cache, and every draw is kept.
+3. ``"on the fly"``: not even the disk has room: each batch's features are computed when it is drawn
+   (``OnTheFlyFeatures``; every view > 0 is a fresh nuisance, so not bit-for-bit; slow on a CPU, fine on a GPU).
+4. Stop (``HLGFAError``, one line): the budget cannot even hold the uint8 images, which every policy keeps.
+
+All three answer the same reads: ``batch(images, views)`` for a training step, ``low_draws(rows, every)`` for the
+normality term (every draw of each image, or its clean one), ``subset(rows)`` for the cross-fitted heads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .augmentation import NoiseAugment
+from .backbone import resize
+from .data import load_image
+from .errors import HLGFAError
+from .model import HLGFA
+from .priors import Priors
+
+DEFAULT_MAX_CACHE_GIB = 4.0  # host memory for the training set by default (a Colab runtime has ~12 GiB)
+DISK_MARGIN_BYTES = 2 ** 30  # free space the spill file leaves on its disk
+GIB = 2 ** 30
+
+
+def load_images(paths: list[Path], size: int) -> torch.Tensor:
+    """Images resized to (size, size), stored as uint8 (N, 3, size, size) to keep memory small."""
+    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        out[i] = (resize(load_image(path)[None], size)[0] * 255).round().to(torch.uint8)
+    return out
+
+
+def as_float(images_uint8: torch.Tensor) -> torch.Tensor:
+    return images_uint8.float() / 255
+
+
+def draw_views(model: HLGFA, clean: torch.Tensor, copies: int,
+               augment: NoiseAugment | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """clean (b, 3, hr, hr) -> (high views, low views): the clean pair, then ``copies - 1`` augmented ones.
+
+    With ``aug_views="both"`` the nuisance hits the image first and both views are made from it (K high views);
+    with ``"low"`` only the low view changes and the clean high view is shared (one high view)."""
+    cfg = model.cfg
+    high_views, low_views = [clean], [resize(clean, cfg.lr_size)]
+    for _ in range(copies - 1):
+        if cfg.aug_views == "both":
+            noisy = torch.stack([augment(img) for img in clean.cpu()]).to(model.device)
+            high_views.append(noisy)
+            low_views.append(resize(noisy, cfg.lr_size))
+        else:
+            low_views.append(torch.stack([augment(img) for img in low_views[0].cpu()]).to(model.device))
+    return high_views, low_views
+
+
+def wanted_draws(cfg) -> int:
+    """K = 1 + aug_copies draws per image (1 without augmentation)."""
+    return 1 + (cfg.aug_copies if cfg.noise_aug else 0)
+
+
+@torch.no_grad()
+def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1,
+                   progress: bool = True) -> Iterator[tuple[int, list[Priors], list[torch.Tensor]]]:
+    """(start, priors [level] (b, Kp, ...), lows [level] (b, K, C, h, w)) for each chunk of ``batch_size`` images,
+    in order; one seeded ``NoiseAugment`` for the whole pass, so every holder gets the same draws."""
+    cfg = model.cfg
+    augment = NoiseAugment(cfg) if cfg.noise_aug else None
+    copies = wanted_draws(cfg)
+    for start in tqdm(range(0, len(hr_images), batch_size), desc="caching features", disable=not progress,
+                      leave=False):
+        clean = as_float(hr_images[start:start + batch_size]).to(model.device)  # (b, 3, hr, hr)
+        high_views, low_views = draw_views(model, clean, copies, augment)
+        high_priors = [model.priors(model.backbone(view)) for view in high_views]  # [draw][level]
+        priors = [Priors.stack(list(level)) for level in zip(*high_priors)]  # [level] (b, Kp, ...)
+        lows = [torch.stack(level, dim=1) for level in zip(*(model.backbone(v) for v in low_views))]  # (b, K, ...)
+        yield start, priors, lows
+
+
+@dataclass
+class FeatureCache:
+    """Frozen features of the training images, float16 on the CPU: computed once, read every step.
+
+    K draws per image (clean + augmented); the priors have K draws too when the nuisance reached both views,
+    else one (clean) draw shared by all K low-res draws."""
+
+    priors: list[Priors]  # per level; structure (N, Kp, C, h, w), detail (N, Kp, C r^2, h, w), target (N, Kp, C, h, w)
+    low: list[torch.Tensor]  # per level (N, K, C, h, w): K low-res draws
+
+    @property
+    def n_images(self) -> int:
+        return self.low[0].shape[0]
+
+    @property
+    def draws(self) -> int:
+        return self.low[0].shape[1]
+
+    def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
+        """Draw ``views[i]`` of image ``images[i]``, as float32 (B, C, h, w) tensors on ``device``."""
+
+        def read(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return t[images, index].to(device).float()
+
+        prior_views = views % self.priors[0].target.shape[1]  # Kp = 1: always the clean draw
+        return [read(cache, views) for cache in self.low], [p.apply(lambda t: read(t, prior_views)) for p in self.priors]
+
+    def low_draws(self, rows: slice, every: bool, device) -> list[torch.Tensor]:
+        """Low-res features of images ``rows``, float32 per level: every draw (b * K, C, h, w), image after image,
+        or the clean draw only (b, C, h, w)."""
+        return [(level[rows].flatten(0, 1) if every else level[rows, 0]).to(device).float() for level in self.low]
+
+    def subset(self, rows: torch.Tensor) -> "FeatureCache":
+        """The cache of the images ``rows`` only (a copy)."""
+        return FeatureCache([p.apply(lambda t: t[rows]) for p in self.priors], [t[rows] for t in self.low])
+
+    def close(self) -> None:
+        pass
+
+
+@torch.no_grad()
+def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, progress: bool = True) -> FeatureCache:
+    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features F_L of 1 + aug_copies draws, in memory.
+
+    One image at a time by default: on a CPU, 512 px batches of 8 measured slower per image than single images."""
+    cache: FeatureCache | None = None
+    for start, priors, lows in drawn_features(model, hr_images, batch_size, progress):
+        if cache is None:  # the first chunk tells every shape: allocate the whole cache once, then fill it in place
+            # (collecting chunks and concatenating them would hold the cache twice at the end)
+
+            def allocate(t: torch.Tensor) -> torch.Tensor:
+                return torch.empty((len(hr_images), *t.shape[1:]), dtype=torch.float16)
+
+            cache = FeatureCache(priors=[p.apply(allocate) for p in priors], low=[allocate(t) for t in lows])
+        rows = slice(start, start + len(lows[0]))
+        for stored, new in zip(cache.priors, priors):
+            stored.structure[rows], stored.detail[rows], stored.target[rows] = new.structure, new.detail, new.target
+        for stored, new in zip(cache.low, lows):
+            stored[rows] = new
+    return cache
+
+
+def _record(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """[(b, K, ...)] -> (b, K, sum of the per-draw sizes) float16: one draw's tensors side by side, as stored."""
+    return torch.cat([t.flatten(2).to(torch.float16) for t in tensors], dim=2).cpu().contiguous()
+
+
+def _prior_tensors(priors: list[Priors]) -> list[torch.Tensor]:
+    return [t for p in priors for t in (p.structure, p.detail, p.target)]  # level after level, in this order
+
+
+class SpilledCache:
+    """The ``FeatureCache`` of the same images in one file, read back with explicit reads (``os.preadv``).
+
+    File layout (float16): N * K low records, then N * Kp prior records; record (i, k) holds draw k of image i,
+    its levels side by side (low: F_L of each level; prior: structure, detail, target of each level). Rows of one
+    image's draws are adjacent, so every draw of a run of images is one read. ``index`` maps this view's images to
+    the file's (``subset`` shares the file)."""
+
+    def __init__(self, path: Path, n_images: int, draws: int, prior_draws: int,
+                 low_shapes: list[tuple[int, ...]], prior_shapes: list[tuple[int, ...]], owner: bool = True):
+        self.path, self.n_file, self.draws, self.prior_draws = Path(path), n_images, draws, prior_draws
+        self.low_shapes, self.prior_shapes = low_shapes, prior_shapes  # per tensor, one draw: (C, h, w)
+        self.low_numel = sum(_numel(s) for s in low_shapes)
+        self.prior_numel = sum(_numel(s) for s in prior_shapes)
+        self.prior_base = n_images * draws * self.low_numel * 2  # bytes before the first prior record
+        self.index = torch.arange(n_images)
+        self.fd = os.open(self.path, os.O_RDONLY)
+        self.owner = owner
+
+    @property
+    def n_images(self) -> int:
+        return len(self.index)
+
+    def _read(self, offsets: list[int], numel: int) -> torch.Tensor:
+        """len(offsets) runs of ``numel`` float16 values -> (len(offsets), numel)."""
+        out = torch.empty(len(offsets), numel, dtype=torch.float16)
+        view = out.numpy()
+        for row, offset in enumerate(offsets):
+            buffer, done = memoryview(view[row]).cast("B"), 0
+            while done < len(buffer):  # a read may return less than asked
+                got = os.preadv(self.fd, [buffer[done:]], offset + done)
+                if got <= 0:
+                    raise HLGFAError(f"the feature cache file {self.path} ended early (was it deleted?); run fit again.")
+                done += got
+        return out
+
+    @staticmethod
+    def _split(flat: torch.Tensor, shapes: list[tuple[int, ...]], device) -> list[torch.Tensor]:
+        parts = torch.split(flat, [_numel(s) for s in shapes], dim=1)
+        return [part.reshape(len(flat), *shape).to(device).float() for part, shape in zip(parts, shapes)]
+
+    def _priors(self, tensors: list[torch.Tensor]) -> list[Priors]:
+        return [Priors(*tensors[i:i + 3]) for i in range(0, len(tensors), 3)]
+
+    def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
+        """Draw ``views[i]`` of image ``images[i]``, as float32 (B, C, h, w) tensors on ``device``."""
+        rows = self.index[images].tolist()
+        low_bytes, prior_bytes = self.low_numel * 2, self.prior_numel * 2
+        prior_views = (views % self.prior_draws).tolist()  # Kp = 1: always the clean draw
+        low = self._read([(r * self.draws + v) * low_bytes for r, v in zip(rows, views.tolist())], self.low_numel)
+        prior = self._read([self.prior_base + (r * self.prior_draws + v) * prior_bytes
+                            for r, v in zip(rows, prior_views)], self.prior_numel)
+        return self._split(low, self.low_shapes, device), self._priors(self._split(prior, self.prior_shapes, device))
+
+    def low_draws(self, rows: slice, every: bool, device) -> list[torch.Tensor]:
+        """As ``FeatureCache.low_draws``: every draw (b * K, C, h, w), image after image, or the clean one."""
+        files = self.index[rows].tolist()
+        draws = range(self.draws) if every else range(1)
+        offsets = [(r * self.draws + k) * self.low_numel * 2 for r in files for k in draws]
+        return self._split(self._read(offsets, self.low_numel), self.low_shapes, device)
+
+    def subset(self, rows: torch.Tensor) -> "SpilledCache":
+        """The images ``rows`` only: the same file, read through a narrower index."""
+        view = SpilledCache(self.path, self.n_file, self.draws, self.prior_draws, self.low_shapes, self.prior_shapes,
+                            owner=False)
+        view.index = self.index[rows]
+        return view
+
+    def close(self) -> None:
+        """Close the file; the cache that wrote it also deletes it (and its temporary folder)."""
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+            self.fd = None
+            if self.owner:
+                shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    def __del__(self):
+        self.close()
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@torch.no_grad()
+def spill_features(model: HLGFA, hr_images: torch.Tensor, folder: str | Path | None = None, batch_size: int = 1,
+                   progress: bool = True) -> SpilledCache:
+    """The same features as ``cache_features``, written once to a file in a new temporary folder inside ``folder``
+    (default: the system's temporary folder); deleted by ``close()``."""
+    work = Path(tempfile.mkdtemp(prefix="hlgfa-features-", dir=folder))
+    path = work / "features.f16"
+    n = len(hr_images)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            shapes = None
+            for start, priors, lows in drawn_features(model, hr_images, batch_size, progress):
+                prior_tensors = _prior_tensors(priors)
+                if shapes is None:
+                    draws, prior_draws = lows[0].shape[1], prior_tensors[0].shape[1]
+                    shapes = [tuple(t.shape[2:]) for t in lows], [tuple(t.shape[2:]) for t in prior_tensors]
+                    low_bytes = draws * sum(_numel(s) for s in shapes[0]) * 2  # one image, every draw
+                    prior_bytes = prior_draws * sum(_numel(s) for s in shapes[1]) * 2
+                _write(fd, _record(lows), start * low_bytes)
+                _write(fd, _record(prior_tensors), n * low_bytes + start * prior_bytes)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise HLGFAError(f"cannot write the feature cache in {work.parent} ({exc.strerror or exc}); free some disk "
+                         "space there, choose another folder (--cache-dir) or raise --max-cache-gib.") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return SpilledCache(path, n, draws, prior_draws, *shapes)
+
+
+def _write(fd: int, record: torch.Tensor, offset: int) -> None:
+    buffer, done = memoryview(record.numpy()).cast("B"), 0
+    while done < len(buffer):
+        done += os.pwrite(fd, buffer[done:], offset + done)
+
+
+@dataclass
+class OnTheFlyFeatures:
+    """What the cache would hold, computed for each batch when it is drawn (not even the disk has room for it).
+
+    View 0 is the clean image; any other view is a fresh nuisance draw, so K = ``draws`` keeps the cache's mix of
+    clean and augmented views. Holds only the uint8 images: memory does not grow with the backbone's width."""
+
+    model: HLGFA
+    hr_images: torch.Tensor  # uint8 (N, 3, hr, hr)
+    draws: int  # K: views are sampled from 0..K-1 as from a cache of K draws
+    augment: NoiseAugment | None
+
+    @property
+    def n_images(self) -> int:
+        return len(self.hr_images)
+
+    @torch.no_grad()
+    def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
+        cfg, model = self.model.cfg, self.model
+        high = as_float(self.hr_images[images]).to(model.device)  # (B, 3, hr, hr)
+        low = resize(high, cfg.lr_size)  # (B, 3, lr, lr)
+        noisy = (views > 0).tolist()
+        if self.augment is not None and any(noisy):
+            both = cfg.aug_views == "both"
+            for i in [i for i, flag in enumerate(noisy) if flag]:
+                if both:  # the nuisance first, then both views from the changed image
+                    high[i] = self.augment(high[i].cpu()).to(model.device)
+                    low[i] = resize(high[i:i + 1], cfg.lr_size)[0]
+                else:
+                    low[i] = self.augment(low[i].cpu()).to(model.device)
+        priors = model.priors(model.backbone(high))
+        return [f.to(device).float() for f in model.backbone(low)], [p.apply(lambda t: t.to(device).float())
+                                                                        for p in priors]
+
+    @torch.no_grad()
+    def low_draws(self, rows: slice, every: bool, device) -> list[torch.Tensor]:
+        """As ``FeatureCache.low_draws``, computed now: every draw is the clean one then K - 1 fresh nuisances."""
+        clean = as_float(self.hr_images[rows]).to(self.model.device)  # (b, 3, hr, hr)
+        copies = self.draws if every and self.augment is not None else 1
+        _, low_views = draw_views(self.model, clean, copies, self.augment)
+        levels = zip(*(self.model.backbone(view) for view in low_views))  # [level][draw] (b, C, h, w)
+        return [torch.stack(level, dim=1).flatten(0, 1).to(device).float() for level in levels]
+
+    def subset(self, rows: torch.Tensor) -> "OnTheFlyFeatures":
+        return OnTheFlyFeatures(self.model, self.hr_images[rows], self.draws, self.augment)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class CachePlan:
+    """Where ``fit`` holds the frozen features, decided before any work from the sizes of one draw."""
+
+    policy: str  # "memory", "disk", "on the fly", or "stop" (not even the images fit within the budget)
+    n_images: int
+    draws: int  # K draws per image (1 + aug_copies)
+    prior_draws: int  # Kp: K when the nuisance reaches both views, else 1
+    low_bytes: int  # one draw of one image's low-res features, float16
+    prior_bytes: int  # one draw of one image's priors, float16
+    image_bytes: int  # the uint8 training images, held by every policy
+    budget_bytes: int
+    folder: str  # where a spill file goes
+    disk_free_bytes: int
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.n_images * (self.draws * self.low_bytes + self.prior_draws * self.prior_bytes)
+
+    @property
+    def host_bytes(self) -> int:
+        """What fit holds of the training set in memory under this plan (the model and one batch come on top)."""
+        return self.image_bytes + (self.cache_bytes if self.policy == "memory" else 0)
+
+    def describe(self) -> str:
+        """One line: how much memory, which policy, and why."""
+        cache = (f"the feature cache ({self.n_images} images x {self.draws} draws, float16) takes "
+                 f"{self.cache_bytes / GIB:.2f} GiB")
+        budget = f"the {self.budget_bytes / GIB:.1f} GiB budget (--max-cache-gib)"
+        held = f"fit holds {self.host_bytes / GIB:.2f} GiB of training data in memory"
+        if self.policy == "memory":
+            return f"{held} ({cache}, images {self.image_bytes / GIB:.2f} GiB), within {budget}: cache in memory"
+        if self.policy == "disk":
+            return (f"{held} (the images): {cache}, over {budget}, so it is written once to a temporary file in "
+                    f"{self.folder} ({self.disk_free_bytes / GIB:.1f} GiB free) and read back batch by batch "
+                    "(every draw kept: the same head as in memory)")
+        if self.policy == "on the fly":
+            return (f"{held} (the images): {cache}, over {budget} and more than the {self.disk_free_bytes / GIB:.1f} "
+                    f"GiB free in {self.folder} (--cache-dir), so features are computed on the fly at each step "
+                    "(every draw kept as fresh nuisances; slow on a CPU, fine on a GPU)")
+        return (f"fit cannot start: its {self.n_images} training images alone take {self.image_bytes / GIB:.2f} GiB "
+                f"(uint8), over {budget}; raise --max-cache-gib or fit on fewer images.")
+
+
+@torch.no_grad()
+def draw_bytes(model: HLGFA) -> tuple[int, int]:
+    """Bytes of one cached draw of one image, in float16: (low-res features, high-res priors), from the shapes a
+    blank image produces."""
+    cfg = model.cfg
+    blank = torch.zeros(1, 3, cfg.hr_size, cfg.hr_size, device=model.device)
+    priors = model.priors(model.backbone(blank))
+    low = model.backbone(resize(blank, cfg.lr_size))
+    prior_values = sum(t.numel() for p in priors for t in (p.structure, p.detail, p.target))
+    return 2 * sum(f.numel() for f in low), 2 * prior_values
+
+
+def plan_cache(model: HLGFA, n_images: int, max_cache_gib: float = DEFAULT_MAX_CACHE_GIB,
+               folder: str | Path | None = None) -> CachePlan:
+    """The first policy that fits: memory (images + cache within ``max_cache_gib``), disk (the cache on the disk of
+    ``folder``, default the system's temporary folder, leaving 1 GiB free), on the fly, else stop."""
+    cfg = model.cfg
+    draws = wanted_draws(cfg)
+    prior_draws = draws if cfg.noise_aug and cfg.aug_views == "both" else 1
+    low, prior = draw_bytes(model)
+    folder = str(folder or tempfile.gettempdir())
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # a folder that does not exist yet: no room known
+        free = 0
+    plan = CachePlan("memory", n_images, draws, prior_draws, low, prior, n_images * 3 * cfg.hr_size ** 2,
+                     int(max_cache_gib * GIB), folder, free)
+    if plan.image_bytes > plan.budget_bytes:
+        plan.policy = "stop"
+    elif plan.image_bytes + plan.cache_bytes > plan.budget_bytes:
+        plan.policy = "disk" if plan.cache_bytes + DISK_MARGIN_BYTES <= free else "on the fly"
+    return plan
+
+
+def hold_features(model: HLGFA, hr_images: torch.Tensor, plan: CachePlan,
+                  progress: bool = True) -> FeatureCache | SpilledCache | OnTheFlyFeatures:
+    """The features of ``hr_images`` held as ``plan`` says (``close()`` them when done)."""
+    if plan.policy == "stop":
+        raise HLGFAError(plan.describe())
+    if plan.policy == "memory":
+        return cache_features(model, hr_images, progress=progress)
+    if plan.policy == "disk":
+        return spill_features(model, hr_images, plan.folder, progress=progress)
+    return OnTheFlyFeatures(model, hr_images, plan.draws, NoiseAugment(model.cfg) if model.cfg.noise_aug else None)
