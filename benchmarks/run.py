@@ -147,7 +147,7 @@ def fit_variant(spec: dict, cfg, device: str, paths: list[Path]) -> tuple[object
         model = training_free(cfg, paths, device=device)
         # nothing is learnt: what must be stored besides the backbone is the per-level good-image statistics
         facts = {"fit_seconds": time.perf_counter() - started, "trainable_parameters": 0,
-                 "state_bytes": model.level_mean.nbytes + model.level_std.nbytes,
+                 "state_bytes": model.level_mean.nbytes + model.level_scale.nbytes,
                  "state_kind": "per-level statistics"}
         return model, facts
     model = HLGFA(cfg).to(device)

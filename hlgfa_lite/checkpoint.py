@@ -39,7 +39,7 @@ from . import __version__
 from .calibration import Calibration
 from .config import HLGFAConfig
 from .errors import HLGFAError
-from .model import HLGFA
+from .model import HLGFA, upgrade_tensor_names
 
 FORMAT_VERSION = 2
 TENSORS, METADATA = "head.safetensors", "model.json"
@@ -291,13 +291,14 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise HLGFAError(f"{run_dir / TENSORS} cannot be read ({str(exc)[:80]}); the checkpoint is damaged.") from None
     model = HLGFA(cfg, pretrained=pretrained, weights=weights)
+    tensors = upgrade_tensor_names(tensors)
     shape = tuple(model.level_mean.shape)
-    for name in ("level_mean", "level_std"):
+    for name in ("level_mean", "level_scale"):
         t = tensors.get(name)
         if t is None or tuple(t.shape) != shape or not t.is_floating_point() or not torch.isfinite(t).all():
             raise HLGFAError(f"{run_dir / TENSORS}: tensor {name} must be {shape[0]} finite numbers; re-fit the model.")
-    if not (tensors["level_std"] > 0).all():
-        raise HLGFAError(f"{run_dir / TENSORS}: tensor level_std must be > 0 (a zero spread makes every score "
+    if not (tensors["level_scale"] > 0).all():
+        raise HLGFAError(f"{run_dir / TENSORS}: tensor level_scale must be > 0 (a zero scale makes every score "
                          "infinite); re-fit the model.")
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:

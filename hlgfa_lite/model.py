@@ -22,6 +22,14 @@ from .priors import Priors, priors_on_low_grid
 from .scoring import fuse_levels, image_scores, resize_map
 
 
+# tensors renamed since checkpoints were first written: old name -> current name
+RENAMED_TENSORS = {"level_std": "level_scale"}
+
+
+def upgrade_tensor_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {RENAMED_TENSORS.get(k, k): v for k, v in tensors.items()}
+
+
 @dataclass
 class Inspection:
     """Everything computed for a batch of B images; level lists are ordered shallow (fine) to deep (coarse)."""
@@ -56,9 +64,9 @@ class HLGFA(nn.Module):
             self.normality = GaussianNormality(self.backbone.channels, grids, cfg.normality, cfg.normality_shrinkage,
                                                cfg.normality_pool)
         n_maps = len(self.backbone.channels) * (2 if self.normality is not None else 1)
-        # good-image mean and std of each raw map (set by calibration; identity until then)
+        # good-image mean and scale of each raw map (set by calibration, see scoring.py; identity until then)
         self.register_buffer("level_mean", torch.zeros(n_maps))
-        self.register_buffer("level_std", torch.ones(n_maps))
+        self.register_buffer("level_scale", torch.ones(n_maps))
         self.calibration: Calibration | None = None  # thresholds, verdict and colour scale (set by calibration)
 
     @property
@@ -74,8 +82,9 @@ class HLGFA(nn.Module):
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
     def load_fitted_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """The inverse of ``fitted_state``; raises ``RuntimeError`` when a tensor is missing, extra or misshapen."""
-        result = self.load_state_dict(tensors, strict=False)
+        """The inverse of ``fitted_state`` (older tensor names accepted); raises ``RuntimeError`` when a tensor is
+        missing, extra or misshapen."""
+        result = self.load_state_dict(upgrade_tensor_names(tensors), strict=False)
         missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
         if missing or result.unexpected_keys:
             raise RuntimeError(f"missing {missing}, unexpected {result.unexpected_keys}")
@@ -98,8 +107,15 @@ class HLGFA(nn.Module):
         """Raw maps -> one map on the calibrated scale; ``first``: the index of ``raw_maps[0]`` among all raw maps
         (misalignment levels, then normality levels), whose good-image statistics normalise it."""
         stats = slice(first, first + len(raw_maps))
-        return fuse_levels(raw_maps, self.level_mean[stats], self.level_std[stats], self.cfg.lr_size,
+        return fuse_levels(raw_maps, self.level_mean[stats], self.level_scale[stats], self.cfg.lr_size,
                            self.cfg.smooth_sigma)
+
+    def raw_map_range(self, index: int) -> tuple[float, float]:
+        """Colour range for raw map ``index`` (its place in ``Inspection.all_maps``) that matches the fused map's
+        calibrated colour scale: the fusion averages z = (e - mu) / s, so e = mu + s z gets the colour of z."""
+        low, high = (self.calibration.map_vmin, self.calibration.map_vmax) if self.calibration else (0.0, 2.0)
+        mean, scale = self.level_mean[index].item(), self.level_scale[index].item()
+        return mean + scale * low, mean + scale * high
 
     def part_maps(self, inspection: Inspection) -> dict[str, torch.Tensor]:
         """Each family of raw maps fused alone, on its calibrated scale: ``"alignment"`` (the abstract's method) and,

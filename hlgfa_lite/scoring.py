@@ -3,14 +3,22 @@
 For raw maps e_l, l = 1..L (the misalignment of each level, and with ``normality`` on, each level's normality map
 too; on grids of different sizes):
 
-    z_l   = (e_l - mu_l) / sigma_l            mu_l, sigma_l: mean and std of e_l over held-out good images
+    z_l   = (e_l - mu_l) / s_l                mu_l: mean of e_l over the pixels of N held-out good images
     A     = G_s * (1/L) sum_l up(z_l)         upsampled to the low-res image size, fused, Gaussian-smoothed
     score = mean of the top-k fraction of A   (k = 0: the max)
 
-Normalising each level by good-image statistics before fusing keeps a level with a large natural spread from
-drowning the others. The same good images give the image threshold and a fixed colour scale
-(``calibration.py``), so a map means the same thing on every image (no per-image min-max, which makes every
-good image look anomalous).
+and the scale s_l (``map_scale``) either
+
+    "std":  s_l = std of e_l over the same pixels
+    "max":  s_l = (1/N) sum_n max_p e_l(n, p) - mu_l   how far a typical good image's worst pixel lies above the mean
+
+Normalising each map by good-image statistics before fusing keeps a map with a large natural spread from drowning
+the others. "std" equalises the bulk of each map; but an image is flagged by its *worst* pixels, and a map with heavy
+tails on good images (the fine misalignment level of a texture reaches 21 std above its mean on a typical good
+magnetic tile, against 3-5 for the normality maps) then raises false alarms that no other map can outvote. "max"
+equalises that tail instead: on every map, 1 means "as bad as the worst spot of a typical good image". The same good
+images give the image threshold and a fixed colour scale (``calibration.py``), so a map means the same thing on
+every image (no per-image min-max, which makes every good image look anomalous).
 """
 
 from __future__ import annotations
@@ -21,11 +29,21 @@ import torch.nn.functional as F
 from .priors import low_pass
 
 
-def fuse_levels(level_maps: list[torch.Tensor], level_mean: torch.Tensor, level_std: torch.Tensor,
+def map_statistics(good_maps: list[torch.Tensor], map_scale: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw maps of N good images [(N, h_l, w_l)] -> mean (L,) and scale (L,) of each map, as in the equations above."""
+    mean = torch.stack([e.mean() for e in good_maps])
+    if map_scale == "std":
+        scale = torch.stack([e.std() if e.numel() > 1 else e.new_tensor(0.0) for e in good_maps])
+    else:
+        scale = torch.stack([e.flatten(1).max(dim=1).values.mean() for e in good_maps]) - mean
+    return mean, scale.clamp_min(1e-6)  # a constant map (a single pixel, an untrained head) must not divide by 0
+
+
+def fuse_levels(level_maps: list[torch.Tensor], level_mean: torch.Tensor, level_scale: torch.Tensor,
                 size: int, smooth_sigma: float) -> torch.Tensor:
     """[(B, h_l, w_l)] -> (B, size, size): normalise, upsample, average, smooth."""
     normalised = [
-        F.interpolate(((e - level_mean[i]) / level_std[i]).unsqueeze(1), size=(size, size), mode="bilinear",
+        F.interpolate(((e - level_mean[i]) / level_scale[i]).unsqueeze(1), size=(size, size), mode="bilinear",
                       align_corners=False)
         for i, e in enumerate(level_maps)
     ]

@@ -30,7 +30,7 @@ from .calibration import CROSS_FIT_BELOW, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
 from .errors import HLGFAError
 from .model import HLGFA
 from .normality import GaussianNormality
-from .scoring import image_scores
+from .scoring import image_scores, map_statistics
 
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
@@ -110,11 +110,12 @@ def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1) 
 @torch.no_grad()
 def set_level_statistics(model: HLGFA, hr_images: torch.Tensor,
                          batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-map mean/std of the raw maps on held-out good images (uint8, N >= 1), set on the model;
-    returns their scores (N,) and fused maps (N, lr, lr) under those statistics."""
+    """Per-map mean and scale (``scoring.map_statistics``) of the raw maps on held-out good images (uint8, N >= 1),
+    set on the model; returns their scores (N,) and fused maps (N, lr, lr) under those statistics."""
     per_level = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
-    model.level_mean.copy_(torch.stack([m.mean() for m in per_level]))
-    model.level_std.copy_(torch.stack([m.std().clamp_min(1e-6) for m in per_level]))
+    mean, scale = map_statistics(per_level, model.cfg.map_scale)
+    model.level_mean.copy_(mean)
+    model.level_scale.copy_(scale)
     fused = model.fuse(per_level)  # (N, lr, lr)
     return image_scores(fused, model.cfg.score_topk).cpu(), fused.cpu()
 

@@ -2,7 +2,10 @@
 
     HF_HUB_OFFLINE=1 python scripts/resave_checkpoint.py OLD_RUN_DIR DATA [--out NEW_RUN_DIR]
 
-The head's tensors and the per-level statistics are kept bit for bit (the old tensor hash is checked first); the
+The head's tensors and the per-level statistics are kept bit for bit (the old tensor hash is checked first), unless
+``--map-scale`` switches the fusion's per-map scale: then the per-map statistics are recomputed from the held-out
+images, as a fit with that scale sets them (training does not depend on the scale, so the result is the checkpoint
+that fit would have written). The
 calibration is recomputed with the current rule (``hlgfa_lite.calibration``) from the checkpoint's own held-out
 images: the split ``training.split_holdout`` makes of DATA's good training images with the checkpoint's
 ``holdout_fraction`` and ``seed``, exactly the images the fit held out. (With fewer than ``CROSS_FIT_BELOW``
@@ -28,16 +31,18 @@ from hlgfa_lite import HLGFA, HLGFAError, save
 from hlgfa_lite.calibration import CROSS_FIT_BELOW, calibrate
 from hlgfa_lite.checkpoint import METADATA, TENSORS, _check_config
 from hlgfa_lite.data import train_image_paths
-from hlgfa_lite.training import as_float, load_images, split_holdout
+from hlgfa_lite.training import as_float, load_images, set_level_statistics, split_holdout
 
 KEPT = ("fit",)  # facts of the original fit carried over
 
 
-def resave(old: Path, data: Path, out: Path) -> dict:
+def resave(old: Path, data: Path, out: Path, map_scale: str | None = None) -> dict:
     meta = json.loads((old / METADATA).read_text())
     if hashlib.sha256((old / TENSORS).read_bytes()).hexdigest() != meta.get("tensors_sha256"):
         raise HLGFAError(f"{old / TENSORS} does not match its recorded hash; refusing to convert it.")
     cfg = _check_config(meta["config"], old / METADATA)
+    if map_scale is not None:
+        cfg = cfg.replace(map_scale=map_scale)
     model = HLGFA(cfg).eval()
     tensors = load_file(str(old / TENSORS))
     model.load_fitted_state(tensors)  # head, normality statistics, per-map statistics: all that fitting set
@@ -45,6 +50,8 @@ def resave(old: Path, data: Path, out: Path) -> dict:
     if len(holdout) < CROSS_FIT_BELOW:
         raise HLGFAError(f"only {len(holdout)} held-out images: the current rule would cross-fit; re-fit instead.")
     images = load_images(holdout, cfg.hr_size)
+    if map_scale is not None:  # the scale changes the per-map statistics, which the fit set from these same images
+        set_level_statistics(model, images)
     with torch.no_grad():
         results = [model.inspect(as_float(images[i:i + 1])) for i in range(len(images))]
     maps = torch.cat([r.anomaly_map for r in results])
@@ -59,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("old", type=Path)
     parser.add_argument("data", type=Path, help="the MVTec-layout folder the checkpoint was fitted on")
     parser.add_argument("--out", type=Path, default=None, help="default: replace OLD in place")
+    parser.add_argument("--map-scale", choices=("std", "max"), default=None,
+                        help="switch the fusion's per-map scale (scoring.py) and recompute the per-map statistics "
+                             "from the same held-out images (the head and normality statistics stay bit for bit)")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(resave(args.old, args.data, args.out or args.old), indent=2))
+        print(json.dumps(resave(args.old, args.data, args.out or args.old, args.map_scale), indent=2))
     except HLGFAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -214,10 +214,10 @@ def test_every_field_is_range_checked_even_with_a_valid_checksum(tiny_run, tmp_p
 
 
 def test_nan_or_zero_level_statistics_are_refused(tmp_path):
-    for name, value in (("level_std", 0.0), ("level_std", float("nan")), ("level_mean", float("inf"))):
+    for name, value in (("level_scale", 0.0), ("level_scale", float("nan")), ("level_mean", float("inf"))):
         model = tiny_model()
         getattr(model, name)[0] = value
-        if any(not torch.isfinite(t).all() for t in (model.level_mean, model.level_std)):
+        if any(not torch.isfinite(t).all() for t in (model.level_mean, model.level_scale)):
             with pytest.raises(HLGFAError, match="NaN or infinite"):
                 save(model, tmp_path / f"{name}{value}")
             continue

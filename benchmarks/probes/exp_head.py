@@ -26,5 +26,5 @@ for s in samples:
         m = load_mask(s.mask_path, tuple(img.shape[-2:])).float()
         masks.append(F.interpolate(m[None, None], size=(256, 256), mode="nearest")[0, 0] > 0)
 torch.save(dict(raw=[torch.stack(x) for x in zip(*raw)], masks=torch.stack(masks), labels=torch.tensor([s.label for s in samples]),
-                types=[s.defect_type for s in samples], level_mean=model.level_mean, level_std=model.level_std), out)
+                types=[s.defect_type for s in samples], level_mean=model.level_mean, level_std=model.level_scale), out)
 print("saved", time.time() - t0, flush=True)

@@ -591,13 +591,13 @@ def look_inside(model: HLGFA, loaded: LoadedImage) -> list[tuple[np.ndarray, str
     for level in range(len(out.level_maps)):
         priors, output = out.priors[level], out.outputs[level]
         channels, grid_h, grid_w = priors.target.shape[1:]
-        mean, std = model.level_mean[level].item(), model.level_std[level].item()
+        vmin, vmax = model.raw_map_range(level)
         panels = [
             (_channel_energy(priors.structure[0]), "viridis", None, None, "structure prior S"),
             (_channel_energy(priors.detail[0]), "magma", None, None, "detail prior D = F_H - S"),
             (output.gate[0].mean(0).cpu().numpy() if output.gate is not None else np.zeros((grid_h, grid_w)),
              "cividis", 0.0, 1.0, "gate g (0 closed, 1 open)"),
-            (out.level_maps[level][0].cpu().numpy(), "jet", max(mean - std, 0.0), mean + 6 * std,
+            (out.level_maps[level][0].cpu().numpy(), "jet", max(vmin, 0.0), vmax,
              "misalignment 1 - cos"),
         ]
         fig = Figure(figsize=size, dpi=80)
