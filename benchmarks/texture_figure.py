@@ -1,8 +1,9 @@
 """Before/after maps of the normality lever on a texture: the defects the abstract's method alone misses most.
 
 The head is trained the same way with or without the normality term (the term is fitted after training and needs no
-gradient), so the *alignment part* of a full lite checkpoint (``model.part_maps``) is exactly the map of the abstract's
-method alone with that head. For each defect type, the defective test image whose alignment-part score ranks lowest
+gradient), so the *alignment part* of a full lite checkpoint (``model.part_maps``) is the map of the abstract's
+method with that head (its levels scaled by the checkpoint's ``map_scale``: with "max", as in ``lite``, it ranks tiles
+better than ``lite_paper``'s "std" fusion of the same maps, see benchmarks/probes/map_scale.py). For each defect type, the defective test image whose alignment-part score ranks lowest
 (the abstract's method's worst miss); each row shows the image with the true defect outlined, the alignment part, the
 normality part and the full map, all on the checkpoint's calibrated colour scale::
 
