@@ -130,9 +130,9 @@ def show(category: str):
     for sample in picks:
         picture = load_image(sample.path)
         [(anomaly_map, score)] = model.predict([picture])
-        verdict = "anomalous" if model.is_anomalous(score) else "normal"
+        verdict = model.verdict(score)  # normal, borderline or anomalous: the checkpoint's typed Calibration decides
         rows.append({"image": picture, "map": anomaly_map.cpu(), "title": f"{sample.defect_type}: {score:.2f} ({verdict})"})
-    figure = panel_figure(rows, model.calibration["map_vmin"], model.calibration["map_vmax"])
+    figure = panel_figure(rows, model.calibration.map_vmin, model.calibration.map_vmax)
     plt.show()
     print(json.dumps({k: round(v, 4) for k, v in results["categories"][category].items() if isinstance(v, float)}))
 
