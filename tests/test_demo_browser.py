@@ -159,3 +159,33 @@ def test_phone_reaches_every_tab(sync_playwright, server):
             page.screenshot(path=str(ARTIFACTS / "demo-phone-draw.png"))
         finally:
             browser.close()
+
+
+def test_closing_the_page_removes_its_fitted_part(sync_playwright, server, sample, monkeypatch):
+    """A visitor fits a head in the page, then closes it: the fit's folder (checkpoint, zip, uploads' copies) is
+    removed when the session ends, not an hour later when Gradio drops the session's state."""
+    import time
+
+    from hlgfa_lite.demo import logic
+
+    monkeypatch.setattr(logic, "FIT_STEPS", 2)  # the server runs in this process and reads it at call time
+    before = set(logic.process_dir().glob("fit-*"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = open_page(browser, server, {"width": 1280, "height": 900})
+            page.get_by_role("tab", name="Fit", exact=True).click()
+            images = sorted((sample / "train" / "good").glob("*.png"))[:3]
+            page.locator("#fit-files input[type=file]").set_input_files([str(p) for p in images])
+            page.locator("#fit-button").click()
+            page.wait_for_function("() => /Fitted on/.test(document.querySelector('#fit-summary')?.innerText || '')",
+                                   timeout=300_000)
+            fitted = set(logic.process_dir().glob("fit-*")) - before
+            assert len(fitted) == 1 and all(folder.is_dir() for folder in fitted)
+            page.close()
+        finally:
+            browser.close()
+    deadline = time.monotonic() + 120  # Gradio notices the closed connection at its next heartbeat
+    while any(folder.exists() for folder in fitted) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not any(folder.exists() for folder in fitted), "the closed session's fitted part is still on disk"

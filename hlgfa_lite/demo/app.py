@@ -154,6 +154,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
     gallery_items = logic.bundled_test_images()  # (caption, path) of every bundled test image
     quota = logic.UploadQuota()
     cancels: dict[str, threading.Event] = {}  # the running fit's stop signal, per session
+    fitted_parts: dict[str, logic.FittedPart] = {}  # each session's fitted part, removed when the session ends
 
     def charge(request: gr.Request | None, paths) -> None:
         """Count a session's uploads (the bundled sample is free)."""
@@ -216,6 +217,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
             gr.Warning(message)
             return f"### ✖ {message}", None, old_part, gr.skip()
         logic.remove_fitted(old_part, store)  # a new fit replaces the session's previous one
+        fitted_parts[session] = part
         gr.Info("Your head is ready: the Inspect tab now uses it.")
         return part.summary, part.zip_path, part, MY_PART
 
@@ -230,12 +232,13 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         return "Stopping the fit…"
 
     def end_session(request: gr.Request = None):
-        """The visitor closed or reloaded the page: stop its fit, forget its upload count (its fitted part is
-        removed by ``part_state``'s delete callback)."""
+        """The visitor closed or reloaded the page: stop its fit, remove its fitted part now (Gradio deletes the
+        session's state, and so calls ``forget_part``, only an hour later), forget its upload count."""
         session = getattr(request, "session_hash", None)
         event = cancels.pop(session, None)
         if event is not None:
             event.set()
+        logic.remove_fitted(fitted_parts.pop(session, None), store)
         quota.forget(session)
 
     def score_drawing(value, sensitivity):
