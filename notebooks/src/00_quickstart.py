@@ -146,6 +146,26 @@ for label, name in ((1, "defective"), (0, "good")):
     print(f"{name}: " + ", ".join(f"{verdicts.count(v)} {v}" for v in ("anomalous", "borderline", "normal")))
 
 # %% [markdown]
+# **Why can a good bottle be flagged?** Nothing in training tells the head what a defect looks like, only what the
+# good bottles it saw look like, and the thresholds only say how high *good* scores went on a few images. Three
+# things push an unseen good bottle up:
+#
+# - *Few examples.* The head learned from 18 good bottles, so the normal variation it can explain (a brighter
+#   reflection, the bottle a little off-centre, a speck of dust on the rim) is narrow; anything outside it scores
+#   higher, defect or not.
+# - *Calibration scores sit low.* The held-out (and cross-fitted) images come from the same capture session as the
+#   training images, so they look more like them than tomorrow's bottles will: on the full bottle data their median
+#   score is 2.14, that of unseen good test bottles 2.40 (`benchmarks/CALIBRATION.md`). The thresholds inherit
+#   that optimism; this is why the default target false-alarm rate is 1 %, not 5 %.
+# - *A rate, not a promise per bottle.* Even a perfect calibration at 1 % flags one good part in a hundred, and
+#   with a handful of calibration scores the estimate of their spread is itself uncertain. That uncertainty is the
+#   **borderline** band: a score there says "look at this part", not "defect".
+#
+# So a good bottle listed above as borderline or anomalous is not a bug: its map (next section) shows where it
+# differs from the training bottles. More good images, from more than one session, are the cure; the sensitivity
+# trades false alarms against missed defects, and lesson 05 §5 shows how to choose it.
+
+# %% [markdown]
 # ## 5. Try it: pick an image, move the sensitivity
 #
 # `model.verdict(score, sensitivity)` divides each threshold's distance above the typical good score by the
@@ -198,19 +218,54 @@ print("reloaded model scores the same:", torch.allclose(model.score_batch(image)
 # %% [markdown]
 # ## Check yourself
 #
+# Predict first, then open the answer (and run the cell below for the evidence).
+#
 # 1. Which images did the head train on, and did it ever see a defect?
+#
+#    <details><summary>Answer</summary>
+#
+#    Only `train/good` images, minus the few held out for calibration: it never saw a defect. The defective test
+#    images are used only to *measure* it.
+#    </details>
+#
 # 2. Why is the colour scale the same for every image, and where does it come from?
+#
+#    <details><summary>Answer</summary>
+#
+#    It is fixed at calibration, from the held-out good images: the median good pixel at the bottom, the brightest
+#    good pixel in the middle. A per-image min-max scale would stretch every good image's noise into red.
+#    </details>
+#
 # 3. If you raise the sensitivity from 1 to 2, does the threshold go up or down?
 #
-# Run the next cell to check your answers.
+#    <details><summary>Answer</summary>
+#
+#    Down: the threshold's distance above the mean good score is divided by the sensitivity, so more images are
+#    flagged.
+#    </details>
 
 # %%
-# 1. only defect-free images: train/good, minus the held-out calibration images
-assert all(p.parent.name == "good" and p.parent.parent.name == "train" for p in train_paths)
-assert report.n_train + report.n_holdout == len(train_paths)
-# 2. from held-out good images, at calibration: the same two numbers for every image
-print("colour scale:", round(cal.map_vmin, 3), "to", round(cal.map_vmax, 3),
-      "from", cal.n_images, "good images the head never trained on")
-# 3. a higher sensitivity lowers the threshold (more images flagged)
-assert model.threshold(2.0) < model.threshold(1.0)
-print("all answers check out")
+print("1. training images:", sorted({f"{p.parent.parent.name}/{p.parent.name}" for p in train_paths}),
+      f"({report.n_train} trained on, {report.n_holdout} held out)")
+print(f"2. colour scale {cal.map_vmin:.3f} to {cal.map_vmax:.3f}, from {cal.n_images} good scores of images the head "
+      "never trained on")
+print(f"3. threshold at sensitivity 1: {model.threshold(1.0):.2f}, at 2: {model.threshold(2.0):.2f} "
+      f"(typical good score {cal.good_score_center:.2f})")
+
+# %% [markdown]
+# ## Write this: the image score
+#
+# Section 4's score is the mean of the top 1 % of the values of the anomaly map. Write it for one map (a 2-D tensor)
+# and a fraction `topk` (at least one value counts). `check` compares your function with the library's
+# `hlgfa_lite.scoring.image_scores` on random maps. Stuck? `solution("image_score")` prints ours.
+
+# %%
+from hlgfa_lite.exercises import check, solution
+
+
+def image_score(anomaly_map: torch.Tensor, topk: float) -> float:
+    # write this: flatten the map, keep the k = max(1, round(topk * number of values)) largest (torch.topk), average
+    raise NotImplementedError
+
+
+check("image_score", image_score)

@@ -282,17 +282,54 @@ for name, value in per_level.items():
 # occurred on a good part stays bright.
 #
 # ## Check yourself
+#
+# Predict first, then open the answer (and run the cell below for the evidence).
+#
 # 1. What is the size of the low-res grid of level 2, and why is it exactly half the high-res one?
+#
+#    <details><summary>Answer</summary>
+#
+#    Stride 8 on the 256 px view: 32 × 32. The high view is 512 px, so the same stride gives 64 × 64, twice as fine:
+#    every low-res cell covers exactly a 2 × 2 block of high-res cells.
+#    </details>
+#
 # 2. Why can the target $T$ be compared with $F_L$ location by location?
+#
+#    <details><summary>Answer</summary>
+#
+#    $\mathrm{avgpool}_2$ brings $F_H$ onto the low-res grid: the same channels (one frozen network) and the same
+#    grid, so $\cos(F_L(u), T(u))$ is defined at every cell $u$.
+#    </details>
+#
 # 3. Is the misalignment inside the defect higher than on the good image, at every level?
+#
+#    <details><summary>Answer</summary>
+#
+#    Measured below, per level. Expect it to be higher on the defect, but not by the same margin at every level,
+#    which is one reason the levels are fused (the pixel AUROCs above).
+#    </details>
 
 # %%
-# 1. stride 8 on a 256 px view: 32 x 32; the high view is 512 px, so its grid is 64 x 64, twice as fine
-assert ins.low[1].shape[-1] == cfg.lr_size // model.backbone.strides[1] == 32
-assert ins.high[1].shape[-1] == 2 * ins.low[1].shape[-1]
-# 2. avgpool_2 brings F_H to the low-res grid: same channels, same grid, so cos(F_L(u), T(u)) is defined per u
-assert all(p.target.shape == f.shape for p, f in zip(ins.priors, ins.low))
-# 3. computed, not assumed: the mean of e inside the defect vs on the good image, per level
+print(f"1. level 2: low-res grid {ins.low[1].shape[-1]}², high-res grid {ins.high[1].shape[-1]}²")
+print("2. target and F_L shapes agree at every level:", all(p.target.shape == f.shape for p, f in zip(ins.priors, ins.low)))
 for level, e in enumerate(ins.level_maps):
     inside = mask_on(e.shape[-1])
-    print(f"level {level + 1}: inside the defect {e[1][inside].mean():.3f} vs good image {e[0].mean():.3f}")
+    print(f"3. level {level + 1}: mean e inside the defect {e[1][inside].mean():.3f} vs on the good image {e[0].mean():.3f}")
+
+# %% [markdown]
+# ## Write this: the training-free misalignment
+#
+# For one level of one image: `low` is $F_L$, shape $(C, h, w)$, and `high` is $F_H$, shape $(C, 2h, 2w)$. Return
+# $e = 1 - \cos(F_L, \mathrm{avgpool}_2(F_H))$ per location, shape $(h, w)$. `check` compares it with the library's
+# `priors.target` and `alignment.misalignment` on random features. Stuck? `solution("misalignment")`.
+
+# %%
+from hlgfa_lite.exercises import check, solution
+
+
+def misalignment(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    # write this: pool the high-res features 2 x 2 (F.avg_pool2d wants a batch dimension), then 1 - cosine over channels
+    raise NotImplementedError
+
+
+check("misalignment", misalignment)

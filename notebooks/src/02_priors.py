@@ -165,7 +165,7 @@ for level, (fh, fl) in enumerate(zip(ins.high, ins.low), start=1):
     assert torch.equal(priors.detail.flatten().sort().values, detail.flatten().sort().values)  # the same values
 
 # %% [markdown]
-# ## 5. Why the priors must be narrowed: the leak
+# ## 5. Could the head copy the answer? The leak
 #
 # The target is the pooled high-res features, and the priors *are* the high-res features, split in two. So the
 # target can be rebuilt from the priors alone, exactly, defects included:
@@ -195,18 +195,25 @@ save_figure(fig, "02_leak.png")
 plt.show()
 
 # %% [markdown]
-# The cheat is linear (a 1×1 convolution could compute it), so a head with enough capacity can learn it, or come close.
-# Three things stand in its way in `hlgfa_lite/alignment.py`:
+# The cheat is linear (a 1×1 convolution could compute it), so a head with enough capacity can learn it, or come
+# close. What in `hlgfa_lite/alignment.py` could stand in its way, and what is actually switched on?
 #
-# 1. **Narrowing.** Each prior is projected to `prior_width × C` channels by a 1×1 convolution. The target's
-#    vectors need many dimensions to be described (below); a narrow prior cannot carry them all, so an exact copy
-#    becomes impossible and the head must rely on $F_L$, which does not see the defect the same way.
-# 2. **Training on normal images only**, with the zero-initialised head starting as the identity ($\hat F_L = F_L$):
-#    the head learns the *small* corrections normal parts need, not an exotic copy rule.
-# 3. **The gate**, starting mostly closed ($\sigma(-2) \approx 0.12$), lets detail in only where it helps.
+# 1. **Narrowing** (`prior_width`, *off* by default). Each prior is projected to `prior_width × C` channels by a
+#    1×1 convolution. Below 1, a prior narrower than the number of dimensions the target's vectors use (measured
+#    below) cannot carry them all, so an exact copy becomes impossible. The default `prior_width = 1.0` keeps every
+#    channel: **in the default model narrowing is no defence at all.**
+# 2. **Training on normal images only**, starting from the identity ($\hat F_L = F_L$, zero-initialised last
+#    layers). This is no guarantee either: on good images the copy would also give zero loss, and the corrections
+#    the trained head makes are not small (lesson 03 §4 prints $\|\hat F_L - F_L\| / \|F_L\|$: about half the size
+#    of the features themselves, at every level). What the identity start buys is a head that begins at lesson 01's
+#    honest map and must be pushed away from it.
+# 3. **The gate**, starting mostly closed ($\sigma(-2) \approx 0.12$), lets detail in only where training opened it.
+#
+# None of these *proves* that a trained head does not copy, so the project measures it instead: lesson 03 trains
+# heads with and without priors and compares their training loss and the defect contrast of their maps.
 #
 # How many dimensions do the target's vectors use? The number of principal components that hold 99 % of their
-# variance, against the width of the narrowed priors:
+# variance, against the width of the projected priors at a narrow setting and at the default:
 
 # %%
 for level, fh in enumerate(ins.high, start=1):
@@ -225,18 +232,63 @@ for level, fh in enumerate(ins.high, start=1):
 # loss and a *lower* contrast at the same time.
 #
 # ## Check yourself
+#
+# Predict first, then open the answer (the cell below each set of answers computes the evidence).
+#
 # 1. What is $D$ when $\sigma \to 0$?
+#
+#    <details><summary>Answer</summary>
+#
+#    Zero: without blur $S = F_H$, so $D = F_H - S = 0$ (the library treats $\sigma \le 0$ as "no low-pass").
+#    </details>
+#
 # 2. How many channels does the detail prior of level 2 have on the low-res grid, and why?
+#
+#    <details><summary>Answer</summary>
+#
+#    $C r^2 = 40 \times 4 = 160$: pixel-unshuffle stacks each 2×2 block of high-res detail into channels of one
+#    low-res cell, so no value is averaged away.
+#    </details>
+#
 # 3. Why is the cheating head's misalignment zero even on the defect?
+#
+#    <details><summary>Answer</summary>
+#
+#    Because $\mathrm{avgpool}(S) + $ the mean of the unshuffled $D$ *is* $\mathrm{avgpool}(F_H) = T$, whatever the
+#    image contains: the formula never looks at $F_L$, so there is nothing left to disagree.
+#    </details>
+#
+# 4. With the default settings, does narrowing stop the copy?
+#
+#    <details><summary>Answer</summary>
+#
+#    No: `prior_width = 1.0` keeps all $C$ channels of each prior, more than the components $T$ needs (§5). Whether a
+#    trained head copies is measured in lesson 03.
+#    </details>
 
 # %%
 fh = ins.high[1]
-# 1. no blur: S = F_H, so D = 0 (the library treats sigma <= 0 as "no low-pass")
-assert torch.equal(split(fh, 0)[1], torch.zeros_like(fh))
-# 2. C r^2 = 40 x 4 = 160: pixel-unshuffle stacks each 2 x 2 block of detail into channels
-assert priors_on_low_grid(fh, cfg.prior_sigma, 2).detail.shape[1] == fh.shape[1] * 4 == 160
-# 3. because avgpool(S) + mean of the unshuffled D is avgpool(F_H) = T, whatever the image contains
-p = priors_on_low_grid(fh, cfg.prior_sigma, 2)
-b, c, h, w = p.structure.shape
-assert torch.allclose(p.structure + p.detail.view(b, c, 4, h, w).mean(2), p.target, atol=1e-5)
-print("all answers check out")
+print("1. D at sigma 0 is zero:", torch.equal(split(fh, 0)[1], torch.zeros_like(fh)))
+print("2. detail channels of level 2 on the low-res grid:", priors_on_low_grid(fh, cfg.prior_sigma, 2).detail.shape[1],
+      f"= {fh.shape[1]} x 4")
+print(f"4. prior_width {cfg.prior_width}: projected priors keep {max(1, round(cfg.prior_width * fh.shape[1]))} of "
+      f"{fh.shape[1]} channels at level 2")
+
+# %% [markdown]
+# ## Write this: the copy-the-target cheat
+#
+# Rebuild the target from the priors alone, for one level on the low-res grid: `structure` is $S_\downarrow$, shape
+# $(C, h, w)$; `detail` is $D_\downarrow$, shape $(C r^2, h, w)$, where pixel-unshuffle put the $r^2$ sub-positions of
+# channel $c$ at channels $c r^2, \dots, c r^2 + r^2 - 1$. Return $T$, shape $(C, h, w)$. `check` compares it with
+# `priors_on_low_grid(...).target` on random features. Stuck? `solution("copy_the_target")`.
+
+# %%
+from hlgfa_lite.exercises import check, solution
+
+
+def copy_the_target(structure: torch.Tensor, detail: torch.Tensor, ratio: int) -> torch.Tensor:
+    # write this: two lines (hint: view the detail as (C, r*r, h, w))
+    raise NotImplementedError
+
+
+check("copy_the_target", copy_the_target)

@@ -43,14 +43,14 @@ DATA = SAMPLE if FAST or FULL_DATA is None else FULL_DATA
 
 if CHECKPOINT is not None and (CHECKPOINT / "model.json").is_file():
     model = load(CHECKPOINT)
-    fitted_on = json.loads((CHECKPOINT / "model.json").read_text()).get("fit", {})
-    print(f"checkpoint hlgfa_lite/demo/checkpoints/{CHECKPOINT.name}: {model.cfg.steps} steps on "
-          f"{fitted_on.get('n_train', '?')} images")
+    print(f"checkpoint hlgfa_lite/demo/checkpoints/{CHECKPOINT.name}: the lite preset, {model.cfg.steps} steps on "
+          f"MVTec AD bottle's train/good images, {model.calibration.n_images} of them held out to "
+          "calibrate it")
 else:
     model = HLGFA(preset("lite", steps=20 if FAST else 300))
     fit(model, train_image_paths(SAMPLE), progress=False)
     print("no bundled checkpoint in this install: fitted a head on the bundled sample instead")
-print(f"test data: {DATA}" + (" (the bundled sample)" if DATA == SAMPLE else ""))
+print("test data:", "the bundled sample" if DATA == SAMPLE else f"the full MVTec AD bottle test set ({DATA.name}/test)")
 
 # %%
 ev = evaluate(model, DATA, progress=False)
@@ -286,28 +286,51 @@ plt.show()
 # %% [markdown]
 # ### A pitfall: the input resolution
 #
-# HLGFA compares a 512 px and a 256 px view, and the high-res view must hold real detail. A photo taken at lower
-# resolution and upsampled to 512 px has *less* detail than the camera the model was fitted on, and that mismatch
-# between the two views looks like an anomaly everywhere. The same good bottle, downsized before scoring:
+# HLGFA compares a 512 px and a 256 px view, and the high-res view must hold real detail. Suppose the camera is
+# replaced by one with a lower resolution, and its photos are upsampled to 512 px as every input is. The
+# upsampled photo has *less* fine detail than the images the model was fitted and calibrated on. **Predict before
+# you run the cell:** does the score of a good bottle go up or down as the resolution drops? And of a defective one?
+#
+# The same good bottle and the same defective bottle, downsized before scoring:
 
 # %%
 good_index = next(i for i, s in enumerate(ev.samples) if s.label == 0)
-original = load_image(ev.samples[good_index].path)
-side = original.shape[-1]
+defect_index = max((i for i, s in enumerate(ev.samples) if s.label == 1), key=lambda i: scores[i])  # its clearest defect
+side = load_image(ev.samples[good_index].path).shape[-1]
 sides = [side] + [round(side * f) for f in (0.75, 0.5, 0.35) if round(side * f) >= 96]
-res_scores = [model.score_batch(F.interpolate(original[None], size=(n, n), mode="bilinear", antialias=True)
-                                 if n != side else original[None])[1].item() for n in sides]
+
+
+def scores_by_side(index: int) -> list[float]:
+    original = load_image(ev.samples[index].path)[None]
+    return [model.score_batch(F.interpolate(original, size=(n, n), mode="bilinear", antialias=True) if n != side
+                              else original)[1].item() for n in sides]
+
+
+res_scores = {"good": scores_by_side(good_index), "defective": scores_by_side(defect_index)}
 fig, ax = plt.subplots(figsize=(5, 2.8))
-ax.plot(sides, res_scores, marker="o")
+for name, values in res_scores.items():
+    ax.plot(sides, values, marker="o", label=f"{name} ({ev.samples[good_index if name == 'good' else defect_index].defect_type})")
 ax.axhline(model.threshold(), color="k", linestyle="--", label="calibrated threshold")
 ax.set_xlabel("side of the image before scoring (px)")
-ax.set_ylabel("score of a good bottle")
+ax.set_ylabel("image score")
 ax.invert_xaxis()
 ax.legend(fontsize=7)
 plt.show()
-print(", ".join(f"{n} px: {v:.2f}" for n, v in zip(sides, res_scores)), f"(threshold {model.threshold():.2f})")
+for name, values in res_scores.items():
+    print(f"{name:<10}" + ", ".join(f"{n} px: {v:.2f}" for n, v in zip(sides, values)), f"(threshold {model.threshold():.2f})")
+for name, values in res_scores.items():
+    print(f"{name}: lowest score at {sides[int(np.argmin(values))]} px, {min(values) / values[0] - 1:+.0%} against "
+          f"full size; highest {max(values) / values[0] - 1:+.0%}")
 
 # %% [markdown]
+# Compare with your prediction. A natural guess is "less detail looks like an anomaly everywhere, so the good
+# bottle's score rises". The numbers above say the opposite: as the resolution drops, the scores *fall*, the good
+# bottle's and the defective one's alike (the percentages printed above). With less fine detail the 512 px view
+# looks more like the 256 px view, so the two views agree better everywhere, on the defect too. So a
+# low-resolution camera does not cry wolf, it hides defects: a clear defect like this one stays far above the
+# threshold, but a faint one, just above it at full resolution, can slip under it, because the threshold was
+# calibrated on sharp images and does not move with the camera.
+#
 # So fit and calibrate at the resolution your camera delivers, and recalibrate (good images only,
 # `training.calibrate_model`) when the camera or its resolution changes.
 #
@@ -454,24 +477,72 @@ else:
 
 # %% [markdown]
 # ## Check yourself
+#
+# Predict first, then open the answer (and run the cell below for the evidence).
+#
 # 1. A map finds one large defect perfectly and misses three tiny ones in the same test set. Which metric punishes
 #    that more, pixel AUROC or AUPRO?
+#
+#    <details><summary>Answer</summary>
+#
+#    AUPRO: every region counts equally, so three missed regions of four cost three quarters of PRO, while pixel
+#    AUROC barely notices the few pixels of the tiny ones. The cell below builds that toy case.
+#    </details>
+#
 # 2. Why is the F1-max threshold not a threshold you can deploy?
+#
+#    <details><summary>Answer</summary>
+#
+#    It is chosen with the test labels, defects included: on new data it is a guess. The calibrated threshold needs
+#    only good images.
+#    </details>
+#
 # 3. What does the memory bank cost that the HLGFA head does not, as the training set grows?
-# 4. Your camera is replaced by one with half the resolution. What must you redo, at least?
+#
+#    <details><summary>Answer</summary>
+#
+#    Memory and search time: the bank grows with the number of training patches, the head stays the same size.
+#    </details>
+#
+# 4. Your camera is replaced by one with half the resolution. What must you redo, at least, and what goes wrong if
+#    you do not?
+#
+#    <details><summary>Answer</summary>
+#
+#    At least the calibration, on good images from the new camera (better: refit). Section 6 measured what happens
+#    otherwise: the scores fall when detail is lost, defects' included, so the old threshold no longer sits where
+#    the new camera's good images end, and faint defects can slip under it.
+#    </details>
 
 # %%
-# 1. AUPRO: every region counts equally. A toy check: two regions, the map finds only the large one
 toy_maps, toy_masks = np.zeros((1, 40, 40)), np.zeros((1, 40, 40), dtype=bool)
 toy_masks[0, 2:22, 2:22] = True  # a large region (400 px)
-toy_masks[0, 30:32, 30:32] = True  # a tiny region (4 px)
+for r, c in ((30, 30), (30, 5), (5, 32)):
+    toy_masks[0, r:r + 2, c:c + 2] = True  # three tiny regions (4 px each)
 toy_maps[0, 2:22, 2:22] = 1.0  # found: the large one only
 toy_maps[0] += np.random.default_rng(0).uniform(0, 0.5, (40, 40))
-print(f"pixel AUROC {metrics.pixel_auroc(toy_maps, toy_masks):.3f}, AUPRO {metrics.aupro(toy_maps, toy_masks):.3f}")
-assert metrics.aupro(toy_maps, toy_masks) < metrics.pixel_auroc(toy_maps, toy_masks)
-# 2. it is chosen with the test labels (defects included): on new data it is a guess; the calibrated one is not
-# 3. memory and search time: the bank grows with the training patches, the head stays the same size
-print(f"bank {patchcore.memory_bank_bytes / 2**20:.1f} MiB from {bank_report.n_train} images; "
+print(f"1. pixel AUROC {metrics.pixel_auroc(toy_maps, toy_masks):.3f}, AUPRO {metrics.aupro(toy_maps, toy_masks):.3f}")
+print(f"3. bank {patchcore.memory_bank_bytes / 2**20:.1f} MiB from {bank_report.n_train} images; "
       f"head {model.trainable_parameters():,} parameters whatever the number of images")
-# 4. at least the calibration, on good images from the new camera (better: refit); section 6 measured the shift
-print("good-bottle score at full size vs smallest size:", round(res_scores[0], 2), "vs", round(res_scores[-1], 2))
+print("4. scores at full size and smallest size:", {name: (round(v[0], 2), round(v[-1], 2)) for name, v in res_scores.items()},
+      f"(threshold {model.threshold():.2f})")
+
+# %% [markdown]
+# ## Write this: PRO at one threshold
+#
+# Compute $\mathrm{PRO}(t) = \frac{1}{R}\sum_r |\{u \in r : A(u) > t\}| / |r|$ by hand: `maps` is $(N, H, W)$, `masks`
+# the matching booleans. Find the connected regions of each mask with
+# `scipy.ndimage.label(mask, structure=metrics.EIGHT_CONNECTED)`, take the fraction of each region's pixels above
+# `threshold`, and average over all regions of all images. `check` compares your value with the library's
+# `metrics.pro_curve` at that threshold. Stuck? `solution("pro_at")`.
+
+# %%
+from hlgfa_lite.exercises import check, solution
+
+
+def pro_at(maps: np.ndarray, masks: np.ndarray, threshold: float) -> float:
+    # write this: about six lines
+    raise NotImplementedError
+
+
+check("pro_at", pro_at)
