@@ -4,8 +4,9 @@ draw the same masks and give the same verdicts.
 
 **Where the good scores come from.** Scores s_1..s_n of good images the head was *not* trained on: the held-out
 images, plus, when fewer than ``CROSS_FIT_BELOW`` are held out, out-of-fold scores of the training images
-(``training.cross_fit_scores``: k heads, each trained without one fold, score that fold). With 8 images a single
-held-out score is all there is otherwise.
+(``training.cross_fit_scores``: k fold models, each a whole fit without one fold, head and normality statistics
+from the other training images and per-map statistics from the held-out images, score that fold). With 8 images a
+single held-out score is all there is otherwise.
 
 **Image threshold for a target false-alarm rate a.** Good scores are right-skewed and positive, so we model
 x = log s as Gaussian N(m, sd^2) (raw s when a score is <= 0). From x_1..x_n: mean x_bar, sample std s_x.

@@ -7,10 +7,11 @@
    Gaussians are fitted over them too (``fit_normality``).
 3. Train for a fixed number of steps (not epochs: a 20-image set needs as many updates as a 200-image one):
    AdamW, cosine learning-rate decay, loss = sum over levels of mean(1 - cos(F_hat, T)).
-4. Calibrate: per-level mean/std of the misalignment on held-out images, then their fused maps and scores
-   give the image threshold and the colour scale (``calibration.calibrate``). With fewer than
-   ``CROSS_FIT_BELOW`` held-out images, k-fold heads trained on the cached features of the other training images
-   score each fold too (``cross_fit_scores``), so the threshold rests on every image, not on one or two.
+4. Calibrate: per-map mean and scale of the raw maps on held-out images (``scoring.map_statistics``), then their
+   fused maps and scores give the image threshold and the colour scale (``calibration.calibrate``). With fewer
+   than ``CROSS_FIT_BELOW`` held-out images, k fold models, each fitted on the cached features of the other
+   training images and scaled on the held-out images, score each fold too (``cross_fit_scores``), so the
+   threshold rests on every image, not on one or two.
 """
 
 from __future__ import annotations
@@ -135,20 +136,26 @@ def _scores_of(model: HLGFA, hr_images: torch.Tensor) -> list[float]:
     return [model.inspect(as_float(hr_images[i:i + 1])).scores.item() for i in range(len(hr_images))]
 
 
-def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, folds: int = CROSS_FIT_FOLDS,
-                     steps: int | None = None, on_step: Callable[[int, float], None] | None = None) -> list[float]:
+def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, holdout_images: torch.Tensor,
+                     folds: int = CROSS_FIT_FOLDS, steps: int | None = None,
+                     on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Out-of-fold good scores of the training images (uint8 (N, 3, hr, hr), their features in ``cache``).
 
-    The images are split into ``folds`` groups; for each, a fresh head is trained for ``steps`` (default: the
-    config's divided by ``folds``, so all folds together cost one more training) on the cached features of the
-    others, then scores that group with the *final* model's per-level statistics, so every score is on the final
-    model's scale from a head that never saw the image. The model's own head is put back afterwards.
-    ``on_step(i, loss)`` counts the steps of all folds (0, 1, ...)."""
+    The images are split into ``folds`` groups; for each, a whole fit is repeated without that group: a fresh head
+    trained for ``steps`` (default: the config's divided by ``folds``, so all folds together cost one more
+    training) on the cached features of the others, normality statistics from those others, and per-level
+    statistics from the held-out images (``holdout_images``, uint8), exactly as ``fit`` sets the final model's.
+    That fold model then scores its group: a good image it never saw, on a scale set by good images it never saw,
+    as the final model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained
+    for a third of the steps on a scale made for a better one: its misalignment, a little higher everywhere, reads
+    as many spreads above normal, and the threshold lands above the defects.) The model's own head, normality
+    statistics and per-level statistics are put back afterwards. ``on_step(i, loss)`` counts the steps of all folds."""
     n = len(hr_images)
     folds = min(folds, n)
     if folds < 2:
         return []
     final_head, final_normality = model.head, model.normality
+    final_mean, final_scale = model.level_mean.clone(), model.level_scale.clone()
     order = torch.randperm(n, generator=torch.Generator().manual_seed(model.cfg.seed + 1))
     scores: list[float] = []
     try:
@@ -167,9 +174,12 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, fol
             offset = fold * fold_steps
             train_head(model, cache.subset(kept), fold_steps, progress=False,
                        on_step=(lambda i, loss, o=offset: on_step(o + i, loss)) if on_step else None)
+            set_level_statistics(model, holdout_images)
             scores += _scores_of(model, hr_images[held])
     finally:
         model.head, model.normality = final_head, final_normality
+        model.level_mean.copy_(final_mean)
+        model.level_scale.copy_(final_scale)
     return scores
 
 
@@ -222,12 +232,13 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         started = time.perf_counter()
         report.losses = train_head(model, cache, cfg.steps, progress=progress, on_step=on_step)
         report.train_seconds = time.perf_counter() - started
-        scores, fused = set_level_statistics(model, load_images(holdout_paths, cfg.hr_size))
+        holdout_images = load_images(holdout_paths, cfg.hr_size)
+        scores, fused = set_level_statistics(model, holdout_images)
         report.holdout_scores = scores.tolist()
         if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:
-            started = time.perf_counter()  # after the statistics: cross-fitted scores are on the final scale
+            started = time.perf_counter()
             report.cross_fit_scores = cross_fit_scores(
-                model, cache, train_images, steps=cross_fit_steps,
+                model, cache, train_images, holdout_images, steps=cross_fit_steps,
                 on_step=(lambda i, loss: on_step(cfg.steps + i, loss)) if on_step else None)
             report.cross_fit_seconds = time.perf_counter() - started
     finally:

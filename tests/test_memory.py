@@ -123,3 +123,25 @@ def test_fit_says_its_plan_in_one_line_or_stops_with_one(capsys, tmp_path, monke
     said = capsys.readouterr().out.splitlines()
     assert len(said) == 1 and said[0].startswith("fit holds") and "on the fly" in said[0]
     assert report.cache_plan.policy == "on the fly" and all(torch.isfinite(torch.tensor(report.losses)))
+
+
+def test_cross_fitted_scores_are_scaled_like_a_whole_fit_not_by_the_final_head(images):
+    """Each fold model takes its per-map statistics from the held-out images, as ``fit`` does for the final model,
+    so its scores do not depend on how well the *final* head aligns: a final head ten times tighter on good images
+    (its per-map scale / 10) leaves every cross-fitted score as it was. Scaled by the final model instead, a fold
+    head trained for a third of the steps reads as many spreads above normal and the threshold lands above the
+    defects (lesson 04's shipped heads: 52 against good test scores near 2.5). The final statistics are put back."""
+    from hlgfa_lite.training import cross_fit_scores, set_level_statistics
+
+    model = tiny_model()
+    held = cache.cache_features(model, images[:4], progress=False)
+    fit_normality(model, held)
+    train_head(model, held, 3, progress=False)
+    holdout = images[4:]
+    set_level_statistics(model, holdout)
+    first = cross_fit_scores(model, held, images[:4], holdout, folds=2, steps=2)
+    model.level_scale.div_(10)  # as if the final head were far better than the fold heads
+    final_mean, final_scale = model.level_mean.clone(), model.level_scale.clone()
+    second = cross_fit_scores(model, held, images[:4], holdout, folds=2, steps=2)
+    assert len(first) == 4 and second == pytest.approx(first, rel=1e-5)
+    assert torch.equal(model.level_mean, final_mean) and torch.equal(model.level_scale, final_scale)
