@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,9 +43,9 @@ from .config import HLGFAConfig
 from .errors import HLGFAError
 from .model import HLGFA
 from .priors import low_pass
-from .calibration import Calibration, calibrate
+from .calibration import CROSS_FIT_BELOW, Calibration, calibrate
 from .scoring import image_scores
-from .training import as_float, calibrate_model, load_images, split_holdout
+from .training import CROSS_FIT_FOLDS, as_float, calibrate_model, load_images, split_holdout
 
 # a chunk of a distance matrix holds at most this many floats (16 MiB): memory stays flat whatever the bank size.
 # Measured on a 2-core CPU: 2^22 is fastest for scoring (1 k queries x 19 k bank); for the coreset's update
@@ -163,6 +163,7 @@ class PatchCoreReport:
     bank_size: int = 0
     feature_seconds: float = 0.0
     coreset_seconds: float = 0.0
+    cross_fit_scores: list[float] = field(default_factory=list)  # out-of-fold good scores (small sets only)
     calibration: Calibration | None = None
 
 
@@ -235,7 +236,8 @@ class PatchCoreBaseline(nn.Module):
     @torch.no_grad()
     def fit(self, paths: list[Path], progress: bool = False, batch_size: int = 1) -> PatchCoreReport:
         """Memory bank from the good images at ``paths`` (minus HLGFA's held-out split), then calibration on the
-        held-out images with HLGFA's rule (``calibration.calibrate``)."""
+        held-out images with HLGFA's rule (``calibration.calibrate``), plus, when fewer than ``CROSS_FIT_BELOW``
+        are held out, out-of-fold scores of the training images (as HLGFA's ``fit``)."""
         cfg = self.cfg
         train_paths, holdout_paths = split_holdout(_check_paths(paths), cfg.holdout_fraction, cfg.seed)
         report = PatchCoreReport(n_train=len(train_paths), n_holdout=len(holdout_paths))
@@ -251,20 +253,50 @@ class PatchCoreBaseline(nn.Module):
         report.n_patches = all_patches.shape[0]
         report.feature_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        n_select = max(1, round(self.coreset_fraction * len(all_patches)))
-        if self.coreset == "greedy":
-            chosen = greedy_coreset(all_patches, n_select, self.projection_dim, seed=cfg.seed)
-        else:
-            chosen = random_coreset(len(all_patches), n_select, seed=cfg.seed)
-        self.bank = all_patches[chosen.to(all_patches.device)].contiguous()
+        self.bank = self._bank_of(all_patches)
         report.bank_size = self.bank.shape[0]
         report.coreset_seconds = time.perf_counter() - started
         holdout = load_images(holdout_paths, cfg.hr_size)
-        maps, scores = zip(*(self.score_batch(as_float(holdout[i:i + batch_size]))
-                             for i in range(0, len(holdout), batch_size)))
-        self.calibration = calibrate(torch.cat(scores).cpu(), torch.cat(maps).cpu())
+        maps, scores = self._score_all(holdout, batch_size)
+        if len(holdout_paths) < CROSS_FIT_BELOW:  # as HLGFA's fit: one or two held-out scores make no threshold
+            report.cross_fit_scores = self._cross_fit_scores(all_patches, train_paths, batch_size)
+        self.calibration = calibrate(torch.cat([scores, torch.tensor(report.cross_fit_scores)]), maps)
         report.calibration = self.calibration
         return report
+
+    def _bank_of(self, patches: torch.Tensor) -> torch.Tensor:
+        n_select = max(1, round(self.coreset_fraction * len(patches)))
+        if self.coreset == "greedy":
+            chosen = greedy_coreset(patches, n_select, self.projection_dim, seed=self.cfg.seed)
+        else:
+            chosen = random_coreset(len(patches), n_select, seed=self.cfg.seed)
+        return patches[chosen.to(patches.device)].contiguous()
+
+    def _score_all(self, hr_images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        maps, scores = zip(*(self.score_batch(as_float(hr_images[i:i + batch_size]))
+                             for i in range(0, len(hr_images), batch_size)))
+        return torch.cat(maps).cpu(), torch.cat(scores).cpu()
+
+    def _cross_fit_scores(self, all_patches: torch.Tensor, train_paths: list[Path], batch_size: int) -> list[float]:
+        """Out-of-fold scores of the training images: for each of ``CROSS_FIT_FOLDS`` folds, a bank from the other
+        images' patches (the same coreset rule) scores the fold's images, which it never saw."""
+        n = len(train_paths)
+        folds = min(CROSS_FIT_FOLDS, n)
+        if folds < 2:
+            return []
+        per_image = all_patches.view(n, -1, all_patches.shape[1])  # (n, h w, D): patches in image order
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed + 1))
+        final_bank, scores = self.bank, []
+        try:
+            for fold in range(folds):
+                held = set(order[fold::folds].tolist())
+                kept = torch.tensor([i for i in range(n) if i not in held])
+                self.bank = self._bank_of(per_image[kept.to(per_image.device)].reshape(-1, per_image.shape[2]))
+                images = load_images([train_paths[i] for i in sorted(held)], self.cfg.hr_size)
+                scores += self._score_all(images, batch_size)[1].tolist()
+        finally:
+            self.bank = final_bank
+        return scores
 
 
 def training_free(cfg: HLGFAConfig, paths: list[Path], pretrained: bool = True, weights: str | None = None,
