@@ -106,13 +106,12 @@ plt.show()
 # each on a CPU).
 #
 # **One calibration for all four.** `fit` calibrated each shipped head on its 5 held-out good images *plus*, since
-# fewer than 8 were held out, 15 cross-fitted scores of the training images (`hlgfa_lite/calibration.py`): each comes
-# from a fold head trained on the other 10 images for a third of the steps. Those weaker heads score good bottles
-# far higher than the final head does, and their scores lift its threshold, as the table below shows, above the
-# clean *defective* test bottles. A threshold no nuisance can reach would say nothing about robustness; so the lesson
-# recalibrates all four models on the same 5 held-out clean good images, by the same rule: equal evidence, one rule
-# (and the training-free model, which has no head, gets exactly that too). A good image that scores above its
-# model's threshold is a false alarm.
+# fewer than 8 were held out, 15 cross-fitted scores of the training images (`hlgfa_lite/calibration.py`): each
+# comes from a fold model fitted on the other 10 training images and scaled on the same 5 held-out images, so it
+# scores a good bottle it never saw, as the final model would. The training-free model was never fitted, so it has
+# no such scores. For a fair comparison the lesson recalibrates all four models on the same 5 held-out clean good
+# images, by the same rule: equal evidence, one rule. The table shows both thresholds. A good image that scores
+# above its model's threshold is a false alarm.
 
 # %%
 TRAIN_LIVE = os.environ.get("HLGFA_TRAIN_LIVE") == "1"  # True: train the three heads yourself instead of loading them
