@@ -87,9 +87,18 @@ class AlignmentHead(nn.Module):
     def __init__(self, channels: list[int], cfg: HLGFAConfig):
         super().__init__()
         self.levels = nn.ModuleList(AlignmentLevel(c, cfg.hr_lr_ratio, cfg) for c in channels)
+        # oneDNN's CPU convolutions prefer channels-last weights and inputs (measured, batch 16 on 2 cores: a
+        # training step 205 -> 145 ms); the layout changes only strides, never values
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, low: list[torch.Tensor], priors: list[Priors]) -> list[LevelOutput]:
+        low = [channels_last(f) for f in low]
+        priors = [p.apply(channels_last) for p in priors]
         return [level(f, p) for level, f, p in zip(self.levels, low, priors)]
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def misalignment(refined: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

