@@ -144,8 +144,11 @@ def run_model(spec: dict) -> dict:
     # kernel's OOM killer, on 20 sample images)
     with torch.no_grad():
         for start in range(0, len(paths), spec["batch_size"]):
-            batch = torch.stack([load_image(p) for p in paths[start:start + spec["batch_size"]]])
-            module.model(module.pre_processor.transform(batch))  # training mode: features are stored
+            # one image at a time through the pre-processor (its resize to 256 px): images of one folder may differ
+            # in size (magnetic tile), so they can be batched only once resized
+            batch = torch.cat([module.pre_processor.transform(load_image(p)[None])
+                               for p in paths[start:start + spec["batch_size"]]])
+            module.model(batch)  # training mode: features are stored
         module.fit()  # PatchCore: coreset of the stored patches; PaDiM: mean and covariance per position
     fit_seconds = time.perf_counter() - started
     evaluation = evaluate_samples(AnomalibScorer(module), load_test_split(spec["path"]), 256, progress=False)
