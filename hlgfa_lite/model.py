@@ -19,7 +19,7 @@ from .config import HLGFAConfig
 from .errors import HLGFAError
 from .normality import GaussianNormality
 from .priors import Priors, priors_on_low_grid
-from .scoring import fuse_levels, image_scores, resize_map
+from .scoring import fuse_levels, image_scores, map_weights, resize_map
 
 
 # tensors renamed since checkpoints were first written: old name -> current name
@@ -107,8 +107,9 @@ class HLGFA(nn.Module):
         """Raw maps -> one map on the calibrated scale; ``first``: the index of ``raw_maps[0]`` among all raw maps
         (misalignment levels, then normality levels), whose good-image statistics normalise it."""
         stats = slice(first, first + len(raw_maps))
+        weights = map_weights(len(self.backbone.channels), self.normality is not None, self.cfg.normality_weight)
         return fuse_levels(raw_maps, self.level_mean[stats], self.level_scale[stats], self.cfg.lr_size,
-                           self.cfg.smooth_sigma)
+                           self.cfg.smooth_sigma, weights[stats])
 
     def raw_map_range(self, index: int) -> tuple[float, float]:
         """Colour range for raw map ``index`` (its place in ``Inspection.all_maps``) that matches the fused map's
@@ -119,8 +120,9 @@ class HLGFA(nn.Module):
 
     def part_maps(self, inspection: Inspection) -> dict[str, torch.Tensor]:
         """Each family of raw maps fused alone, on its calibrated scale: ``"alignment"`` (the abstract's method) and,
-        with the normality term, ``"normality"``; each (B, lr, lr). With both, the anomaly map is their mean
-        (normalising, upsampling, averaging and smoothing are all linear)."""
+        with the normality term, ``"normality"``; each (B, lr, lr). With both, the anomaly map is
+        (1 - normality_weight) * alignment + normality_weight * normality (normalising, upsampling, averaging and
+        smoothing are all linear)."""
         parts = {"alignment": self.fuse(inspection.level_maps)}
         if inspection.normality_maps:
             parts["normality"] = self.fuse(inspection.normality_maps, first=len(inspection.level_maps))

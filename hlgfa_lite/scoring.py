@@ -4,10 +4,12 @@ For raw maps e_l, l = 1..L (the misalignment of each level, and with ``normality
 too; on grids of different sizes):
 
     z_l   = (e_l - mu_l) / s_l                mu_l: mean of e_l over the pixels of N held-out good images
-    A     = G_s * (1/L) sum_l up(z_l)         upsampled to the low-res image size, fused, Gaussian-smoothed
+    A     = G_s * sum_l w_l up(z_l)           upsampled to the low-res image size, fused, Gaussian-smoothed
     score = mean of the top-k fraction of A   (k = 0: the max)
 
-and the scale s_l (``map_scale``) either
+with weights w_l summing to 1: each family of maps (misalignment, normality) shares its part of the weight equally
+among its levels, the normality family ``normality_weight`` of it (0.5: every map alike), and the scale s_l
+(``map_scale``) either
 
     "std":  s_l = std of e_l over the same pixels
     "max":  s_l = (1/N) sum_n max_p e_l(n, p) - mu_l   how far a typical good image's worst pixel lies above the mean
@@ -39,15 +41,27 @@ def map_statistics(good_maps: list[torch.Tensor], map_scale: str) -> tuple[torch
     return mean, scale.clamp_min(1e-6)  # a constant map (a single pixel, an untrained head) must not divide by 0
 
 
+def map_weights(n_levels: int, with_normality: bool, normality_weight: float) -> torch.Tensor:
+    """w_l of every raw map (misalignment levels, then normality levels), summing to 1."""
+    if not with_normality:
+        return torch.full((n_levels,), 1 / n_levels)
+    return torch.cat([torch.full((n_levels,), (1 - normality_weight) / n_levels),
+                      torch.full((n_levels,), normality_weight / n_levels)])
+
+
 def fuse_levels(level_maps: list[torch.Tensor], level_mean: torch.Tensor, level_scale: torch.Tensor,
-                size: int, smooth_sigma: float) -> torch.Tensor:
-    """[(B, h_l, w_l)] -> (B, size, size): normalise, upsample, average, smooth."""
+                size: int, smooth_sigma: float, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """[(B, h_l, w_l)] -> (B, size, size): normalise, upsample, take the weighted mean (default: the plain mean),
+    smooth."""
+    if weights is None:
+        weights = torch.full((len(level_maps),), 1 / len(level_maps))
+    weights = weights / weights.sum()  # a subset of the maps (one family) is fused on its own scale
     normalised = [
         F.interpolate(((e - level_mean[i]) / level_scale[i]).unsqueeze(1), size=(size, size), mode="bilinear",
                       align_corners=False)
         for i, e in enumerate(level_maps)
     ]
-    fused = torch.stack(normalised).mean(dim=0)  # (B, 1, size, size)
+    fused = sum(w.item() * z for w, z in zip(weights, normalised))  # (B, 1, size, size)
     return low_pass(fused, smooth_sigma).squeeze(1)
 
 

@@ -107,5 +107,16 @@ def test_normality_is_fitted_saved_and_loaded_with_the_model(mode, sample, tmp_p
     assert len(before.normality_maps) == 3 and len(model.level_mean) == 6
     again = load(save(model, tmp_path / "run")).inspect(image)
     torch.testing.assert_close(again.anomaly_map, before.anomaly_map)
-    parts = model.part_maps(before)  # the fused map is the mean of its two parts: every step of the fusion is linear
-    torch.testing.assert_close((parts["alignment"] + parts["normality"]) / 2, before.anomaly_map, rtol=1e-4, atol=1e-4)
+    # the fused map is the weighted mean of its two parts: every step of the fusion is linear
+    parts, weight = model.part_maps(before), model.cfg.normality_weight
+    assert weight == 0.75
+    torch.testing.assert_close((1 - weight) * parts["alignment"] + weight * parts["normality"], before.anomaly_map,
+                               rtol=1e-4, atol=1e-4)
+    assert not torch.allclose((parts["alignment"] + parts["normality"]) / 2, before.anomaly_map, rtol=1e-4, atol=1e-4)
+
+
+def test_checkpoints_written_before_the_part_weight_keep_the_plain_mean():
+    from hlgfa_lite import HLGFAConfig
+
+    assert HLGFAConfig.from_dict({"normality": "position"}).normality_weight == 0.5
+    assert HLGFAConfig().normality_weight == 0.75

@@ -69,3 +69,20 @@ def test_unknown_map_scale_is_refused_in_one_line():
 
     with pytest.raises(HLGFAError, match="map_scale must be"):
         preset("lite", map_scale="mad")
+
+
+def test_weighted_fusion_is_the_weighted_sum_of_each_normalised_map():
+    from hlgfa_lite.scoring import map_weights
+
+    torch.manual_seed(3)
+    maps = [torch.rand(2, 8, 8), torch.rand(2, 4, 4), torch.rand(2, 8, 8), torch.rand(2, 4, 4)]
+    mean, scale = torch.rand(4), torch.rand(4) + 0.5
+    weights = map_weights(2, with_normality=True, normality_weight=0.75)
+    assert weights.tolist() == [0.125, 0.125, 0.375, 0.375]
+    expected = sum(w * torch.nn.functional.interpolate(((e - m) / s)[:, None], size=(16, 16), mode="bilinear",
+                                                       align_corners=False)[:, 0]
+                   for w, e, m, s in zip(weights, maps, mean, scale))
+    torch.testing.assert_close(fuse_levels(maps, mean, scale, 16, 0.0, weights), expected)
+    # a family fused alone is its own plain mean, whatever its share of the whole
+    torch.testing.assert_close(fuse_levels(maps[2:], mean[2:], scale[2:], 16, 0.0, weights[2:]),
+                               fuse_levels(maps[2:], mean[2:], scale[2:], 16, 0.0))
