@@ -118,7 +118,8 @@ class HLGFAConfig:
         ("gate_bias_init", lambda v: -50 < v < 50, "in (-50, 50)"), ("aug_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
         ("aug_noise_std", lambda v: 0 <= v <= 1, "in [0, 1]"), ("aug_blur_sigma", lambda v: 0 <= v <= 32, "in [0, 32]"),
         ("aug_sharpness", lambda v: 0 <= v <= 16, "in [0, 16]"), ("aug_brightness", lambda v: 0 <= v < 1, "in [0, 1)"),
-        ("aug_gamma", lambda v: 0 <= v < 1, "in [0, 1)"), ("normality_weight", lambda v: 0 < v < 1, "in (0, 1)"), ("smooth_sigma", lambda v: 0 <= v <= 64, "in [0, 64]"),
+        ("aug_gamma", lambda v: 0 <= v < 1, "in [0, 1)"), ("normality_weight", lambda v: 0 < v < 1, "in (0, 1)"),
+        ("smooth_sigma", lambda v: 0 <= v <= 64, "in [0, 64]"),
         ("score_topk", lambda v: 0 <= v < 1, "in [0, 1)"), ("eval_size", lambda v: 8 <= v <= 4096, "in [8, 4096]"),
     )
 
