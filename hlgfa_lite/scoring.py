@@ -18,7 +18,9 @@ Normalising each map by good-image statistics before fusing keeps a map with a l
 the others. "std" equalises the bulk of each map; but an image is flagged by its *worst* pixels, and a map with heavy
 tails on good images (the fine misalignment level of a texture reaches 21 std above its mean on a typical good
 magnetic tile, against 3-5 for the normality maps) then raises false alarms that no other map can outvote. "max"
-equalises that tail instead: on every map, 1 means "as bad as the worst spot of a typical good image". The same good
+equalises that tail instead: on every map, 1 means "as bad as the worst spot of a typical good image". Which one
+fuses best depends on the data (bottle: "std", magnetic tile: "max"), so ``"auto"`` lets each fit choose on
+synthetic defects made on its held-out good images (``synthetic.py``, ``training.choose_map_scale``). The same good
 images give the image threshold and a fixed colour scale (``calibration.py``), so a map means the same thing on
 every image (no per-image min-max, which makes every good image look anomalous).
 """
@@ -31,8 +33,12 @@ import torch.nn.functional as F
 from .priors import low_pass
 
 
+SCALES = ("std", "max")  # a fit with map_scale="auto" picks one of these (training.choose_map_scale)
+
+
 def map_statistics(good_maps: list[torch.Tensor], map_scale: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw maps of N good images [(N, h_l, w_l)] -> mean (L,) and scale (L,) of each map, as in the equations above."""
+    """Raw maps of N good images [(N, h_l, w_l)] -> mean (L,) and scale (L,) of each map, as in the equations above
+    ("auto", before a fit has chosen: "max")."""
     mean = torch.stack([e.mean() for e in good_maps])
     if map_scale == "std":
         scale = torch.stack([e.std() if e.numel() > 1 else e.new_tensor(0.0) for e in good_maps])

@@ -11,7 +11,9 @@
    fused maps and scores give the image threshold and the colour scale (``calibration.calibrate``). With fewer
    than ``CROSS_FIT_BELOW`` held-out images, k fold models, each fitted on the cached features of the other
    training images and scaled on the held-out images, score each fold too (``cross_fit_scores``), so the
-   threshold rests on every image, not on one or two.
+   threshold rests on every image, not on one or two. With ``map_scale="auto"`` the scale is chosen first, on
+   synthetic defects made on the held-out images (``choose_map_scale``, ``synthetic.py``), and the checkpoint keeps
+   the rule chosen.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .alignment import AlignmentHead, alignment_loss
@@ -29,14 +32,16 @@ from .cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheFlyFeat
                     cache_features, hold_features, load_images, plan_cache)
 from .calibration import CROSS_FIT_BELOW, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration, calibrate
 from .errors import HLGFAError
+from .metrics import pixel_auroc
 from .model import HLGFA
 from .normality import GaussianNormality
-from .scoring import image_scores, map_statistics
+from .scoring import SCALES, image_scores, map_statistics
+from .synthetic import synthetic_defects
 
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
-           "cross_fit_scores", "fit", "fit_normality", "load_images", "plan_cache", "planned_steps",
-           "set_level_statistics", "split_holdout", "train_head"]
+           "choose_map_scale", "cross_fit_scores", "fit", "fit_normality", "load_images", "plan_cache", "planned_steps",
+           "scale_auroc", "set_level_statistics", "split_holdout", "train_head"]
 
 CROSS_FIT_FOLDS = 3  # heads trained for the cross-fitted calibration scores (each without a third of the images)
 
@@ -53,6 +58,7 @@ class FitReport:
     holdout_scores: list[float] = field(default_factory=list)  # good scores of the held-out images
     cross_fit_scores: list[float] = field(default_factory=list)  # out-of-fold good scores of the training images
     cache_plan: CachePlan | None = None  # where the features were held (memory, disk, on the fly)
+    map_scale_auroc: dict[str, float] = field(default_factory=dict)  # "auto": synthetic pixel AUROC of each scale
 
 
 def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
@@ -108,11 +114,54 @@ def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1) 
     return [torch.cat(level) for level in zip(*maps)]
 
 
+def scale_auroc(good_maps: list[torch.Tensor], defect_maps: list[torch.Tensor], masks: torch.Tensor,
+                fuse: Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
+    """Pixel AUROC of the fused maps under each scale of ``scoring.SCALES``: raw maps [(N, h, w)] of good and
+    [(M, h, w)] of defective images, masks (M, H, W) of the defects; ``fuse(raw_maps, mean, scale)`` -> (N + M, H, W).
+    The statistics come from the good maps, whose pixels then count as normal beside the defects' surroundings."""
+    truth = torch.cat([masks, torch.zeros(len(good_maps[0]), *masks.shape[1:], dtype=torch.bool)])
+    if not truth.any():
+        return {scale: 0.5 for scale in SCALES}
+    auroc = {}
+    for scale in SCALES:
+        mean, spread = map_statistics(good_maps, scale)
+        fused = fuse([torch.cat([d, g]) for d, g in zip(defect_maps, good_maps)], mean, spread)
+        auroc[scale] = pixel_auroc(fused.cpu().numpy(), truth.cpu().numpy())
+    return auroc
+
+
+@torch.no_grad()
+def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, size: int = 128,
+                     limit: int = 32) -> dict[str, float]:
+    """``map_scale="auto"``: the scale whose fused maps localise synthetic defects on the held-out good images
+    (uint8, N >= 1, the first ``limit`` of them, which bounds the memory; ``synthetic.py``) best, by pixel AUROC at
+    ``size`` px (``scale_auroc``). Sets it in ``model.cfg`` (ties keep "max") and returns each scale's AUROC."""
+    hr_images = hr_images[:limit]
+    defective, masks = synthetic_defects(as_float(hr_images), torch.Generator().manual_seed(model.cfg.seed))
+    defective = (defective * 255).round().to(torch.uint8)  # 8-bit like every held image: a quarter of the memory
+    good_maps = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
+    defect_maps = good_level_maps(model, defective, batch_size)  # [(3N, h, w)]
+    masks = F.interpolate(masks[:, None].float(), size=(size, size), mode="area")[:, 0] > 0.5
+
+    def fuse(raw_maps, mean, spread):
+        model.level_mean.copy_(mean)
+        model.level_scale.copy_(spread)
+        return F.interpolate(model.fuse(raw_maps)[:, None], size=(size, size), mode="bilinear",
+                             align_corners=False)[:, 0]
+
+    auroc = scale_auroc(good_maps, defect_maps, masks, fuse)
+    model.cfg = model.cfg.replace(map_scale=max(SCALES, key=lambda scale: (auroc[scale], scale == "max")))
+    return auroc
+
+
 @torch.no_grad()
 def set_level_statistics(model: HLGFA, hr_images: torch.Tensor,
                          batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-map mean and scale (``scoring.map_statistics``) of the raw maps on held-out good images (uint8, N >= 1),
-    set on the model; returns their scores (N,) and fused maps (N, lr, lr) under those statistics."""
+    set on the model; returns their scores (N,) and fused maps (N, lr, lr) under those statistics. A scale still
+    "auto" is chosen first (``choose_map_scale``)."""
+    if model.cfg.map_scale == "auto":
+        choose_map_scale(model, hr_images)
     per_level = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
     mean, scale = map_statistics(per_level, model.cfg.map_scale)
     model.level_mean.copy_(mean)
@@ -233,6 +282,8 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         report.losses = train_head(model, cache, cfg.steps, progress=progress, on_step=on_step)
         report.train_seconds = time.perf_counter() - started
         holdout_images = load_images(holdout_paths, cfg.hr_size)
+        if cfg.map_scale == "auto":
+            report.map_scale_auroc = choose_map_scale(model, holdout_images)
         scores, fused = set_level_statistics(model, holdout_images)
         report.holdout_scores = scores.tolist()
         if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("old", type=Path)
     parser.add_argument("data", type=Path, help="the MVTec-layout folder the checkpoint was fitted on")
     parser.add_argument("--out", type=Path, default=None, help="default: replace OLD in place")
-    parser.add_argument("--map-scale", choices=("std", "max"), default=None,
+    parser.add_argument("--map-scale", choices=("std", "max", "auto"), default=None,
                         help="switch the fusion's per-map scale (scoring.py) and recompute the per-map statistics "
                              "from the same held-out images (the head and normality statistics stay bit for bit)")
     args = parser.parse_args(argv)

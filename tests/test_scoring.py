@@ -59,7 +59,7 @@ def test_a_constant_map_does_not_divide_by_zero():
 
 def test_checkpoints_from_before_the_switch_keep_the_std_scale_and_load_their_tensors():
     assert HLGFAConfig.from_dict({}).map_scale == "std"
-    assert preset("lite").map_scale == "max"
+    assert preset("lite").map_scale == "auto"
     assert preset("lite_paper").map_scale == preset("paper").map_scale == "std"
     assert set(upgrade_tensor_names({"level_std": torch.ones(1), "head.x": torch.ones(1)})) == {"level_scale", "head.x"}
 
