@@ -166,10 +166,14 @@ def fit_command(args) -> dict:
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
         "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
-        "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1]}})
+        "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1],
+        "map_scale_auroc": report.map_scale_auroc}})
     cal = model.calibration
     print(f"fit done in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head {report.train_seconds:.0f} s); "
           f"loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}")
+    if report.map_scale_auroc:
+        print(f"map scale {model.cfg.map_scale!r}, chosen on synthetic defects (pixel AUROC " + ", ".join(
+            f"{scale} {value:.4f}" for scale, value in report.map_scale_auroc.items()) + ")")
     print(f"threshold {cal.image_threshold:.3f} (borderline above {cal.borderline_threshold:.3f}) for a "
           f"{100 * cal.target_fpr:g} % false-alarm target, from {cal.n_images} good scores "
           f"({report.n_holdout} held out, {len(report.cross_fit_scores)} cross-fitted); checkpoint in {out}")

@@ -124,6 +124,10 @@ def test_cli_fit_predict_evaluate_on_the_sample(sample, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", str(sample), "--out", str(run), "--steps", "3", "--quiet"]) == 0
     assert (run / METADATA).exists()
+    meta = json.loads((run / METADATA).read_text())
+    chosen = meta["config"]["map_scale"]  # "auto" resolved by the fit, its evidence beside it
+    assert chosen in ("std", "max") and set(meta["fit"]["map_scale_auroc"]) == {"std", "max"}
+    assert f"map scale {chosen!r}, chosen on synthetic defects" in capsys.readouterr().out
     assert main(["fit", str(sample), "--out", str(run), "--steps", "3", "--quiet"]) == 2  # no silent overwrite
     images = sample / "test" / "broken_large"
     out = tmp_path / "pred"
