@@ -37,11 +37,17 @@ def ellipse(size: int, generator: torch.Generator, soft: bool) -> torch.Tensor:
     return (1 - radius).clamp_min(0) if soft else (radius <= 1).float()
 
 
-def synthetic_defects(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_defects(images: torch.Tensor, generator: torch.Generator,
+                      as_uint8: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 3, S, S) good images in [0, 1] -> (3N, 3, S, S) defective images, (3N, S, S) bool masks: for each image
-    a cut-paste, a blob and a scar, in that order."""
+    a cut-paste, a blob and a scar, in that order. ``as_uint8``: each defective image stored in 8 bits as soon as it is
+    made (round(255 x)), a quarter of the memory of float."""
     n, _, size, _ = images.shape
     defective, masks = [], []
+
+    def keep(x: torch.Tensor) -> torch.Tensor:
+        return (x * 255).round().to(torch.uint8) if as_uint8 else x
+
     for i, image in enumerate(images):
         # a rectangle of another held-out image (the mirrored image itself when it is the only one)
         donor = images[(i + 1 + torch.randint(n - 1, (), generator=generator).item()) % n] if n > 1 else image.flip(-1)
@@ -49,14 +55,15 @@ def synthetic_defects(images: torch.Tensor, generator: torch.Generator) -> tuple
         sy, sx, ty, tx = (torch.randint(size - side, (), generator=generator).item() for side in (h, w, h, w))
         pasted = image.clone()
         pasted[:, ty:ty + h, tx:tx + w] = donor[:, sy:sy + h, sx:sx + w]
-        defective.append(pasted)
+        defective.append(keep(pasted))
         masks.append((pasted != image).any(0))  # where the paste changed something
         blob = ellipse(size, generator, soft=True)
         shift = _uniform(generator, 0.15, 0.35) * (1 if torch.rand((), generator=generator) < 0.5 else -1)
-        defective.append((image + shift * blob).clamp(0, 1))
+        defective.append(keep((image + shift * blob).clamp(0, 1)))
         masks.append(blob > 0.2)
         scar = ellipse(size, generator, soft=False)
         colour = torch.rand(3, 1, 1, generator=generator)
-        defective.append(image * (1 - scar) + colour * scar)
+        defective.append(keep(image * (1 - scar) + colour * scar))
         masks.append(scar > 0.5)
     return torch.stack(defective), torch.stack(masks)
+

@@ -137,17 +137,18 @@ def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1,
     (uint8, N >= 1, the first ``limit`` of them, which bounds the memory; ``synthetic.py``) best, by pixel AUROC at
     ``size`` px (``scale_auroc``). Sets it in ``model.cfg`` (ties keep "max") and returns each scale's AUROC."""
     hr_images = hr_images[:limit]
-    defective, masks = synthetic_defects(as_float(hr_images), torch.Generator().manual_seed(model.cfg.seed))
-    defective = (defective * 255).round().to(torch.uint8)  # 8-bit like every held image: a quarter of the memory
+    defective, masks = synthetic_defects(as_float(hr_images), torch.Generator().manual_seed(model.cfg.seed),
+                                         as_uint8=True)  # 8-bit like every held image: a quarter of the memory
     good_maps = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
     defect_maps = good_level_maps(model, defective, batch_size)  # [(3N, h, w)]
     masks = F.interpolate(masks[:, None].float(), size=(size, size), mode="area")[:, 0] > 0.5
 
-    def fuse(raw_maps, mean, spread):
+    def fuse(raw_maps, mean, spread):  # a few images at a time: the maps at full size would take ~0.5 GB at once
         model.level_mean.copy_(mean)
         model.level_scale.copy_(spread)
-        return F.interpolate(model.fuse(raw_maps)[:, None], size=(size, size), mode="bilinear",
-                             align_corners=False)[:, 0]
+        return torch.cat([F.interpolate(model.fuse([m[i:i + 8] for m in raw_maps])[:, None], size=(size, size),
+                                        mode="bilinear", align_corners=False)[:, 0]
+                          for i in range(0, len(raw_maps[0]), 8)])
 
     auroc = scale_auroc(good_maps, defect_maps, masks, fuse)
     model.cfg = model.cfg.replace(map_scale=max(SCALES, key=lambda scale: (auroc[scale], scale == "max")))

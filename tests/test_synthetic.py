@@ -87,3 +87,11 @@ def test_a_fit_with_auto_saves_the_scale_it_chose_and_calibrates_under_it(fitted
 def test_auto_is_a_known_scale_and_old_checkpoints_keep_std():
     assert HLGFAConfig(map_scale="auto").validate().map_scale == "auto"
     assert HLGFAConfig.from_dict({}).map_scale == "std"
+
+
+def test_eight_bit_defects_are_the_float_ones_rounded():
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    as_float, masks = synthetic_defects(images, torch.Generator().manual_seed(2))
+    as_bytes, same_masks = synthetic_defects(images, torch.Generator().manual_seed(2), as_uint8=True)
+    assert as_bytes.dtype == torch.uint8 and torch.equal(masks, same_masks)
+    assert torch.equal(as_bytes, (as_float * 255).round().to(torch.uint8))
