@@ -157,7 +157,8 @@ def fit_variant(spec: dict, cfg, device: str, paths: list[Path]) -> tuple[object
              "train_seconds": report.train_seconds, "n_train": report.n_train, "n_holdout": report.n_holdout,
              "first_loss": report.losses[0] if report.losses else None,
              "last_loss": report.losses[-1] if report.losses else None,
-             "trainable_parameters": model.trainable_parameters(), "state_kind": "checkpoint (head.safetensors)"}
+             "trainable_parameters": model.trainable_parameters(), "state_kind": "checkpoint (head.safetensors)",
+             "map_scale_auroc": report.map_scale_auroc}
     with tempfile.TemporaryDirectory() as folder:
         facts["state_bytes"] = (save(model, Path(folder) / "model") / TENSORS).stat().st_size
     if spec.get("keep_checkpoints"):  # e.g. to ship the full variant's head as the demo's model
@@ -189,7 +190,8 @@ def run_variant(spec: dict) -> dict:
         "peak_rss_mb": peak_rss_mb() if spec["isolated"] else None,
         "setup_rss_mb": setup_rss if spec["isolated"] else None,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
-        "per_type": clean.per_type, "config": cfg.to_dict(), "robustness": None,
+        # the fitted model's config: what a fit resolved (map_scale "auto" -> the scale it chose) included
+        "per_type": clean.per_type, "config": getattr(model, "cfg", cfg).to_dict(), "robustness": None,
     }
     if spec["robustness"]:
         result["robustness"] = {"clean": {"image_auroc": clean.metrics["image_auroc"],
