@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import metrics
+from .metrics import aupro, f1_max, image_auroc, pixel_auroc
 from .data import LabelledImage, load_image, load_mask, load_test_split
 from .errors import HLGFAError
 
@@ -78,11 +78,11 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
     if labels.any() and not result.masks[labels == 1].any():
         raise HLGFAError("every defect mask is empty (all black), so pixel metrics are undefined; mark the defects "
                          "in ground_truth/<defect type>/<name>_mask.png.")
-    f1, _ = metrics.f1_max(result.scores, labels)
+    f1, _ = f1_max(result.scores, labels)
     result.metrics = {
-        "image_auroc": metrics.image_auroc(result.scores, labels),
-        "pixel_auroc": metrics.pixel_auroc(result.maps, result.masks),
-        "pixel_aupro": metrics.aupro(result.maps, result.masks, fpr_limit=0.3),
+        "image_auroc": image_auroc(result.scores, labels),
+        "pixel_auroc": pixel_auroc(result.maps, result.masks),
+        "pixel_aupro": aupro(result.maps, result.masks, fpr_limit=0.3),
         "image_f1_max": f1,
         "ms_per_image": statistics.median(times),
         "n_test_images": len(samples),
@@ -90,7 +90,7 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
     good = labels == 0
     for defect in sorted({s.defect_type for s in samples} - {"good"}):
         chosen = good | np.array([s.defect_type == defect for s in samples])
-        result.per_type[defect] = metrics.image_auroc(result.scores[chosen], labels[chosen])
+        result.per_type[defect] = image_auroc(result.scores[chosen], labels[chosen])
     return result
 
 
