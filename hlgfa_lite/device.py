@@ -3,9 +3,13 @@
 ``auto`` picks CUDA, then Apple MPS, then the CPU; naming a device that is not there is one clear error. Every
 entry point takes the device from one argument (``--device`` / ``DEVICE``) and hands it to ``model.to(device)``;
 ``fit``, ``evaluate`` and ``predict`` then work on ``model.device`` and return CPU tensors/arrays for plotting.
+``usable_cpus`` says how many CPU cores that device may really use (the demo sizes its queue with it).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from .errors import HLGFAError
 
@@ -35,3 +39,16 @@ def resolve_device(name: str = "auto") -> str:
     if kind not in DEVICES:
         raise HLGFAError(f"unknown device {name!r}; use one of {', '.join(DEVICES)} (or cuda:N).")
     return name
+
+
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPU cores this process may really use: the container's CPU quota where one is set (a Hugging Face Space
+    or a Docker container can see 16+ host cores but run on 2), else the cores it is allowed to run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:  # cgroup v2: "max 100000" (no quota) or "200000 100000" (2 cores)
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)

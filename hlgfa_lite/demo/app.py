@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from .. import HLGFAError  # noqa: E402
-from ..cli import usable_cpus  # noqa: E402
+from ..device import usable_cpus  # noqa: E402
 from ..device import resolve_device  # noqa: E402
 from ..samples import sample_dir  # noqa: E402
 from . import logic  # noqa: E402
