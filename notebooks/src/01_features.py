@@ -1,6 +1,19 @@
 # %% [markdown]
 # # 01 · Features: one frozen backbone, two resolutions
 #
+# **What you will learn**
+# - what a frozen ImageNet backbone's features are at each level: channels, strides and receptive fields;
+# - how the features of a high- and a low-resolution view of one image line up on one grid (the target $T$);
+# - how far their disagreement finds defects before anything is trained, level by level and fused.
+#
+# **Prerequisites**: lesson 00 (what an anomaly map and an image score are); Python, and PyTorch tensors (shapes,
+# `torch.nn.functional`). **Duration**: about 15 min to read, 3 min to run on a 2-core CPU in full mode. Every
+# model and tensor goes to `DEVICE` (a GPU when there is one, set by the setup cell); plots bring data back to the CPU.
+#
+# **Model**: `preset("lite_paper")`, untrained: the abstract's method alone, without the normality term that the
+# default `lite` preset adds (lesson 07). Untrained, its head is the identity, so its map is the raw disagreement of
+# the two views: exactly what this lesson studies.
+#
 # HLGFA never looks at pixels directly. It looks at what a frozen ImageNet network "sees" at each location, and
 # it looks **twice**: at a high and a low resolution of the same image. This lesson shows those features, their
 # receptive fields and strides, and why comparing the two views already finds defects, before anything is trained.
@@ -23,13 +36,20 @@
 
 # %% [setup]
 
+# %% [markdown]
+# > Dual-resolution inputs are processed by a shared frozen backbone to extract multi-level features, …
+# > — HLGFA abstract
+#
+# The model below holds that backbone (frozen: no gradient ever changes it) and makes the two views; the table lists
+# the levels whose features it extracts from each view.
+
 # %%
 import torch.nn.functional as F
 from hlgfa_lite import HLGFA, preset, load_image, load_test_split, train_image_paths
 from hlgfa_lite.data import load_mask
 from hlgfa_lite.visualize import outline, to_uint8_image
 
-model = HLGFA(preset("lite"))  # untrained: its head is exactly the identity
+model = HLGFA(preset("lite_paper")).to(DEVICE)  # untrained: its head is exactly the identity
 cfg = model.cfg
 print(f"backbone {cfg.backbone}, frozen; views {cfg.hr_size} px and {cfg.lr_size} px")
 print(f"{'level':>5} {'channels':>9} {'stride':>7} {'high-res grid':>14} {'low-res grid':>13}")
@@ -56,7 +76,7 @@ for level, (fh, fl) in enumerate(zip(ins.high, ins.low), start=1):
 
 def mask_on(size: int) -> np.ndarray:
     """The defect mask on a square feature grid: a cell counts as defect if any of its pixels is (max-pool)."""
-    return F.adaptive_max_pool2d(defect_mask[None, None].float(), size)[0, 0].numpy() > 0
+    return F.adaptive_max_pool2d(defect_mask[None, None].float(), size)[0, 0].cpu().numpy() > 0
 
 # %% [markdown]
 # ## 2. Receptive fields and strides
@@ -76,13 +96,14 @@ for feature, stride in zip(features, model.backbone.strides):
     h, w = feature.shape[-2:]
     (grad,) = torch.autograd.grad(feature[0, :, h // 2, w // 2].sum(), x, retain_graph=True)
     field = grad[0].abs().sum(0)  # (256, 256): how much each input pixel moves this one feature
-    ys, xs = torch.meshgrid(torch.arange(field.shape[0]), torch.arange(field.shape[1]), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(field.shape[0], device=field.device),
+                            torch.arange(field.shape[1], device=field.device), indexing="ij")
     centre = (h // 2 + 0.5) * stride - 0.5  # the input pixel under the centre of that feature's cell
     centres.append(centre)
     distance = torch.maximum((ys - centre).abs(), (xs - centre).abs()).flatten()  # square rings around the centre
     mass = field.flatten()[distance.argsort()].cumsum(0) / field.sum()
     radii.append(int(distance.sort().values[int((mass < 0.9).sum())]))
-    fields.append(field.numpy())
+    fields.append(field.detach().cpu().numpy())
 
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
 axes[0].imshow(to_uint8_image(ins.lr_image[1]))
@@ -125,7 +146,7 @@ def pca_rgb(*maps: torch.Tensor) -> list[np.ndarray]:
     for m in maps:
         n = m.shape[1] * m.shape[2]
         rgb = ((projected[start:start + n] - low) / (high - low)).clamp(0, 1)
-        pictures.append(rgb.reshape(m.shape[1], m.shape[2], 3).numpy())
+        pictures.append(rgb.reshape(m.shape[1], m.shape[2], 3).cpu().numpy())
         start += n
     return pictures
 
@@ -138,7 +159,7 @@ def feature_figure(inspection, index: int, level: int, channel: int | None = Non
         pictures = pca_rgb(fh, fl, target)
         kw = [{}] * 3
     else:
-        values = [fh[channel].numpy(), fl[channel].numpy(), target[channel].numpy()]
+        values = [fh[channel].cpu().numpy(), fl[channel].cpu().numpy(), target[channel].cpu().numpy()]
         vmin, vmax = min(v.min() for v in values), max(v.max() for v in values)
         pictures, kw = values, [dict(cmap="viridis", vmin=vmin, vmax=vmax)] * 3
     fig, axes = plt.subplots(1, 5, figsize=(14, 3))
@@ -148,7 +169,7 @@ def feature_figure(inspection, index: int, level: int, channel: int | None = Non
     for ax, picture, name, k in zip(axes[1:4], pictures, names, kw):
         ax.imshow(picture, **k)
         ax.set_title(name + ("" if channel is None else f", channel {channel}"))
-    axes[4].imshow(inspection.level_maps[level][index].numpy(), cmap="jet", vmin=0, vmax=float(
+    axes[4].imshow(inspection.level_maps[level][index].cpu().numpy(), cmap="jet", vmin=0, vmax=float(
         max(m.max() for m in inspection.level_maps[level]))
     )
     axes[4].set_title("e = 1 - cos(F_L, T), 0 to its max")
@@ -190,7 +211,7 @@ def explore(image="broken_small/" + defect_sample.path.name, pair="512 / 256 (de
             channel=0):
     sizes = PAIRS[pair]
     if sizes not in models:
-        models[sizes] = HLGFA(preset("lite", hr_size=sizes[0], lr_size=sizes[1]))
+        models[sizes] = HLGFA(preset("lite_paper", hr_size=sizes[0], lr_size=sizes[1])).to(DEVICE)
     inspection = models[sizes].inspect(load_image(picker[image].path)[None])
     channels = inspection.high[level - 1].shape[1]
     fig = feature_figure(inspection, 0, level - 1, None if pca else min(channel, channels - 1),
@@ -212,10 +233,10 @@ widgets.interact(explore, image=widgets.Dropdown(options=list(picker), value="br
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
 for level, ax in enumerate(axes):
-    e = ins.level_maps[level]  # (2, h, w) = 1 - cos
+    e = ins.level_maps[level].cpu().numpy()  # (2, h, w) = 1 - cos, on the CPU for NumPy and the plot
     inside = mask_on(e.shape[-1])
-    groups = {"good image": e[0].flatten().numpy(), "defective image, outside": e[1][~inside].numpy(),
-              "defective image, inside defect": e[1][inside].numpy()}
+    groups = {"good image": e[0].flatten(), "defective image, outside": e[1][~inside],
+              "defective image, inside defect": e[1][inside]}
     bins = np.linspace(0, max(g.max() for g in groups.values() if g.size), 40)
     for name, values in groups.items():
         if values.size:
@@ -269,7 +290,7 @@ level_maps = [[] for _ in model.backbone.channels]
 for sample in evaluation.samples:
     inspection = model.inspect(load_image(sample.path)[None])
     for level, e in enumerate(inspection.level_maps):
-        level_maps[level].append(F.interpolate(e[None], size=evaluation.maps.shape[-2:], mode="bilinear")[0, 0].numpy())
+        level_maps[level].append(F.interpolate(e[None], size=evaluation.maps.shape[-2:], mode="bilinear")[0, 0].cpu().numpy())
 per_level = {f"level {l + 1} alone": metrics.pixel_auroc(np.stack(m), evaluation.masks) for l, m in enumerate(level_maps)}
 per_level["fused (levels 1-3)"] = evaluation.metrics["pixel_auroc"]
 for name, value in per_level.items():
@@ -333,3 +354,18 @@ def misalignment(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
 
 
 check("misalignment", misalignment)
+
+
+# %% [markdown]
+# ## Further research
+#
+# Open questions: change one knob, re-run the cells after it, and read the number named.
+#
+# 1. **Resolution pair.** In the first code cell, build `preset("lite_paper", hr_size=384, lr_size=192)` instead, and
+#    compare the pixel AUROC of each level alone and fused ("Does fusing levels matter?"). Which level gains or loses
+#    most when the views shrink, and why might a bottle's small breaks need the larger pair?
+# 2. **Smoothing.** In the same cell, set `smooth_sigma` to 0 and then to 8 (default 4, in low-res pixels), and read
+#    §5's fused pixel AUROC and image AUROC. Does smoothing help localisation, ranking, both or neither?
+# 3. **Calibration images.** In §5's cell, set `n_calibration = 3` instead of 20: the levels' good-image statistics
+#    now come from three images. How far does the fused pixel AUROC move, and which map in §5's figure changes most?
+
