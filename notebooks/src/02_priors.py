@@ -1,6 +1,20 @@
 # %% [markdown]
 # # 02 · Priors: structure and detail of the high-resolution features
 #
+# **What you will learn**
+# - how the high-resolution features split into a low-pass *structure* prior and a high-pass *detail* prior, and how
+#   the cut-off $\sigma$ divides their energy, level by level;
+# - how both priors are brought onto the low-res grid without losing a value (average pooling, pixel-unshuffle);
+# - why priors taken from the scored image itself could let a head copy its target, defects included, and what
+#   in the library stands in the way.
+#
+# **Prerequisites**: lesson 01 (the two views, the levels, the target $T$); PyTorch tensors and convolutions.
+# **Duration**: about 15 min to read, 2 min to run on a 2-core CPU in full mode. Every model and tensor goes to
+# `DEVICE` (a GPU when there is one); plots bring data back to the CPU.
+#
+# **Model**: `preset("lite_paper")`, untrained: the abstract's method alone (the normality term of the default `lite`
+# preset plays no part in the priors). Nothing is trained here: the priors come from the frozen backbone.
+#
 # The high-resolution view guides the refinement of the low-resolution one, through two **priors**: a
 # low-pass *structure* prior (the smooth layout of the part) and a high-pass *detail* prior (edges, texture, fine
 # marks). For one level, with $G_\sigma$ a Gaussian blur over space, channel by channel
@@ -30,7 +44,7 @@ from hlgfa_lite.priors import low_pass, split, priors_on_low_grid
 from hlgfa_lite.alignment import misalignment
 from hlgfa_lite.visualize import outline, to_uint8_image
 
-model = HLGFA(preset("lite"))  # no training needed here: the priors come from the frozen backbone
+model = HLGFA(preset("lite_paper")).to(DEVICE)  # no training needed here: the priors come from the frozen backbone
 cfg = model.cfg
 samples = load_test_split(SAMPLE)
 picker = {f"{s.defect_type}/{s.path.name}": s for s in samples}
@@ -54,16 +68,22 @@ print(f"{DEFAULT}: prior_sigma = {cfg.prior_sigma} high-res feature cells (the d
 #
 # Per-location energy $\|F(u)\|^2$ (summed over channels) of the high-res features, of $S$ and of $D$, for one level.
 # The white outline is the true defect.
+#
+# > … high-resolution representations are decomposed into structure and detail priors to guide the refinement of
+# > low-resolution features …
+# > — HLGFA abstract
+#
+# `split` below is that decomposition (`hlgfa_lite/priors.py`).
 
 # %%
 def energy(features: torch.Tensor) -> np.ndarray:
     """(1, C, H, W) -> (H, W): squared norm over channels."""
-    return features[0].pow(2).sum(0).numpy()
+    return features[0].pow(2).sum(0).cpu().numpy()
 
 
 def on_grid(mask: torch.Tensor, size: int) -> np.ndarray:
     """The mask on a square feature grid: a cell is 'defect' if any of its pixels is."""
-    return F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0].numpy() > 0
+    return F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0].cpu().numpy() > 0
 
 
 def split_figure(inspection, mask, level: int, sigma: float, title: str):
@@ -187,7 +207,7 @@ for level, (ax, fh) in enumerate(zip(axes[1:], ins.high)):
     cheat = priors.structure + priors.detail.view(b, c, cfg.hr_lr_ratio ** 2, h, w).mean(2)
     honest = misalignment(ins.low[level], priors.target)[0]  # the training-free map of lesson 01
     leaked = misalignment(cheat, priors.target)[0]
-    ax.imshow(torch.cat([honest, leaked], dim=1).numpy(), cmap="jet", vmin=0, vmax=honest.max().item())
+    ax.imshow(torch.cat([honest, leaked], dim=1).cpu().numpy(), cmap="jet", vmin=0, vmax=honest.max().item())
     ax.set_title(f"level {level + 1}: F_L vs T | cheat vs T\nmax e: {honest.max():.2f} | {leaked.max():.1e}", fontsize=8)
     ax.axis("off")
 axes[0].axis("off")
@@ -233,7 +253,8 @@ for level, fh in enumerate(ins.high, start=1):
 #
 # ## Check yourself
 #
-# Predict first, then open the answer (the cell below each set of answers computes the evidence).
+# Predict first, then open the answer. The cell below holds the evidence: run it, then press **Show the
+# evidence** (where widgets are not drawn, call `evidence()`).
 #
 # 1. What is $D$ when $\sigma \to 0$?
 #
@@ -267,12 +288,19 @@ for level, fh in enumerate(ins.high, start=1):
 #    </details>
 
 # %%
-fh = ins.high[1]
-print("1. D at sigma 0 is zero:", torch.equal(split(fh, 0)[1], torch.zeros_like(fh)))
-print("2. detail channels of level 2 on the low-res grid:", priors_on_low_grid(fh, cfg.prior_sigma, 2).detail.shape[1],
-      f"= {fh.shape[1]} x 4")
-print(f"4. prior_width {cfg.prior_width}: projected priors keep {max(1, round(cfg.prior_width * fh.shape[1]))} of "
-      f"{fh.shape[1]} channels at level 2")
+from hlgfa_lite.exercises import reveal
+
+
+def evidence():  # the answers' evidence: runs only when you press the button below
+    fh = ins.high[1]
+    print("1. D at sigma 0 is zero:", torch.equal(split(fh, 0)[1], torch.zeros_like(fh)))
+    print("2. detail channels of level 2 on the low-res grid:", priors_on_low_grid(fh, cfg.prior_sigma, 2).detail.shape[1],
+          f"= {fh.shape[1]} x 4")
+    print(f"4. prior_width {cfg.prior_width}: projected priors keep {max(1, round(cfg.prior_width * fh.shape[1]))} of "
+          f"{fh.shape[1]} channels at level 2")
+
+
+reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidence cell fails CI
 
 # %% [markdown]
 # ## Write this: the copy-the-target cheat
@@ -292,3 +320,19 @@ def copy_the_target(structure: torch.Tensor, detail: torch.Tensor, ratio: int) -
 
 
 check("copy_the_target", copy_the_target)
+
+
+# %% [markdown]
+# ## Further research
+#
+# Open questions: change one knob, re-run the cells after it, and read the number named.
+#
+# 1. **The cut-off.** In the first code cell, build `preset("lite_paper", prior_sigma=4)` instead of the default 2,
+#    and read §1's titles: the energy share and the defect/rest contrast of $S$ and of $D$. Which prior carries the
+#    defect more strongly now, and at which level?
+# 2. **Another defect.** In the same cell, set `DEFAULT` to the first `broken_small` image instead of `broken_large`,
+#    and read §1's defect/rest contrast of $D$ at level 1 and (with the slider) at level 3. Do small defects live in
+#    the detail prior?
+# 3. **How much variance.** In §5's last code cell, count the components for 95 % instead of 99 % of $T$'s variance
+#    (`< 0.95`). How narrow could `prior_width` then be before a copy becomes impossible at each level?
+
