@@ -304,7 +304,8 @@ for name, value in per_level.items():
 #
 # ## Check yourself
 #
-# Predict first, then open the answer (and run the cell below for the evidence).
+# Predict first, then open the answer. The cell below holds the evidence: run it, then press **Show the
+# evidence** (where widgets are not drawn, call `evidence()`).
 #
 # 1. What is the size of the low-res grid of level 2, and why is it exactly half the high-res one?
 #
@@ -331,11 +332,18 @@ for name, value in per_level.items():
 #    </details>
 
 # %%
-print(f"1. level 2: low-res grid {ins.low[1].shape[-1]}², high-res grid {ins.high[1].shape[-1]}²")
-print("2. target and F_L shapes agree at every level:", all(p.target.shape == f.shape for p, f in zip(ins.priors, ins.low)))
-for level, e in enumerate(ins.level_maps):
-    inside = mask_on(e.shape[-1])
-    print(f"3. level {level + 1}: mean e inside the defect {e[1][inside].mean():.3f} vs on the good image {e[0].mean():.3f}")
+from hlgfa_lite.exercises import reveal
+
+
+def evidence():  # the answers' evidence: runs only when you press the button below
+    print(f"1. level 2: low-res grid {ins.low[1].shape[-1]}², high-res grid {ins.high[1].shape[-1]}²")
+    print("2. target and F_L shapes agree at every level:", all(p.target.shape == f.shape for p, f in zip(ins.priors, ins.low)))
+    for level, e in enumerate(ins.level_maps):
+        inside = mask_on(e.shape[-1])
+        print(f"3. level {level + 1}: mean e inside the defect {e[1][inside].mean():.3f} vs on the good image {e[0].mean():.3f}")
+
+
+reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidence cell fails CI
 
 # %% [markdown]
 # ## Write this: the training-free misalignment
