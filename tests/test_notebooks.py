@@ -93,6 +93,14 @@ def test_notebook_structure(lesson):
     assert questions
     if lesson not in NOT_YET_REWRITTEN:
         assert cells[index].source.count("<details><summary>Answer</summary>") == len(questions)
+    # and the evidence under the questions is printed only when the reader presses its button: the cell wraps it in
+    # evidence() and hands it to reveal, and its committed output holds the button, no text
+    evidence_cell = next(c for c in cells[index + 1:] if c.cell_type == "code")
+    assert re.search(r"^def evidence\(\):", evidence_cell.source, re.M), f"{lesson}: evidence cell without evidence()"
+    assert re.search(r"^reveal\(evidence, run_now=FAST\)", evidence_cell.source, re.M), f"{lesson}: evidence not revealed"
+    printed = [o for o in evidence_cell.get("outputs", [])
+               if o.output_type == "stream" or ("text/plain" in o.get("data", {}) and WIDGET_MIME not in o["data"])]
+    assert not printed, f"{lesson}: the evidence cell's committed output shows the answers; run it in full mode"
     # and, in lessons 00-05, a write-this gap: a stub the reader fills in, graded by the library's check function
     if lesson in WRITE_THIS:
         name = WRITE_THIS[lesson]
@@ -153,3 +161,96 @@ def test_lesson_runs_headless_in_fast_mode(lesson, tmp_path, monkeypatch):
     setup_text = "".join(o.get("text", "") for o in notebook.cells[1].outputs if o.output_type == "stream")
     assert "FAST=True" in setup_text
     assert json.dumps(notebook.metadata.get("kernelspec", {}))  # a plain notebook other Jupyters can open
+
+
+# --- what a reader can trust: numbers, paths, headers and devices -------------------------------------------------
+
+FIGURE = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")  # a number with a decimal point: a figure someone measured
+
+
+def _output_text(notebook) -> str:
+    texts = []
+    for output in _outputs(notebook):
+        if "text" in output:
+            texts.append("".join(output["text"]))
+        for mime in ("text/plain", "text/markdown", "text/html"):
+            if mime in output.get("data", {}):
+                texts.append("".join(output["data"][mime]))
+    return "\n".join(texts)
+
+
+def prose_figures(markdown: str) -> list[str]:
+    """The figures a Markdown cell states in prose: code, maths and arXiv numbers are not figures."""
+    prose = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    prose = re.sub(r"`[^`]*`", "", prose)
+    prose = re.sub(r"\$[^$]*\$", "", prose)
+    prose = re.sub(r"arXiv \d+\.\d+|\d+\.\d+\.\d+", "", prose)
+    return FIGURE.findall(prose)
+
+
+def test_prose_figures_finds_figures_and_skips_code_and_maths():
+    text = "AUROC 0.942 and `0.5` and $0.3$ and arXiv 2602.09524 and v1.2.3 and\n```\nx = 0.25\n```\n3 % and 12 px"
+    assert prose_figures(text) == ["0.942"]
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_figure_in_the_prose_is_printed_by_the_lesson(lesson):
+    """A number with a decimal point in a Markdown cell must appear in the outputs of this lesson or an earlier one:
+    prose that quotes a figure no output shows goes stale the first time the lesson is re-run."""
+    printed = "\n".join(_output_text(_read(name)) for name in LESSONS[:LESSONS.index(lesson) + 1])
+    missing = [f"c{i}: {figure}" for i, cell in enumerate(_read(lesson).cells) if cell.cell_type == "markdown"
+               for figure in prose_figures(cell.source)
+               if not any(variant in printed for variant in {figure, figure.rstrip("0"), figure + "0"})]
+    assert not missing, f"{lesson}: figures in the prose that no output prints: {missing}"
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.:/])/(?:home|tmp|work|root|Users|content|var|mnt)/[\w.-]+")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_committed_outputs_name_no_path_of_the_machine_that_ran_them(lesson):
+    found = MACHINE_PATH.findall(_output_text(_read(lesson)))
+    assert not found, f"{lesson}: absolute paths in committed outputs, e.g. {found[0]}: print paths relative to ROOT"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_each_lesson_opens_with_objectives_prerequisites_and_duration(lesson):
+    first = _read(lesson).cells[0].source
+    assert re.search(r"what you will (learn|do)|objectives", first, re.I), f"{lesson}: no objectives"
+    assert re.search(r"prerequisite", first, re.I), f"{lesson}: no prerequisites"
+    assert re.search(r"duration", first, re.I) and re.search(r"\d+ min", first), f"{lesson}: no duration in minutes"
+
+
+def lesson_code(lesson: str) -> str:
+    return "\n".join(cell.source for cell in _read(lesson).cells if cell.cell_type == "code")
+
+
+def device_mistakes(code: str) -> list[str]:
+    """Lines that would fail, or silently run on the CPU, once DEVICE is a GPU: a ``.numpy()`` not preceded by
+    ``.cpu()`` on the same line, a model built without ``.to(DEVICE)``, a checkpoint loaded without ``device=``."""
+    mistakes = []
+    for line in code.splitlines():
+        if ".numpy()" in line and not re.search(r"\.cpu\(\)(\.\w+\([^)]*\))*\.numpy\(\)", line):
+            mistakes.append(line.strip())
+        if re.search(r"\b(HLGFA|PatchCoreBaseline)\(", line) and "import" not in line and ".to(DEVICE)" not in line:
+            mistakes.append(line.strip())
+        if re.search(r"(?<![\w.])load\(", line) and "device=DEVICE" not in line:
+            mistakes.append(line.strip())
+    return mistakes
+
+
+def test_device_mistakes_are_caught():
+    wrong = ["x = model.score_batch(image)[0].numpy()", "model = HLGFA(preset('lite'))",
+             "reloaded = load(run_dir)", "bank = PatchCoreBaseline(cfg, backbone=model.backbone)"]
+    assert device_mistakes("\n".join(wrong)) == wrong
+    right = ["x = model.score_batch(image)[0].cpu().numpy()", "x = t.detach().cpu().float().numpy()",
+             "model = HLGFA(preset('lite')).to(DEVICE)", "reloaded = load(run_dir, device=DEVICE)",
+             "from hlgfa_lite import HLGFA, load"]
+    assert device_mistakes("\n".join(right)) == []
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_model_and_array_of_a_lesson_respects_DEVICE(lesson):
+    """On a Colab GPU the setup cell's DEVICE is CUDA: a model left on the CPU wastes the GPU, and a bare .numpy()
+    of a CUDA tensor raises. scripts/gpu_check.py runs the library itself on a real GPU."""
+    assert not device_mistakes(lesson_code(lesson)), f"{lesson}: {device_mistakes(lesson_code(lesson))}"
