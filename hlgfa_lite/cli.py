@@ -12,7 +12,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -22,44 +21,11 @@ from .calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
 from .config import PRESETS
 from .device import resolve_device
 from .errors import HLGFAError
+from .files import write_text
 from .training import DEFAULT_MAX_CACHE_GIB
 
 EXIT_USAGE = 2
 MAX_SIDE = 4096  # images are downscaled to this longer side while decoding: memory stays bounded
-
-
-def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
-    """CPU cores this process may really use: the container's CPU quota where one is set (a Hugging Face Space
-    or a Docker container can see 16+ host cores but run on 2), else the cores it is allowed to run on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:  # cgroup v2: "max 100000" (no quota) or "200000 100000" (2 cores)
-        quota, period = cpu_max.read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
-def atomic_text(path: Path, text: str) -> None:
-    """Write ``text`` to a unique temporary file beside ``path``, then rename it over ``path``."""
-    if path.is_dir():
-        raise HLGFAError(f"{path} is a folder; give a file name (e.g. {path / 'metrics.json'}).")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise HLGFAError(f"cannot write {path} ({exc.strerror or exc}); choose another location.") from None
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise HLGFAError(f"cannot write {path} ({exc.strerror or exc}); choose another location.") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") -> Path:
@@ -165,7 +131,7 @@ def fit_command(args) -> dict:
                  max_cache_gib=args.max_cache_gib, cache_dir=args.cache_dir)
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
-        "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
+        "preset": args.preset, "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
         "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1],
         "map_scale_auroc": report.map_scale_auroc}})
     cal = model.calibration
@@ -199,7 +165,7 @@ def evaluate_command(args):
                           image_threshold=model.threshold())
     print_metrics(result.metrics, result.per_type)
     if args.json:
-        atomic_text(Path(args.json), json.dumps(result.metrics, indent=2))
+        write_text(Path(args.json), json.dumps(result.metrics, indent=2))
         print(f"metrics written to {args.json}")
     return result
 
@@ -213,19 +179,68 @@ def output_name(relative: Path, suffix: str) -> Path:
     return relative.with_name(relative.name + suffix)
 
 
+def _row_problem(row: dict) -> str | None:
+    """Why a row of an earlier scores.csv could not be written back as it is (None when it can)."""
+    from .calibration import VERDICTS
+
+    if None in row:
+        return "more fields than the header"
+    missing = [name for name in SCORE_FIELDS if row.get(name) is None]
+    if missing:
+        return f"no {missing[0]} field"
+    if not row["path"]:
+        return "an empty path"
+    for name in ("score", "threshold", "sensitivity"):
+        try:
+            if not math.isfinite(float(row[name])):
+                raise ValueError
+        except ValueError:
+            return f"{name} {row[name][:40]!r} is not a finite number"
+    if row["verdict"] not in VERDICTS or row["is_anomalous"] not in ("True", "False"):
+        return f"verdict {row['verdict'][:40]!r} / is_anomalous {row['is_anomalous'][:40]!r} are not this tool's"
+    return None
+
+
 def _read_rows(path: Path) -> list[dict]:
-    """Rows of an earlier scores.csv in the same --out (kept unless re-scored); a damaged one is refused."""
-    if not path.is_file():
+    """Rows of an earlier scores.csv in the same --out (kept unless re-scored); a damaged one is refused, every row
+    checked, so that the run that would write it back fails before scoring anything, never after."""
+    if not os.path.lexists(path):
         return []
+    advice = "move it away or choose another --out."
+    if not path.is_file():
+        raise HLGFAError(f"{path} exists but is not a file (scores.csv goes there); {advice}")
     try:
         with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise HLGFAError(f"{path} exists but cannot be read ({exc}); move it away or choose another --out.") from None
-    if rows and set(rows[0]) != set(SCORE_FIELDS):
-        raise HLGFAError(f"{path} was not written by this hlgfa-lite (columns {sorted(rows[0])}); move it away "
-                         "or choose another --out.")
+        raise HLGFAError(f"{path} exists but cannot be read ({exc}); {advice}") from None
+    if reader.fieldnames is not None and set(reader.fieldnames) != set(SCORE_FIELDS):
+        raise HLGFAError(f"{path} was not written by this hlgfa-lite (columns {sorted(map(str, reader.fieldnames))}); "
+                         f"{advice}")
+    for number, row in enumerate(rows, 2):
+        problem = _row_problem(row)
+        if problem:
+            raise HLGFAError(f"{path} line {number} is malformed ({problem}): an earlier run's scores cannot be kept; "
+                             f"{advice}")
     return rows
+
+
+def check_predict_targets(out: Path, relatives: list[Path], save_maps: bool) -> None:
+    """Before any image is scored: every file predict writes can be written where it goes (no file of the user's
+    where a folder goes, no folder where a file goes)."""
+    targets = [Path("overlays") / output_name(r, ".png") for r in relatives]
+    targets += [Path("maps") / output_name(r, ".npy") for r in relatives] if save_maps else []
+    folders = {parent for target in targets for parent in target.parents if parent != Path(".")}
+    for folder in sorted(folders, key=lambda p: len(p.parts)):
+        if os.path.lexists(out / folder) and not (out / folder).is_dir():
+            why = " (--save-maps writes its maps there)" if folder == Path("maps") else ""
+            raise HLGFAError(f"{out / folder} is a file where predict writes a folder{why}; move it away or "
+                             "choose another --out.")
+    for target in targets:
+        if (out / target).is_dir():
+            raise HLGFAError(f"{out / target} is a folder where predict writes a file; move it away or choose "
+                             "another --out.")
 
 
 def predict_command(args) -> list[dict]:
@@ -246,6 +261,8 @@ def predict_command(args) -> list[dict]:
     if not paths:
         raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     out = check_output_dir(Path(args.out), [root])
+    _read_rows(out / "scores.csv")  # every check of --out and its files before any slow work (read again below)
+    check_predict_targets(out, [path.relative_to(root) for path in paths], args.save_maps)
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
     cal = model.calibrated
@@ -254,6 +271,7 @@ def predict_command(args) -> list[dict]:
     rows = []
     with exclusive(out):
         earlier = _read_rows(out / "scores.csv")
+        check_predict_targets(out, [path.relative_to(root) for path in paths], args.save_maps)
         for path in paths:
             image = load_image(path, MAX_SIDE)
             [(anomaly_map, score)] = model.predict([image])
@@ -274,7 +292,7 @@ def predict_command(args) -> list[dict]:
         writer = csv.DictWriter(buffer, fieldnames=SCORE_FIELDS)
         writer.writeheader()
         writer.writerows([row for row in earlier if row["path"] not in scored] + rows)
-        atomic_text(out / "scores.csv", buffer.getvalue())
+        write_text(out / "scores.csv", buffer.getvalue())
     print(f"{len(rows)} images scored (anomalous above {cal.threshold(args.sensitivity):.3f}, borderline above "
           f"{cal.borderline(args.sensitivity):.3f}); results in {out}")
     return rows
@@ -313,7 +331,7 @@ def quickstart_command(args) -> Path:
     result.metrics.update({k: v for k, v in verdict_rates(result.scores, result.labels, model.calibrated).items()
                            if k in ("image_fpr", "image_tpr")})
     print_metrics(result.metrics)
-    atomic_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(result.metrics, indent=2))
     # fixed picks, chosen by name before anything is scored: the first good image, the first of each defect type
     picks = [next(s for s in samples if s.label == 0)] + [next(s for s in samples if s.defect_type == t)
                                                           for t in sorted({s.defect_type for s in samples} - {"good"})]
@@ -357,18 +375,18 @@ def mvtec_command(args) -> dict:
 
     return run_all(args.root, args.out, args.preset, steps=args.steps, device=resolve_device(args.device),
                    pretrained=not args.random_weights, max_cache_gib=args.max_cache_gib,
-                   cache_dir=args.cache_dir)
+                   cache_dir=args.cache_dir, seed=args.seed, overwrite=args.overwrite)
 
 
 def space_command(args) -> Path:
-    from .space import build_space
+    from .space import SPACE_ENTRIES, build_space
 
     out = build_space(args.out, overwrite=args.overwrite)
-    print(f"Space folder written to {out}: app.py, README.md, requirements.txt, hlgfa_lite/, .gitattributes")
+    print(f"Space folder written to {out}: {', '.join(SPACE_ENTRIES)} (any other file there is kept)")
     print("publish it (create an empty Gradio Space first), either route:")
     print(f"  hf upload YOU/SPACE {out} . --repo-type space")
-    print(f"  git clone https://huggingface.co/spaces/YOU/SPACE space && cp -r {out}/. space/ && cd space "
-          "&& git add . && git commit -m demo && git push    (needs git-lfs)")
+    print(f"  git clone https://huggingface.co/spaces/YOU/SPACE space && hlgfa-lite space space --overwrite && "
+          "cd space && git add . && git commit -m demo && git push    (needs git-lfs)")
     return out
 
 
@@ -443,7 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="the MVTec AD folder holding bottle/, cable/, ...")
     p.add_argument("--out", default="runs/mvtec", help="results folder; run again with it to resume")
     p.add_argument("--preset", default="lite", choices=["lite", "paper"])
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps per category (preset default)")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps per category (preset default)")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo categories whose stored results another run made (other preset, steps, seed, data "
+                   "or version); without it such a run stops before any work")
     cache_options(p)
     p.add_argument("--random-weights", action="store_true", help="random backbone (for tests only)")
     common(p, weights=False)
@@ -457,8 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=demo_command)
 
     p = sub.add_parser("space", help="write a Hugging Face Space folder for the demo (push it as it is)")
-    p.add_argument("out", help="folder to write (must be new or empty, unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    p.add_argument("out", help="folder to write (must be new or empty, unless --overwrite); . is the current one")
+    p.add_argument("--overwrite", action="store_true",
+                   help="update a folder that is not empty, such as a clone of your Space: only the entries this "
+                   "command writes (app.py, README.md, requirements.txt, .gitattributes, hlgfa_lite/) are replaced; "
+                   ".git and every other file are kept")
     p.set_defaults(func=space_command)
     return parser
 
