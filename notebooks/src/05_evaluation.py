@@ -622,8 +622,9 @@ else:
 #    <details><summary>Answer</summary>
 #
 #    At least the calibration, on good images from the new camera (better: refit). Section 6 measured what happens
-#    otherwise: the scores fall when detail is lost, defects' included, so the old threshold no longer sits where
-#    the new camera's good images end, and faint defects can slip under it.
+#    otherwise: the scores move when detail is lost, the good parts' and the defects' alike (the evidence prints
+#    which way here), so the old threshold no longer sits where the new camera's good images end: either good parts
+#    get flagged, or faint defects slip under it.
 #    </details>
 
 # %%
