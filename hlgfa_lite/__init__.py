@@ -6,8 +6,7 @@
     inspection = model.inspect(images)       # features, priors, gates, per-level and fused maps
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .config import HLGFAConfig, preset  # noqa: E402
 from .errors import HLGFAError  # noqa: E402
 from .model import HLGFA, Inspection  # noqa: E402

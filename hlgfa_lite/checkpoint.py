@@ -10,24 +10,19 @@ Loading checks everything before a number is used: sizes of both files, JSON dep
 (one line naming the field), the checksum, the tensors' names, shapes and finiteness. A different backbone
 fingerprint (weights from another source) is only a warning.
 
-Saving is atomic for the checkpoint as a whole: the new checkpoint is written complete (and synced) into a
-folder beside ``run_dir``, then the two folders are exchanged in one ``renameat2(RENAME_EXCHANGE)`` call (Linux),
-so at every moment ``run_dir`` holds either the old or the new checkpoint. Where the exchange is not available the
-old folder is renamed aside first and put back if anything fails; a kill between the two renames leaves
-``run_dir`` missing and the old checkpoint complete in ``.NAME.old-*`` beside it (``load`` says so). Other files
-in an overwritten ``run_dir`` (metrics, figures) are carried over.
+Saving is atomic for the checkpoint as a whole (``files.replace_folder``): the new checkpoint is written complete
+and synced into a folder beside ``run_dir``, then exchanged with it, so at every moment ``run_dir`` holds either
+the old or the new checkpoint; other files in an overwritten ``run_dir`` (metrics, figures) are carried over.
+Where the exchange is not available, a kill between two renames leaves the old checkpoint complete in
+``.NAME.old-*`` beside ``run_dir`` (``load`` says so).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import math
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 
@@ -35,10 +30,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from ._version import __version__
 from .calibration import Calibration
 from .config import HLGFAConfig
 from .errors import HLGFAError
+from .files import real_target, replace_folder
 from .model import HLGFA, upgrade_tensor_names
 
 FORMAT_VERSION = 2
@@ -62,46 +58,6 @@ def checksum(metadata: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, write) -> None:
-    write(path)
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.chmod(path, 0o644)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2); False where the call is not available."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    errno = ctypes.get_errno()
-    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system or kernel cannot exchange
-        return False
-    raise HLGFAError(f"cannot replace {b}: {os.strerror(errno)}; nothing was changed.")
-
-
 def metadata_of(model: HLGFA, extra: dict | None = None) -> dict:
     """Everything ``model.json`` holds except the tensor hash and the checksum."""
     if model.calibration is None:
@@ -123,56 +79,28 @@ def metadata_of(model: HLGFA, extra: dict | None = None) -> dict:
 
 
 def write_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
-    """Both files into an existing, empty ``folder``, synced; model.json last, with the tensor hash and checksum."""
-    _write_synced(folder / TENSORS, lambda p: save_file(tensors, str(p)))
+    """Both files into an empty ``folder``; model.json last, with the tensor hash and checksum."""
+    save_file(tensors, str(folder / TENSORS))
     metadata = {**metadata, "tensors_sha256": _sha256(folder / TENSORS)}
     metadata["checksum"] = checksum(metadata)
-    _write_synced(folder / METADATA, lambda p: p.write_text(json.dumps(metadata, indent=2, allow_nan=False)))
-    _fsync_dir(folder)
+    (folder / METADATA).write_text(json.dumps(metadata, indent=2, allow_nan=False))
+    for name in (TENSORS, METADATA):
+        os.chmod(folder / name, 0o644)
 
 
 def save(model: HLGFA, run_dir: str | Path, overwrite: bool = False, extra: dict | None = None) -> Path:
-    """Write the checkpoint into ``run_dir``; refuses to replace one unless ``overwrite`` (atomic, see above)."""
+    """Write the checkpoint into ``run_dir``; refuses to replace one unless ``overwrite``. Atomic (files.py): a
+    reader sees the old or the new checkpoint, the folder's other files are kept, and a full or read-only disk
+    is one line with the previous checkpoint as it was."""
     run_dir = Path(run_dir)
     metadata = metadata_of(model, extra)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise HLGFAError(f"{run_dir} is a file, not a folder; choose another --out.")
+    real_target(run_dir, folder=True)  # a file or a broken link where the folder goes: one line, nothing written
     if (run_dir / METADATA).exists() and not overwrite:
         raise HLGFAError(f"{run_dir} already holds a checkpoint; choose another --out or pass --overwrite.")
     tensors = model.fitted_state()
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise HLGFAError("the head holds NaN or infinite weights (training diverged); nothing was saved.")
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    new = run_dir.parent / f".{run_dir.name}.new-{tag}"
-    new.mkdir()
-    try:
-        write_checkpoint(new, tensors, metadata)
-        if not run_dir.exists():
-            os.rename(new, run_dir)  # atomic; fails if another process created run_dir meanwhile
-        else:
-            for item in run_dir.iterdir():  # the user's other files (metrics, figures) stay in run_dir
-                if item.name not in (TENSORS, METADATA):
-                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, new / item.name)
-            if _exchange(new, run_dir):
-                shutil.rmtree(new)  # now holds the old checkpoint
-            else:
-                old = run_dir.parent / f".{run_dir.name}.old-{tag}"
-                os.rename(run_dir, old)
-                try:
-                    os.rename(new, run_dir)
-                except OSError:
-                    os.rename(old, run_dir)
-                    raise
-                shutil.rmtree(old)
-        _fsync_dir(run_dir.parent)
-    except OSError as exc:
-        raise HLGFAError(f"cannot write the checkpoint to {run_dir} ({exc.strerror or exc}); "
-                         "the previous one, if any, is unchanged.") from exc
-    finally:
-        if new.exists():
-            shutil.rmtree(new, ignore_errors=True)
-    return run_dir
+    return replace_folder(run_dir, lambda folder: write_checkpoint(folder, tensors, metadata), what="checkpoint")
 
 
 # --- loading: every field checked ---------------------------------------------------------------------------

@@ -391,6 +391,11 @@ def space_command(args) -> Path:
 
 
 # --- argument parsing -----------------------------------------------------------------------------------------
+SPACE_OVERWRITE_HELP = ("update a folder that is not empty, such as a clone of your Space: only the entries this "
+                        "command writes (app.py, README.md, requirements.txt, .gitattributes, hlgfa_lite/) are "
+                        "replaced; .git and every other file are kept")
+
+
 def cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-cache-gib", type=positive_float, default=DEFAULT_MAX_CACHE_GIB,
                    help="host memory for the training images and their feature cache; over it the cache is written "
@@ -480,10 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("space", help="write a Hugging Face Space folder for the demo (push it as it is)")
     p.add_argument("out", help="folder to write (must be new or empty, unless --overwrite); . is the current one")
-    p.add_argument("--overwrite", action="store_true",
-                   help="update a folder that is not empty, such as a clone of your Space: only the entries this "
-                   "command writes (app.py, README.md, requirements.txt, .gitattributes, hlgfa_lite/) are replaced; "
-                   ".git and every other file are kept")
+    p.add_argument("--overwrite", action="store_true", help=SPACE_OVERWRITE_HELP)
     p.set_defaults(func=space_command)
     return parser
 

@@ -6,7 +6,11 @@ The folder holds everything the Space needs and nothing to edit:
 * ``README.md`` — the Space's README, whose YAML header configures it (``sdk_version`` = the Gradio installed here);
 * ``requirements.txt`` — PyTorch CPU wheels and the library's own dependencies (read from its installed metadata);
 * ``hlgfa_lite/`` — the library, copied from the installed package, with the bundled checkpoint and sample images;
-* ``.gitattributes`` — binaries (checkpoint, wheels, images) through Git LFS, which the Hub requires for ``git push``.
+* ``.gitattributes`` — binaries (checkpoint, wheels, images) through Git LFS, which the Hub requires for ``git push``
+  (added to the lines of a ``.gitattributes`` already there).
+
+Those five entries are all it writes: ``hlgfa-lite space CLONE --overwrite`` inside a clone of the Space replaces
+them, each atomically, and keeps ``.git`` and every other file.
 
 Why the library sits next to ``app.py`` instead of being a wheel named in ``requirements.txt``: a Space runs
 ``pip install -r requirements.txt`` with only that file mounted, before the repository is copied in, so a path to a
@@ -15,21 +19,21 @@ file in the folder is not found there. ``python app.py`` puts the folder first o
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 
 from .errors import HLGFAError
+from .files import real_target, replace_entries
 
 DISTRIBUTION = "hlgfa-lite"
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 EXTRA = "demo"  # the optional dependencies the Space needs besides the core ones
 LFS_PATTERNS = ["*.safetensors", "*.whl", "*.png", "*.jpg", "*.jpeg", "*.zip"]
 NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi")  # caches, and stubs Gradio may write
+SPACE_ENTRIES = ("app.py", "README.md", "requirements.txt", ".gitattributes", "hlgfa_lite")  # all this builder writes
 
 
 def template_dir() -> Path:
@@ -73,33 +77,39 @@ def readme_text() -> str:
     return text
 
 
-def gitattributes_text() -> str:
-    return "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS)
+def gitattributes_text(existing: str = "") -> str:
+    """Our LFS patterns after the lines already there (a Space clone's own .gitattributes stays as it was)."""
+    kept = [line for line in existing.splitlines() if line.strip()]
+    ours = [f"{pattern} filter=lfs diff=lfs merge=lfs -text" for pattern in LFS_PATTERNS]
+    declared = {line.split()[0] for line in kept if "filter=lfs" in line}
+    return "".join(f"{line}\n" for line in kept + [line for line in ours if line.split()[0] not in declared])
+
+
+def _existing_text(path: Path) -> str:
+    try:
+        return path.read_text() if path.is_file() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HLGFAError(f"{path} cannot be read ({exc}); fix or remove it, then run again.") from None
 
 
 def build_space(out: str | Path, overwrite: bool = False) -> Path:
-    """Write the Space folder ``out`` (built in a temporary folder beside it, then renamed into place)."""
+    """Write the Space folder ``out``. A new folder appears whole (built beside it, then renamed); in an existing
+    one (with ``overwrite``) only ``SPACE_ENTRIES`` are replaced, each atomically, and ``.git`` and every other
+    file are kept. Storage errors are one line (``files``)."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise HLGFAError(f"{out} exists and is not empty; choose another folder or pass --overwrite.")
+    real = real_target(out, folder=True)
+    if real.exists() and any(real.iterdir()) and not overwrite:
+        raise HLGFAError(f"{out} exists and is not empty; choose another folder or pass --overwrite (which replaces "
+                         f"only {', '.join(SPACE_ENTRIES)} and keeps every other file).")
+    if real / "hlgfa_lite" == package_dir().resolve():
+        raise HLGFAError(f"{out} holds the hlgfa_lite source this command copies from; write the Space elsewhere.")
     texts = {"requirements.txt": requirements_text(), "README.md": readme_text(),
-             ".gitattributes": gitattributes_text(), "app.py": (template_dir() / "app.py").read_text()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private
-    try:
+             ".gitattributes": gitattributes_text(_existing_text(real / ".gitattributes")),
+             "app.py": (template_dir() / "app.py").read_text()}
+
+    def build(staging: Path) -> None:
         for name, text in texts.items():
             (staging / name).write_text(text)
         shutil.copytree(package_dir(), staging / "hlgfa_lite", ignore=NOT_COPIED)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+
+    return replace_entries(out, build, list(SPACE_ENTRIES), what="Space folder")

@@ -275,7 +275,9 @@ def test_nan_scores_are_an_error_never_normal(tiny_run, sample, tmp_path, capsys
 CRASHER = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})
+    import shutil
     import hlgfa_lite.checkpoint as ck
+    import hlgfa_lite.files as files
     from test_reliability import tiny_model
     step, target = 0, int(sys.argv[1])
 
@@ -288,10 +290,12 @@ CRASHER = textwrap.dedent("""
             return real(*args, **kwargs)
         return call
 
-    for name in ("_write_synced", "_fsync_dir", "_exchange"):
-        setattr(ck, name, counted(name, getattr(ck, name)))
-    ck.os.rename = counted("rename", os.rename)
-    ck.shutil.rmtree = counted("rmtree", ck.shutil.rmtree)
+    for name in ("sync_tree", "fsync_dir", "exchange"):
+        setattr(files, name, counted(name, getattr(files, name)))
+    ck.write_checkpoint = counted("write_checkpoint", ck.write_checkpoint)
+    os.rename = counted("rename", os.rename)
+    os.replace = counted("replace", os.replace)
+    shutil.rmtree = counted("rmtree", shutil.rmtree)
     ck.save(tiny_model(seed=1), sys.argv[2], overwrite=True)
     print("completed")
 """)

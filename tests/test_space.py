@@ -3,6 +3,9 @@
 (The slow test that installs the folder's requirements into a fresh venv and serves it is tests/test_release.py.)
 """
 
+import errno
+import os
+import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -69,5 +72,62 @@ def test_an_existing_folder_is_kept_unless_overwrite(space, capsys):
     marker.write_text("a user's file")
     assert cli.main(["space", str(space)]) == cli.EXIT_USAGE
     assert "--overwrite" in capsys.readouterr().err and marker.read_text() == "a user's file"
+
+
+def clone_of_a_space(folder: Path) -> Path:
+    """What `git clone` of a Space holds, with an older build of ours and the user's own files in it."""
+    assert cli.main(["space", str(folder)]) == 0
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / "notes.md").write_text("my notes")
+    (folder / "hlgfa_lite" / "stale.py").write_text("from an older build")
+    (folder / "app.py").write_text("an older entry point")
+    (folder / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    return folder
+
+
+def test_overwrite_replaces_only_what_the_builder_writes(tmp_path, capsys):
+    space = clone_of_a_space(tmp_path / "clone")
     assert cli.main(["space", str(space), "--overwrite"]) == 0
-    assert not marker.exists() and (space / "app.py").is_file()
+    assert (space / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+    assert (space / "notes.md").read_text() == "my notes"
+    assert not (space / "hlgfa_lite" / "stale.py").exists()
+    assert (space / "app.py").read_text() == (REPO / "demo" / "app.py").read_text()
+    attributes = (space / ".gitattributes").read_text().splitlines()
+    assert attributes[0] == "*.bin filter=lfs diff=lfs merge=lfs -text"  # the user's line kept, ours added
+    assert {f"{p} filter=lfs diff=lfs merge=lfs -text" for p in LFS_PATTERNS} <= set(attributes)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert "kept" in capsys.readouterr().out
+
+
+def test_help_says_overwrite_keeps_git_and_other_files(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["space", "--help"])
+    assert ".git and every other file are kept" in " ".join(capsys.readouterr().out.split())
+
+
+def test_space_into_the_current_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "clone"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert cli.main(["space", "."]) == 0  # an empty current folder
+    assert (folder / "app.py").is_file() and (folder / "hlgfa_lite" / "space.py").is_file()
+    (folder / ".git").mkdir()
+    assert cli.main(["space", ".", "--overwrite"]) == 0
+    assert (folder / ".git").is_dir() and (folder / "app.py").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clone"]
+
+
+def test_a_full_disk_is_one_short_line_and_changes_nothing(tmp_path, monkeypatch, capsys):
+    space = clone_of_a_space(tmp_path / "clone")
+    before = {str(p.relative_to(space)): p.read_bytes() for p in space.rglob("*") if p.is_file()}
+    monkeypatch.setattr(shutil, "_fastcopy_sendfile", raise_full_disk)  # every file copy fails, as on a full disk
+    assert cli.main(["space", str(space), "--overwrite"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 400 and "disk is full" in err and "unchanged" in err
+    assert {str(p.relative_to(space)): p.read_bytes() for p in space.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clone"]
+
+
+def raise_full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
