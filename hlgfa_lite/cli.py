@@ -21,7 +21,7 @@ from .calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
 from .config import PRESETS
 from .device import resolve_device
 from .errors import HLGFAError
-from .files import write_text
+from .files import real_target, write_text
 from .training import DEFAULT_MAX_CACHE_GIB
 
 EXIT_USAGE = 2
@@ -104,6 +104,7 @@ def fit_command(args) -> dict:
     from .training import fit, split_holdout
 
     out = check_output_dir(Path(args.out), [Path(args.data)])
+    real_target(out, folder=True)  # a link pointing nowhere: refused now, not after the fit
     if (out / METADATA).exists() and not args.overwrite:
         raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
     paths = train_image_paths(args.data)

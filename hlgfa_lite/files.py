@@ -49,13 +49,14 @@ _AT_FDCWD = -100
 # --- the error contract -----------------------------------------------------------------------------------------
 def error_number(exc: BaseException) -> int | None:
     """The errno behind ``exc``: an OSError's own, the first failure in a ``shutil.Error`` list, or the
-    ``code: N`` / ``[Errno N]`` in a library's message (safetensors reports ``IoError(Os { code: 28, ... })``)."""
+    ``[Errno N]`` / ``os error N`` / ``code: N`` in a library's message (safetensors: ``I/O error: No space left on
+    device (os error 28)``)."""
     if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
         return error_number(OSError(str(exc.args[0][0][-1])))
     if isinstance(exc, OSError) and exc.errno is not None:
         return exc.errno
-    found = re.search(r"\[Errno (\d+)\]|\bcode: (\d+)", str(exc))
-    return int(found.group(1) or found.group(2)) if found else None
+    found = re.search(r"\[Errno (\d+)\]|\bos error (\d+)|\bcode: (\d+)", str(exc))
+    return int(next(group for group in found.groups() if group)) if found else None
 
 
 def reason_of(exc: BaseException) -> str:
