@@ -178,6 +178,8 @@ def _remove(path: Path) -> None:
 def write_bytes(path: str | Path, data: bytes, what: str = "file") -> Path:
     """``data`` into ``path`` atomically (temporary file beside it, synced, renamed over it); returns ``path``."""
     shown = Path(path)
+    if shown.exists() and not shown.is_file() and not shown.is_dir():  # a pipe or terminal (--json /dev/stdout)
+        return _write_through(shown, data, what)
     target = real_target(shown, folder=False)
     before = _identity(target)
     tmp = None
@@ -201,6 +203,16 @@ def write_bytes(path: str | Path, data: bytes, what: str = "file") -> Path:
     finally:
         if tmp is not None:
             _remove(tmp)
+    return shown
+
+
+def _write_through(shown: Path, data: bytes, what: str) -> Path:
+    """Into a pipe or a device as it is: there is no previous content to keep, and replacing it would be wrong."""
+    try:
+        with open(shown, "ab") as handle:
+            handle.write(data)
+    except STORAGE_ERRORS as exc:
+        raise storage_error(exc, shown, what, f"{shown} is not a file; what it received is unknown") from None
     return shown
 
 

@@ -5,6 +5,8 @@ files stay as they were, and no temporary file or hidden folder is left behind."
 import errno
 import os
 import shutil
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,18 @@ def test_a_broken_link_or_a_folder_is_refused_before_writing(tmp_path):
     with pytest.raises(HLGFAError, match="is a folder"):
         files.write_text(tmp_path, "x")
     assert sorted(os.listdir(tmp_path)) == ["dangling"] and not (tmp_path / "missing").exists()
+
+
+def test_a_pipe_is_written_into_not_replaced(tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()))
+    reader.start()
+    files.write_json(pipe, {"a": 1})
+    reader.join(timeout=30)
+    assert received == ['{\n  "a": 1\n}\n'] and stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    assert os.listdir(tmp_path) == ["pipe"]
 
 
 # --- folders --------------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from hlgfa_lite import cli
+from hlgfa_lite import HLGFAError
+from hlgfa_lite import space as space_module
 from hlgfa_lite.space import LFS_PATTERNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,3 +133,13 @@ def test_a_full_disk_is_one_short_line_and_changes_nothing(tmp_path, monkeypatch
 
 def raise_full_disk(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_the_source_the_builder_copies_from_is_refused(tmp_path, monkeypatch):
+    """`space . --overwrite` in a source checkout would swap the package with a copy of itself: refused."""
+    (tmp_path / "hlgfa_lite").mkdir()
+    (tmp_path / "README.md").write_text("the project's own README")
+    monkeypatch.setattr(space_module, "package_dir", lambda: tmp_path / "hlgfa_lite")
+    with pytest.raises(HLGFAError, match="source"):
+        space_module.build_space(tmp_path, overwrite=True)
+    assert (tmp_path / "README.md").read_text() == "the project's own README"
