@@ -148,6 +148,12 @@ def fit_command(args) -> dict:
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------
+def model_checksum(run_dir) -> str:
+    from .checkpoint import read_metadata
+
+    return read_metadata(run_dir)["checksum"]
+
+
 def evaluate_command(args):
     from .checkpoint import load
     from .data import load_test_split
@@ -165,8 +171,9 @@ def evaluate_command(args):
     result.metrics.update(image_fpr=rates["image_fpr"], image_tpr=rates["image_tpr"],
                           image_threshold=model.threshold())
     print_metrics(result.metrics, result.per_type)
-    if args.json:
-        write_text(Path(args.json), json.dumps(result.metrics, indent=2))
+    if args.json:  # the record names the checkpoint it measured, so it can never be mistaken for another's
+        record = {**result.metrics, "checkpoint_checksum": model_checksum(args.run_dir)}
+        write_text(Path(args.json), json.dumps(record, indent=2))
         print(f"metrics written to {args.json}")
     return result
 
