@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 LESSONS = ["00_quickstart", "01_features", "02_priors", "03_alignment", "04_augmentation", "05_evaluation",
-           "07_beyond_bottle"]
+           "06_mvtec", "07_beyond_bottle"]
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 IMAGE_MIMES = ("image/png", "image/jpeg")
 # Lessons whose committed outputs may, for now, come from a FAST run (empty: every lesson is held to a full run)
