@@ -62,7 +62,7 @@ class FitReport:
 
 
 def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
-               on_step: Callable[[int, float], None] | None = None) -> list[float]:
+               on_step: Callable[[int, float], None] | None = None, desc: str = "training head") -> list[float]:
     """Optimise the head on the held features for a fixed number of steps; returns the loss of each step."""
     cfg = model.cfg
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -72,7 +72,7 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
     model.head.train()
     losses: list[float] = []
-    bar = tqdm(range(steps), desc="training head", disable=not progress)
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
     started = time.perf_counter()
     for step in bar:
         images = torch.randint(n_images, (cfg.batch_size,), generator=generator)
@@ -188,7 +188,7 @@ def _scores_of(model: HLGFA, hr_images: torch.Tensor) -> list[float]:
 
 def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, holdout_images: torch.Tensor,
                      folds: int = CROSS_FIT_FOLDS, steps: int | None = None,
-                     on_step: Callable[[int, float], None] | None = None) -> list[float]:
+                     on_step: Callable[[int, float], None] | None = None, progress: bool = False) -> list[float]:
     """Out-of-fold good scores of the training images (uint8 (N, 3, hr, hr), their features in ``cache``).
 
     The images are split into ``folds`` groups; for each, a whole fit is repeated without that group: a fresh head
@@ -222,8 +222,9 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, hol
                 fit_normality(model, cache.subset(kept))
             fold_steps = steps if steps is not None else max(1, model.cfg.steps // folds)
             offset = fold * fold_steps
-            train_head(model, cache.subset(kept), fold_steps, progress=False,
-                       on_step=(lambda i, loss, o=offset: on_step(o + i, loss)) if on_step else None)
+            train_head(model, cache.subset(kept), fold_steps, progress=progress,
+                       on_step=(lambda i, loss, o=offset: on_step(o + i, loss)) if on_step else None,
+                       desc=f"cross-fitted head {fold + 1}/{folds}")
             set_level_statistics(model, holdout_images)
             scores += _scores_of(model, hr_images[held])
     finally:
@@ -290,7 +291,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:
             started = time.perf_counter()
             report.cross_fit_scores = cross_fit_scores(
-                model, cache, train_images, holdout_images, steps=cross_fit_steps,
+                model, cache, train_images, holdout_images, steps=cross_fit_steps, progress=progress,
                 on_step=(lambda i, loss: on_step(cfg.steps + i, loss)) if on_step else None)
             report.cross_fit_seconds = time.perf_counter() - started
     finally:
