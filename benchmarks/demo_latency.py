@@ -5,8 +5,8 @@ requests with 1 client and with 8 parallel clients, alternating a good and a def
 the page's own HTTP requests (upload, queue join, event stream, picture downloads), or ``--via gradio_client``.
 Reports median and p95 latency per request and throughput, as a Markdown table.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/demo_latency.py --requests 50 --clients 1 8
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/demo_latency.py --fit      # time an in-browser fit instead
+    HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.demo_latency --requests 50 --clients 1 8
+    HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.demo_latency --fit      # time an in-browser fit instead
 """
 
 from __future__ import annotations
@@ -173,8 +173,8 @@ def time_fit(threads: int) -> None:
     print(part.summary.splitlines()[2])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_latency", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled one)")
@@ -187,14 +187,13 @@ def main() -> None:
                         help="http: the page's own requests (default); gradio_client: the Python client, which adds "
                         "its own polling delays")
     parser.add_argument("--fit", action="store_true", help="time an in-browser fit instead (no server)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import torch
 
     from hlgfa_lite.demo import app  # the demo's settings (threads rule); does not start it
     from hlgfa_lite.demo import logic as demo_logic
-
-    from hlgfa_lite.cli import usable_cpus
+    from hlgfa_lite.device import usable_cpus
 
     if args.fit:
         return time_fit(args.threads or app.THREADS)

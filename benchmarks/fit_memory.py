@@ -5,24 +5,27 @@ says how busy the machine was).
 Runs the CLI's ``fit`` in a child process, one torch thread, and reads its peak resident set size when it exits
 (``getrusage(RUSAGE_CHILDREN).ru_maxrss``, the kernel's VmHWM of the child). Writes one JSON file per run.
 
-    HF_HUB_OFFLINE=1 python benchmarks/fit_memory.py ../shared/data/mvtec_bottle/bottle --preset paper \\
+    HF_HUB_OFFLINE=1 python -m benchmarks.fit_memory ../shared/data/mvtec_bottle/bottle --preset paper \\
         --steps 2 --random-weights --limit-gib 8 --out benchmarks/results/fit_memory_paper_bottle.json
-    HF_HUB_OFFLINE=1 python benchmarks/fit_memory.py ../shared/data/magnetic_tile --preset lite \\
+    HF_HUB_OFFLINE=1 python -m benchmarks.fit_memory ../shared/data/magnetic_tile --preset lite \\
         --limit-gib 6 --out benchmarks/results/fit_memory_lite_magnetic_tile.json
-    HF_HUB_OFFLINE=1 python benchmarks/fit_memory.py ../shared/data/mvtec_bottle/bottle --plan-only
+    HF_HUB_OFFLINE=1 python -m benchmarks.fit_memory ../shared/data/mvtec_bottle/bottle --plan-only
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.harness import exit_code
+from hlgfa_lite.files import write_json
 
 
 def plan_only(data: str, preset_name: str, random_weights: bool, max_cache_gib: float | None) -> None:
@@ -39,7 +42,7 @@ def plan_only(data: str, preset_name: str, random_weights: bool, max_cache_gib: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fit_memory", description=__doc__.splitlines()[0])
     parser.add_argument("data")
     parser.add_argument("--preset", default="lite", choices=["lite", "paper"])
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (peak memory does not depend on it)")
@@ -51,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan-only", action="store_true", help="print the cache plan, do not fit")
     args = parser.parse_args(argv)
     if args.plan_only:
-        plan_only(args.data, args.preset, args.random_weights, args.max_cache_gib)
-        return 0
+        return exit_code(plan_only, args.data, args.preset, args.random_weights, args.max_cache_gib)
+    return measure(args)
 
+
+def measure(args) -> int:
+    """``hlgfa-lite fit`` in a child process, its peak RSS, and (with ``--out``) the JSON record of the run."""
     with tempfile.TemporaryDirectory() as work:
         command = [sys.executable, "-m", "hlgfa_lite", "fit", args.data, "--out", str(Path(work) / "run"),
                    "--preset", args.preset, "--quiet", "--device", "cpu"]
@@ -77,12 +83,12 @@ def main(argv: list[str] | None = None) -> int:
               "within_limit": None if args.limit_gib is None else peak_gib <= args.limit_gib,
               "seconds_busy_machine": round(seconds),
               "load_average_1_5_15_before": [round(v, 2) for v in load_before],
-              "load_average_1_5_15_after": [round(v, 2) for v in load_after], "cpus": os.cpu_count(), "command": " ".join(["python", *sys.argv]),
+              "load_average_1_5_15_after": [round(v, 2) for v in load_after], "cpus": os.cpu_count(),
+              "command": "python -m benchmarks.fit_memory " + shlex.join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"peak RSS of fit: {peak_gib:.2f} GiB" + (f" (limit {args.limit_gib} GiB)" if args.limit_gib else ""))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0 if result["within_limit"] in (None, True) else 1
 
 

@@ -4,9 +4,9 @@ Each repeat fits once per checkout, each fit in a fresh interpreter with that ch
 a machine whose speed drifts slows every checkout alike; read the medians side by side. The fit is the library's
 own ``fit`` (what ``hlgfa-lite fit`` runs), on the training images of DATA, with the ``lite`` preset.
 
-    HF_HUB_OFFLINE=1 python benchmarks/fit_speed.py ../shared/data/mvtec_bottle/bottle            # this checkout
+    HF_HUB_OFFLINE=1 python -m benchmarks.fit_speed ../shared/data/mvtec_bottle/bottle            # this checkout
     git worktree add /tmp/before HEAD~1                                                              # a change's cost
-    HF_HUB_OFFLINE=1 python benchmarks/fit_speed.py ../shared/data/mvtec_bottle/bottle --steps 100 \\
+    HF_HUB_OFFLINE=1 python -m benchmarks.fit_speed ../shared/data/mvtec_bottle/bottle --steps 100 \\
         --checkouts /tmp/before . --repeats 2
 
 Printed per fit: total seconds (images read, features held, head trained, calibrated), the feature phase, the
@@ -37,7 +37,7 @@ print(json.dumps({"total_s": time.perf_counter() - started, "features_s": report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.fit_speed", description=__doc__.splitlines()[0])
     parser.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
     parser.add_argument("--checkouts", nargs="+", default=[str(Path(__file__).resolve().parents[1])],
                         help="repository roots to compare (default: this one)")
@@ -46,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {checkout: [] for checkout in args.checkouts}
+    data = str(Path(args.data).resolve())  # each fit runs inside its checkout
     for repeat in range(args.repeats):
         for checkout in args.checkouts:
-            env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve())}
-            done = subprocess.run([sys.executable, "-c", ONE_FIT, args.data, str(args.steps), str(args.threads)],
-                                  env=env, capture_output=True, text=True)
+            root = Path(checkout).resolve()
+            # run inside the checkout: ``python -c`` puts the working folder first on the path, before PYTHONPATH
+            done = subprocess.run([sys.executable, "-c", ONE_FIT, data, str(args.steps), str(args.threads)],
+                                  env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"fit failed in {checkout}:\n{done.stderr[-2000:]}")
             results[checkout].append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -4,9 +4,9 @@ The benchmark times each variant in its own process, so a machine whose speed dr
 can favour one row. Here the models are called alternately on the same image, batch 1, after warm-up, so any
 drift hits all of them equally; the ratios are the numbers to read.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/inference_speed.py [--repeats 50] [--threads 2] [--image PATH]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.inference_speed [--repeats 50] [--threads 2] [--image PATH]
     # with anomalib's PatchCore too (run from the anomalib environment of benchmarks/anomalib_peers.py):
-    HF_HUB_OFFLINE=1 /work/venv-anomalib/bin/python benchmarks/inference_speed.py --anomalib
+    HF_HUB_OFFLINE=1 /work/venv-anomalib/bin/python -m benchmarks.inference_speed --anomalib
 
 Rows:
 - HLGFA-lite, torch backbone: a model of the ``lite`` preset as ``fit`` makes it (alignment head and the per-position
@@ -38,14 +38,10 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # anomalib_peers.py sits beside this script
-    sys.path.insert(0, str(HERE))
-
 
 def anomalib_patchcore(bank_rows: int, device: str):
     """anomalib's PatchCore with the offline Lite0 weights and a random bank: (1, 3, H, W) -> (map, score)."""
-    from anomalib_peers import AnomalibScorer, build_model, install_offline_weights
+    from benchmarks.anomalib_peers import AnomalibScorer, build_model, install_offline_weights
 
     install_offline_weights(Path(os.environ["HF_HOME"]))
     module = build_model("anomalib_patchcore", padim_features=0)
@@ -71,7 +67,8 @@ def lite_model(runtime: str, demo, device: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference_speed",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bank-size", type=int, default=19251)

@@ -1,8 +1,8 @@
 """Turn a benchmark results JSON (benchmarks/run.py) into Markdown tables and a plot, so RESULTS.md can be rebuilt.
 
-    python benchmarks/render.py benchmarks/results/NAME.json                 # Markdown on stdout
-    python benchmarks/render.py benchmarks/results/NAME.json --md X.md --png X.png
-    python benchmarks/render.py A.json B.json --md X.md     # runs of several commands pooled (e.g. seed 0, seeds 1 2)
+    python -m benchmarks.render benchmarks/results/NAME.json                 # Markdown on stdout
+    python -m benchmarks.render benchmarks/results/NAME.json --md X.md --png X.png
+    python -m benchmarks.render A.json B.json --md X.md     # runs of several commands pooled (e.g. seed 0, seeds 1 2)
 
 With several seeds every cell is mean ± sample standard deviation (n - 1) over the seeds, and the effect of each
 variant is also given as its per-seed difference from the full model (paired by seed, so the spread is that of the
@@ -18,6 +18,9 @@ import math
 import statistics
 import sys
 from pathlib import Path
+
+from benchmarks.harness import save_figure
+from hlgfa_lite.files import write_text
 
 # (key in each run, column title, kind): kind "percent" prints x100, one decimal
 MAIN_COLUMNS = [
@@ -154,9 +157,9 @@ def cost_line(summary: dict, labels: dict) -> str | None:
             f"(HLGFA-lite {size:.1f}× {smaller}).")
 
 
-def markdown(results: dict) -> str:
+def run_header(results: dict) -> list[str]:
+    """The title, the command(s), the machine and the run's settings."""
     machine, settings = results.get("machine", {}), results.get("settings", {})
-    labels = labels_of(results)
     lines = ["# Benchmark results", ""]
     commands = results.get("command", "?").split(" ; ")
     lines.append(("Command: " if len(commands) == 1 else "Commands (runs pooled): ")
@@ -181,6 +184,76 @@ def markdown(results: dict) -> str:
                  f"own process: {settings.get('isolation', '?')}). Preset `{settings.get('preset', '?')}` "
                  f"(overrides: {overrides}); seeds {settings.get('seeds', '?')}; PatchCore coreset "
                  f"{settings.get('coreset', '?')} {100 * settings.get('coreset_fraction', 0):.0f} %.")
+    return lines
+
+
+def quality_tables(runs: list[dict], labels: dict) -> list[str]:
+    """Every variant's numbers, its cost against the memory bank, its paired effect and its per-type AUROC."""
+    summary = summarise(runs)
+    lines = [""]
+    rows = [[labels.get(v, v)] + [cell(s[key], kind) for key, _, kind in MAIN_COLUMNS]
+            for v, s in summary.items()]
+    lines += table(["variant"] + [title for _, title, _ in MAIN_COLUMNS], rows)
+    lines.append("")
+    lines.append("Fit s: wall time of fitting (feature caching, training, calibration; the memory bank and its "
+                 "coreset), model construction excluded. ms / image: median over the test set, batch 1, after "
+                 "warm-up, the model call only. Peak RSS: high-water mark of the variant's own process "
+                 "(`VmHWM`), Python, torch and the backbone included (— when variants share a process); of "
+                 "which fit + eval: that peak minus the process's peak before fitting (imports, data listing, "
+                 "model built). "
+                 "Stored state: what the method keeps besides the frozen backbone.")
+    cost = cost_line(summary, labels)
+    if cost:
+        lines += ["", cost]
+    effects = paired_effects(runs)
+    if "full" in summary and effects:
+        lines += ["", "### Each variant against the full model (percentage points, paired by seed)", "",
+                  "Variant minus full HLGFA-lite with the same seed, mean ± std over the seeds where both ran "
+                  "(n): an effect smaller than its spread is not established.", ""]
+        keys = [("image_auroc", "Δ image AUROC"), ("pixel_auroc", "Δ pixel AUROC"), ("pixel_aupro", "Δ AUPRO")]
+        rows = [[labels.get(v, v), str(max((s[2] for s in e.values() if s), default=0))]
+                + [cell(e[k], "points") for k, _ in keys] for v, e in effects.items()]
+        lines += table(["variant", "n"] + [title for _, title in keys], rows)
+    types = list(dict.fromkeys(t for r in runs for t in r.get("per_type", {})))
+    if types:
+        lines += ["", "### Image AUROC per defect type (%)", ""]
+        rows = [[labels.get(v, v)] + [cell(stats([r["per_type"].get(t) for r in runs if r["variant"] == v]),
+                                           "percent") for t in types] for v in summary]
+        lines += table(["variant"] + types, rows)
+    return lines
+
+
+def robustness_table(runs: list[dict], dataset: dict, settings: dict, labels: dict) -> list[str]:
+    """Image AUROC, FPR and TPR of each robustness variant under each nuisance; nothing if none was measured."""
+    robust = robustness_summary(runs)
+    if not robust:
+        return []
+    nuisances = settings.get("nuisances", {})
+    size = settings.get("config_overrides", {}).get("hr_size") or next(
+        (r["config"]["hr_size"] for r in runs if r.get("config")), "?")
+    n_good = dataset.get("n_test_images", 0) - dataset.get("n_test_defective", 0)
+    lines = ["", "### Nuisance robustness", "",
+             f"Each nuisance is applied at a fixed strength to every test image after resizing it to "
+             f"{size} px (so both views see it, as with a real camera). FPR: share of the {n_good} good "
+             f"test images flagged at the threshold calibrated on clean held-out good images; TPR: share of "
+             f"defective images flagged.", ""]
+    header = ["nuisance"]
+    for v in robust:
+        header += [f"{labels.get(v, v)}: image AUROC %", "FPR good", "TPR defect"]
+    rows = []
+    for nuisance in ["clean"] + [n for n in nuisances if any(n in by_n for by_n in robust.values())]:
+        row = [nuisances.get(nuisance, {}).get("label", nuisance)]
+        for v, by_n in robust.items():
+            values = by_n.get(nuisance, {})
+            row += [cell(values.get("image_auroc"), "percent"), cell(values.get("fpr_good"), "fraction"),
+                    cell(values.get("tpr_defect"), "fraction")]
+        rows.append(row)
+    return lines + table(header, rows)
+
+
+def markdown(results: dict) -> str:
+    labels = labels_of(results)
+    lines = run_header(results)
     for name, dataset in results.get("datasets", {}).items():
         runs = dataset.get("runs", [])
         lines += ["", f"## {name}", ""]
@@ -192,61 +265,17 @@ def markdown(results: dict) -> str:
         if not runs:
             lines += ["", "No variant finished yet."]
             continue
-        summary = summarise(runs)
-        lines.append("")
-        rows = [[labels.get(v, v)] + [cell(s[key], kind) for key, _, kind in MAIN_COLUMNS]
-                for v, s in summary.items()]
-        lines += table(["variant"] + [title for _, title, _ in MAIN_COLUMNS], rows)
-        lines.append("")
-        lines.append("Fit s: wall time of fitting (feature caching, training, calibration; the memory bank and its "
-                     "coreset), model construction excluded. ms / image: median over the test set, batch 1, after "
-                     "warm-up, the model call only. Peak RSS: high-water mark of the variant's own process "
-                     "(`VmHWM`), Python, torch and the backbone included (— when variants share a process); of "
-                     "which fit + eval: that peak minus the process's peak before fitting (imports, data listing, "
-                     "model built). "
-                     "Stored state: what the method keeps besides the frozen backbone.")
-        cost = cost_line(summary, labels)
-        if cost:
-            lines += ["", cost]
-        effects = paired_effects(runs)
-        if "full" in summary and effects:
-            lines += ["", "### Each variant against the full model (percentage points, paired by seed)", "",
-                      "Variant minus full HLGFA-lite with the same seed, mean ± std over the seeds where both ran "
-                      "(n): an effect smaller than its spread is not established.", ""]
-            keys = [("image_auroc", "Δ image AUROC"), ("pixel_auroc", "Δ pixel AUROC"), ("pixel_aupro", "Δ AUPRO")]
-            rows = [[labels.get(v, v), str(max((s[2] for s in e.values() if s), default=0))]
-                    + [cell(e[k], "points") for k, _ in keys] for v, e in effects.items()]
-            lines += table(["variant", "n"] + [title for _, title in keys], rows)
-        types = list(dict.fromkeys(t for r in runs for t in r.get("per_type", {})))
-        if types:
-            lines += ["", "### Image AUROC per defect type (%)", ""]
-            rows = [[labels.get(v, v)] + [cell(stats([r["per_type"].get(t) for r in runs if r["variant"] == v]),
-                                               "percent") for t in types] for v in summary]
-            lines += table(["variant"] + types, rows)
-        robust = robustness_summary(runs)
-        if robust:
-            nuisances = settings.get("nuisances", {})
-            size = settings.get("config_overrides", {}).get("hr_size") or next(
-                (r["config"]["hr_size"] for r in runs if r.get("config")), "?")
-            n_good = dataset.get("n_test_images", 0) - dataset.get("n_test_defective", 0)
-            lines += ["", "### Nuisance robustness", "",
-                      f"Each nuisance is applied at a fixed strength to every test image after resizing it to "
-                      f"{size} px (so both views see it, as with a real camera). FPR: share of the {n_good} good "
-                      f"test images flagged at the threshold calibrated on clean held-out good images; TPR: share of "
-                      f"defective images flagged.", ""]
-            header = ["nuisance"]
-            for v in robust:
-                header += [f"{labels.get(v, v)}: image AUROC %", "FPR good", "TPR defect"]
-            rows = []
-            for nuisance in ["clean"] + [n for n in nuisances if any(n in by_n for by_n in robust.values())]:
-                row = [nuisances.get(nuisance, {}).get("label", nuisance)]
-                for v, by_n in robust.items():
-                    values = by_n.get(nuisance, {})
-                    row += [cell(values.get("image_auroc"), "percent"), cell(values.get("fpr_good"), "fraction"),
-                            cell(values.get("tpr_defect"), "fraction")]
-                rows.append(row)
-            lines += table(header, rows)
+        lines += quality_tables(runs, labels)
+        lines += robustness_table(runs, dataset, results.get("settings", {}), labels)
     return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, out: Path) -> None:
+    """NAME.json, NAME.md (the tables) and NAME.png (the plot, once a variant has finished), each replaced whole."""
+    write_text(out, json.dumps(results, indent=1) + "\n")
+    write_text(out.with_suffix(".md"), markdown(results))
+    if any(dataset["runs"] for dataset in results["datasets"].values()):
+        plot(results, out.with_suffix(".png"))
 
 
 def plot(results: dict, path: str | Path) -> Path:
@@ -303,15 +332,13 @@ def plot(results: dict, path: str | Path) -> Path:
     seeds = results.get("settings", {}).get("seeds", [])
     fig.suptitle("mean ± std over seeds " + str(seeds) if len(seeds) > 1 else f"seed {seeds}", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/render.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", help="JSON(s) written by benchmarks/run.py; several are pooled")
     parser.add_argument("--md", default=None, help="write the Markdown here (default: stdout)")
     parser.add_argument("--png", default=None, help="also draw the plot here")
@@ -329,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     results = merge(parts)
     text = markdown(results)
     if args.md:
-        Path(args.md).write_text(text)
+        write_text(args.md, text)
     else:
         print(text, end="")
     if args.png:

@@ -1,7 +1,7 @@
 """HLGFA-lite, its ablations, the training-free score and a PatchCore-style baseline, side by side, in one run.
 
-    HF_HUB_OFFLINE=1 python benchmarks/run.py DATA [DATA ...] [--preset lite] [--seeds 0 1 2]
-                                               [--out benchmarks/results/NAME.json]
+    HF_HUB_OFFLINE=1 python -m benchmarks.run DATA [DATA ...] [--preset lite] [--seeds 0 1 2]
+                                              [--out benchmarks/results/NAME.json]
 
 For every MVTec-layout folder DATA, every seed and every variant, one fit and one evaluation under the same
 conditions (same data split, backbone, image sizes, scoring and metrics code; only the method differs):
@@ -21,18 +21,15 @@ next one's time or memory.
 Then, for ``--robustness-variants``, the same test set again with each nuisance applied at a fixed strength.
 
 Writes NAME.json (every number, the command, the machine), NAME.md (the tables, see render.py) and NAME.png.
-A folder that is not MVTec layout, or has no defective test images, ends in one line and exit code 2.
+A folder that is not MVTec layout, or has no defective test images, ends in one line and exit code 2. Run it from
+the repository root (``python -m``: the package ``benchmarks`` is found there).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,29 +37,20 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # render.py sits beside this script
-    sys.path.insert(0, str(HERE))
+import torch
 
-import torch  # noqa: E402
-
-import render  # noqa: E402
-from hlgfa_lite import HLGFA, HLGFAError, __version__, fit, preset, save  # noqa: E402
-from hlgfa_lite.augmentation import apply_nuisance  # noqa: E402
-from hlgfa_lite.backbone import resize  # noqa: E402
-from hlgfa_lite.baselines import PatchCoreBaseline, training_free  # noqa: E402
-from hlgfa_lite.checkpoint import TENSORS  # noqa: E402
-from hlgfa_lite.cli import resolve_device, usable_cpus  # noqa: E402
-from hlgfa_lite.config import PRESETS  # noqa: E402
-from hlgfa_lite.data import evenly_spaced, load_test_split, train_image_paths  # noqa: E402
-from hlgfa_lite.evaluation import evaluate_samples  # noqa: E402
-
-EXIT_USAGE, EXIT_FAILED = 2, 1
-WORKER_FLAG = "--_worker"  # internal: run one variant from a spec file (the parent starts this)
-
-
-class VariantFailed(Exception):
-    """A variant's process died without a result (a bug or an out-of-memory kill, not a user mistake)."""
+from benchmarks.harness import (RESULTS, WORKER_FLAG, check_dataset, dataset_names, exit_code, machine_info,
+                                one_line, peak_rss_mb, run_in_fresh_process, serve_worker)
+from benchmarks.render import write_results
+from hlgfa_lite import HLGFA, HLGFAError, fit, preset, save
+from hlgfa_lite.augmentation import apply_nuisance
+from hlgfa_lite.backbone import resize
+from hlgfa_lite.baselines import PatchCoreBaseline, training_free
+from hlgfa_lite.checkpoint import TENSORS
+from hlgfa_lite.config import PRESETS
+from hlgfa_lite.data import evenly_spaced, load_test_split, train_image_paths
+from hlgfa_lite.device import resolve_device
+from hlgfa_lite.evaluation import evaluate_samples
 
 
 # kind: how the variant is fitted; overrides: HLGFAConfig fields changed from the preset
@@ -95,23 +83,6 @@ DEFAULT_ROBUSTNESS = ("full", "no_noise_aug", "aug_low_only", "patchcore")
 
 
 # --- one variant (runs in its own process) ----------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB.
-
-    On Linux, ``VmHWM`` of /proc/self/status: the high-water mark of this process's own memory. Not ``ru_maxrss``:
-    Linux carries a parent's peak across fork + exec into the child's ``ru_maxrss``, so a child would start at the
-    orchestrating parent's peak (measured: 812 MiB for a child holding 11 MiB). Elsewhere ``ru_maxrss`` is the best
-    there is (macOS reports bytes, Linux KiB)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**10  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
 class NuisanceTransform:
     """Resize a (3, H, W) test image to the high-res size, then apply one nuisance at a fixed strength."""
 
@@ -206,37 +177,17 @@ def run_variant(spec: dict) -> dict:
     return result
 
 
-def worker_main(argv: list[str]) -> int:
-    """Child process: read the spec, run it, write the result (or the user-facing error) as JSON."""
-    spec_path, result_path = map(Path, argv)
-    spec = json.loads(spec_path.read_text())
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("once")
-            result = run_variant(spec)
-    except HLGFAError as exc:
-        result = {"error": str(exc)}
-    result_path.write_text(json.dumps(result))
-    return 0
+def measure_variant(spec: dict) -> dict:
+    """The child process's work: one variant, the warnings of a long loop shown once."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("once")
+        return run_variant(spec)
 
 
 def run_isolated(spec: dict) -> dict:
-    """Run one variant in a fresh interpreter, whose memory high-water mark is then that variant's alone."""
-    with tempfile.TemporaryDirectory() as folder:
-        spec_path, result_path = Path(folder) / "spec.json", Path(folder) / "result.json"
-        spec_path.write_text(json.dumps(spec))
-        # the thread count also through the environment, so that OpenMP/MKL start with it in the child
-        threads = str(spec["threads"])
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), WORKER_FLAG, str(spec_path),
-                               str(result_path)], env=env)
-        if not result_path.is_file():
-            raise VariantFailed(f"variant {spec['variant']} (seed {spec['seed']}, {spec['dataset']}) failed with exit "
-                               f"code {done.returncode}; its traceback is above.")
-        result = json.loads(result_path.read_text())
-    if "error" in result:
-        raise HLGFAError(result["error"])
-    return result
+    """One variant in a fresh interpreter, whose memory high-water mark is then that variant's alone."""
+    return run_in_fresh_process("benchmarks.run", spec, spec["threads"],
+                                f"variant {spec['variant']} (seed {spec['seed']}, {spec['dataset']})")
 
 
 def run_in_this_process(spec: dict) -> dict:
@@ -248,73 +199,6 @@ def run_in_this_process(spec: dict) -> dict:
 
 
 # --- the whole benchmark ------------------------------------------------------------------------------------------
-def check_dataset(folder: str) -> dict:
-    """One clear error for a folder that cannot be benchmarked; else its sizes."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise HLGFAError(f"{root} is not a folder; give an MVTec-layout category folder (train/good, test/<type>, "
-                         "ground_truth/<type>).")
-    if not (root / "train" / "good").is_dir():
-        raise HLGFAError(f"{root} is not MVTec layout: it has no train/good folder (expected train/good, "
-                         "test/good, test/<defect type>, ground_truth/<defect type>/<name>_mask.png).")
-    paths, samples = train_image_paths(root), load_test_split(root, require_defects=True)
-    return {"path": str(root.resolve()), "n_train_images": len(paths), "n_test_images": len(samples),
-            "n_test_defective": sum(s.label for s in samples),
-            "defect_types": sorted({s.defect_type for s in samples} - {"good"})}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info(device: str, threads: int) -> dict:
-    import timm
-
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-            "logical_cores": os.cpu_count(), "usable_cores": usable_cpus(), "torch_threads": threads,
-            "torch": torch.__version__, "timm": timm.__version__, "hlgfa_lite": __version__, "device": device,
-            "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
-    if hasattr(os, "getloadavg"):  # a busy machine slows every timing: say how busy it was
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
-
-
-def write_outputs(results: dict, out: Path) -> None:
-    """NAME.json, NAME.md and NAME.png, each written to a temporary file then renamed."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((out, json.dumps(results, indent=1)), (out.with_suffix(".md"), render.markdown(results))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    if any(ds["runs"] for ds in results["datasets"].values()):
-        render.plot(results, out.with_suffix(".png"))
-
-
-def dataset_names(folders: list[str]) -> list[str]:
-    """Folder names as keys; a repeated name gets -2, -3 ..."""
-    names: list[str] = []
-    for folder in folders:
-        name = Path(folder).resolve().name
-        candidate, n = name, 2
-        while candidate in names:
-            candidate, n = f"{name}-{n}", n + 1
-        names.append(candidate)
-    return names
-
-
-def one_line(result: dict) -> str:
-    return (f"image AUROC {result['image_auroc']:.3f}, pixel AUROC {result['pixel_auroc']:.3f}, "
-            f"AUPRO {result['pixel_aupro']:.3f}, fit {result['fit_seconds']:.0f} s, "
-            f"{result['ms_per_image']:.0f} ms/image"
-            + (f", peak {result['peak_rss_mb']:.0f} MiB" if result.get("peak_rss_mb") else ""))
-
-
 def run_benchmark(args, argv: list[str]) -> dict:
     out = Path(args.out)
     if out.suffix != ".json":
@@ -336,7 +220,7 @@ def run_benchmark(args, argv: list[str]) -> dict:
     robust = [v for v in args.robustness_variants if v in args.variants]
     started = time.perf_counter()
     results = {
-        "command": "python benchmarks/run.py " + shlex.join(argv),
+        "command": "python -m benchmarks.run " + shlex.join(argv),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "complete": False,
         "machine": machine_info(device, threads),
@@ -366,19 +250,19 @@ def run_benchmark(args, argv: list[str]) -> dict:
                 results["datasets"][name]["runs"].append(result)
                 print(f"[{done}/{total}] {name} seed {seed} {variant}: {one_line(result)}", flush=True)
                 results["total_seconds"] = time.perf_counter() - started
-                write_outputs(results, out)  # after every variant: a long run interrupted keeps what it measured
+                write_results(results, out)  # after every variant: a long run interrupted keeps what it measured
     results.update(complete=True, total_seconds=time.perf_counter() - started,
                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if hasattr(os, "getloadavg"):
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    write_outputs(results, out)
+    write_results(results, out)
     print(f"done in {results['total_seconds'] / 60:.1f} min; {out}, {out.with_suffix('.md')}, "
           f"{out.with_suffix('.png')}")
     return results
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="+", help="MVTec-layout category folder(s)")
     parser.add_argument("--preset", default="lite", choices=sorted(PRESETS))
@@ -400,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--isolation", default="process", choices=["process", "none"],
                         help="process: each variant in a fresh interpreter (honest peak memory); none: all in "
                         "this process (faster to start, no peak memory reported)")
-    parser.add_argument("--out", default=str(HERE / "results" / "latest.json"),
+    parser.add_argument("--out", default=str(RESULTS / "latest.json"),
                         help="results JSON; NAME.md and NAME.png are written beside it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--train-images", type=int, default=None, metavar="N",
@@ -413,20 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [WORKER_FLAG]:
-        return worker_main(argv[1:])
+        return serve_worker(argv[1:], measure_variant)
     args = build_parser().parse_args(argv)
-    try:
-        run_benchmark(args, argv)
-    except HLGFAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except VariantFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted; the variants finished so far are in the --out files.", file=sys.stderr)
-        return 130
-    return 0
+    return exit_code(run_benchmark, args, argv)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ better than ``lite_paper``'s "std" fusion of the same maps, see benchmarks/probe
 (the abstract's method's worst miss); each row shows the image with the true defect outlined, the alignment part, the
 normality part and the full map, all on the checkpoint's calibrated colour scale::
 
-    HF_HUB_OFFLINE=1 python benchmarks/run.py ../shared/data/magnetic_tile --seeds 0 --variants full \
+    HF_HUB_OFFLINE=1 python -m benchmarks.run ../shared/data/magnetic_tile --seeds 0 --variants full \
         --robustness-variants --threads 1 --keep-checkpoints /tmp/ckpt --out benchmarks/results/magnetic_tile.json
-    HF_HUB_OFFLINE=1 python benchmarks/texture_figure.py ../shared/data/magnetic_tile \
+    HF_HUB_OFFLINE=1 python -m benchmarks.texture_figure ../shared/data/magnetic_tile \
         --checkpoint /tmp/ckpt/magnetic_tile_full_seed0 --out benchmarks/results/magnetic_tile_maps.png
 
 It also prints the image and pixel AUROC of each part alone (the abstract's method = the alignment part).
@@ -18,7 +18,6 @@ It also prints the image and pixel AUROC of each part alone (the abstract's meth
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,11 +25,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hlgfa_lite import load, load_image, load_test_split, metrics  # noqa: E402
-from hlgfa_lite.data import load_mask  # noqa: E402
-from hlgfa_lite.scoring import image_scores, resize_map  # noqa: E402
-from hlgfa_lite.visualize import colorize, outline, to_uint8_image  # noqa: E402
+from benchmarks.harness import exit_code, save_figure
+from hlgfa_lite import load, load_image, load_test_split, metrics
+from hlgfa_lite.data import load_mask
+from hlgfa_lite.files import write_json
+from hlgfa_lite.scoring import image_scores, resize_map
+from hlgfa_lite.visualize import colorize, outline, to_uint8_image
 
 
 def score_parts(model, samples) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -64,12 +64,8 @@ def worst_misses(samples, scores: np.ndarray) -> list[int]:
     return chosen
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data")
-    parser.add_argument("--checkpoint", required=True, help="a full lite checkpoint (normality term on)")
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+def score_and_draw(args) -> int:
+    """Each part's AUROC (printed and written beside the figure), then the figure of the worst misses."""
     torch.set_num_threads(1)
     samples = load_test_split(args.data)
     model = load(args.checkpoint)
@@ -86,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                                       for t in sorted(set(types) - {"good"})}}
         print(f"{name:10s} image AUROC {summary[name]['image_auroc']:.3f}  "
               f"pixel AUROC {summary[name]['pixel_auroc']:.3f}  {summary[name]['per_type']}")
-    Path(args.out).with_suffix(".json").write_text(json.dumps(
-        {"command": "python benchmarks/texture_figure.py " + " ".join(sys.argv[1:]), "parts": summary}, indent=2))
+    write_json(Path(args.out).with_suffix(".json"), {
+        "command": "python -m benchmarks.texture_figure " + " ".join(sys.argv[1:]), "parts": summary})
     rows = worst_misses(samples, scores["alignment"])
     good = scores["alignment"][labels == 0]
     cal = model.calibration
@@ -110,9 +106,17 @@ def main(argv: list[str] | None = None) -> int:
             ax.set_title(title, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    fig.savefig(args.out, dpi=80)
+    save_figure(fig, args.out, dpi=80)
     print(f"wrote {args.out}: rows {[samples[i].path.name for i in rows]}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.texture_figure", description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("--checkpoint", required=True, help="a full lite checkpoint (normality term on)")
+    parser.add_argument("--out", required=True)
+    return exit_code(score_and_draw, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import build_notebooks  # noqa: E402
+import build_notebooks  # beside this script: its folder is first on the path when the script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["README.md", "notebooks/README.md"]  # Markdown files whose links name the repository

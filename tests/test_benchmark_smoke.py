@@ -1,13 +1,19 @@
-"""benchmarks/run.py end to end on the bundled sample (tiny settings), its rendering, and its bad-input errors."""
+"""benchmarks/run.py end to end on the bundled sample (tiny settings), its rendering, its bad-input errors, and every
+benchmark and probe script's command line."""
 
-import importlib.util
+import importlib
 import json
+import pkgutil
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import benchmarks
+import benchmarks.probes
+from benchmarks import render
 from hlgfa_lite.data import load_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,16 +22,14 @@ RUN_KEYS = {"image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "fit_se
             "peak_rss_mb", "trainable_parameters", "state_bytes", "seed", "threshold", "fpr_good", "per_type"}
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPTS = sorted(f"{package.__name__}.{info.name}" for package in (benchmarks, benchmarks.probes)
+                 for info in pkgutil.iter_modules(package.__path__) if not info.ispkg)
+LIBRARIES = {"benchmarks.harness", "benchmarks.probes.map_cache"}  # shared code, no command line
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("run")
+    return importlib.import_module("benchmarks.run")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,8 @@ def smoke(bench, sample, tmp_path_factory):
 
 def test_every_variant_has_every_number(bench, smoke, sample):
     out, results = smoke
-    assert results["complete"] and results["machine"]["torch"] and results["command"].startswith("python benchmarks")
+    assert results["complete"] and results["machine"]["torch"]
+    assert results["command"].startswith("python -m benchmarks.run ")
     [(name, dataset)] = results["datasets"].items()
     samples = load_test_split(sample)
     assert name == "bottle" and dataset["n_test_images"] == len(samples)
@@ -72,13 +77,11 @@ def test_outputs_are_written_and_rebuilt_from_the_json(smoke, tmp_path):
         assert f"| {label} |" in markdown
     assert "Nuisance robustness" in markdown and "JPEG quality 30" in markdown
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    render = load_script("render")
     assert render.main([str(out), "--md", str(tmp_path / "again.md")]) == 0
     assert (tmp_path / "again.md").read_text() == markdown
 
 
 def test_seeds_are_summarised_as_mean_and_sample_std():
-    render = load_script("render")
     runs = [{"variant": "full", "seed": seed, "image_auroc": auroc, "ms_per_image": 100.0 + seed}
             for seed, auroc in [(0, 0.9), (1, 1.0)]]
     summary = render.summarise(runs)
@@ -88,8 +91,6 @@ def test_seeds_are_summarised_as_mean_and_sample_std():
 
 
 def test_effects_are_paired_by_seed_and_runs_of_two_commands_pool():
-    render = load_script("render")
-
     def run(variant, seed, pixel):
         return {"variant": variant, "seed": seed, "image_auroc": 1.0, "pixel_auroc": pixel, "pixel_aupro": None}
 
@@ -109,7 +110,8 @@ def test_effects_are_paired_by_seed_and_runs_of_two_commands_pool():
     # unpaired, the same numbers would show a spread four times the effect
     assert render.summarise(merged["datasets"]["d"]["runs"])["x"]["pixel_auroc"][1] > 0.03
     text = render.markdown(merged)
-    assert "Commands (runs pooled)" in text and "--seeds 1 2" in text and "| X | 3 | +0.0 ± 0.0 | -1.0 ± 0.0 | — |" in text
+    assert "Commands (runs pooled)" in text and "--seeds 1 2" in text
+    assert "| X | 3 | +0.0 ± 0.0 | -1.0 ± 0.0 | — |" in text
 
 
 def test_an_isolated_variant_reports_its_own_peak_memory(bench, sample, tmp_path):
@@ -152,9 +154,15 @@ def test_bad_input_gives_one_line_and_exit_2(bench, sample, tmp_path, capsys, ca
 
 
 def test_script_runs_from_the_command_line(sample, tmp_path):
-    """The documented invocation (a plain script, not an import) reaches the same error handling."""
-    import subprocess
-
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), str(tmp_path / "nope"), "--quiet"],
-                          capture_output=True, text=True)
+    """The documented invocation (``python -m`` from the repository root) reaches the same error handling."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", str(tmp_path / "nope"), "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and done.stderr.strip().startswith("error:") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(set(SCRIPTS) - LIBRARIES))
+def test_every_script_imports_and_explains_its_command_line(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(name).main(["--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {name}")

@@ -3,7 +3,6 @@ scripts/set_repository.py changes all of them at once."""
 
 import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
@@ -12,8 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    sys.path.insert(0, str(REPO / "scripts"))
+def _script(name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))  # as when the script runs: its siblings importable
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -22,7 +21,7 @@ def _script(name: str):
 
 @pytest.fixture
 def setter(monkeypatch):
-    module = _script("set_repository")
+    module = _script("set_repository", monkeypatch)
     build = module.build_notebooks
     for name in ("NOTEBOOKS", "SOURCES", "GITHUB_REPO", "BRANCH"):  # the script rebinds them; restore after
         monkeypatch.setattr(build, name, getattr(build, name))

@@ -1,17 +1,16 @@
-"""Aspect-ratio-preserving views against squashed ones (issue 9's lever), scored on the normality part. A probe.
+"""Aspect-ratio-preserving views against squashed ones, scored on the normality part. A probe.
 
 Magnetic tile images are 1.0-2.8 times as long as they are wide; the library squashes every image to a square. The
-other policy keeps the aspect ratio and pads the short side (reflected, ``feat.py letterbox``). This probe takes the
-features that ``feat.py`` extracted under each policy (the same 200 evenly spaced training images, 60 other training
-images for the normalisation, every test image), fits the library's per-position Gaussians (``GaussianNormality``:
-3 x 3 aggregation, ``lite``'s least ridge) on the low-res features, fuses the three levels under both map scales
-(``scoring.fuse_levels``) and scores image and pixel AUROC; under letterbox each map is cropped to the image's own
-region and resized to the mask's square first (``score.py``'s ``crop_valid``). No head is trained, so the comparison
-isolates the views::
+other policy keeps the aspect ratio and pads the short side (reflected). This probe takes features extracted under
+each policy (the same 200 evenly spaced training images, 60 other training images for the normalisation, every test
+image: the ``train``/``hold``/``test`` dicts of ``low`` feature lists and ``valid`` masks, with ``labels`` and
+``masks``, that the extraction script ``feat.py`` wrote; it is no longer in the tree, see README.md), fits the
+library's per-position Gaussians (``GaussianNormality``: 3 x 3 aggregation, ``lite``'s least ridge) on the low-res
+features, fuses the three levels under both map scales (``scoring.fuse_levels``) and scores image and pixel AUROC;
+under letterbox each map is cropped to the image's own region and resized to the mask's square first. No head is
+trained, so the comparison isolates the views::
 
-    HF_HUB_OFFLINE=1 python benchmarks/probes/feat.py ../shared/data/magnetic_tile squash /tmp/mt_squash.pt 200
-    HF_HUB_OFFLINE=1 python benchmarks/probes/feat.py ../shared/data/magnetic_tile letterbox /tmp/mt_letterbox.pt 200
-    python benchmarks/probes/aspect.py /tmp/mt_squash.pt /tmp/mt_letterbox.pt --out FILE
+    python -m benchmarks.probes.aspect /tmp/mt_squash.pt /tmp/mt_letterbox.pt --out FILE
 """
 
 from __future__ import annotations
@@ -23,10 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from hlgfa_lite import metrics, preset  # noqa: E402
-from hlgfa_lite.normality import GaussianNormality  # noqa: E402
-from hlgfa_lite.scoring import fuse_levels, image_scores, map_statistics  # noqa: E402
+from hlgfa_lite import metrics, preset
+from hlgfa_lite.files import write_text
+from hlgfa_lite.normality import GaussianNormality
+from hlgfa_lite.scoring import fuse_levels, image_scores, map_statistics
 
 
 def crop_valid(maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -62,8 +61,8 @@ def score(path: str, cfg) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("features", nargs="+", help="feat.py outputs, one per view policy")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.aspect", description=__doc__.splitlines()[0])
+    parser.add_argument("features", nargs="+", help="extracted features (.pt), one file per view policy")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.features:
         lines += score(path, preset("lite"))
     if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        write_text(args.out, "\n".join(lines) + "\n")
     return 0
 
 

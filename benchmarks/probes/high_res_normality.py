@@ -7,7 +7,7 @@ maps under both map scales (scoring.py). It extends the raw-maps cache of ``map_
 checkpoint's own; 6-8: F_H Gaussians; 9-11: clean F_L Gaussians). Nothing is trained; a choice made here would be made
 on test data::
 
-    HF_HUB_OFFLINE=1 python benchmarks/probes/high_res_normality.py CHECKPOINT DATA --maps MAPS.pt --out FILE
+    HF_HUB_OFFLINE=1 python -m benchmarks.probes.high_res_normality CHECKPOINT DATA --maps MAPS.pt --out FILE
 
 Memory note: F_H Gaussians store four times the numbers of F_L ones (about 115 MB of Gaussians instead of 29 MB for Lite0).
 """
@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fusion_rules import evaluate, scale_of, upsample  # noqa: E402
-from hlgfa_lite import load, load_image, load_test_split  # noqa: E402
-from hlgfa_lite.backbone import resize  # noqa: E402
-from hlgfa_lite.data import train_image_paths  # noqa: E402
-from hlgfa_lite.normality import GaussianNormality  # noqa: E402
-from hlgfa_lite.priors import low_pass  # noqa: E402
-from hlgfa_lite.training import split_holdout  # noqa: E402
+from benchmarks.harness import save_tensors
+from benchmarks.probes.map_cache import evaluate, load_maps, scale_of, upsample
+from hlgfa_lite import load, load_image, load_test_split
+from hlgfa_lite.backbone import resize
+from hlgfa_lite.data import train_image_paths
+from hlgfa_lite.files import write_text
+from hlgfa_lite.normality import GaussianNormality
+from hlgfa_lite.priors import low_pass
+from hlgfa_lite.training import split_holdout
 
 SETS = {"checkpoint (F_L, every draw)": (3, 4, 5), "F_L, clean draw": (9, 10, 11), "F_H, clean draw": (6, 7, 8)}
 
@@ -66,7 +65,8 @@ def extend(checkpoint: str, data: str, d: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.high_res_normality",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("data")
     parser.add_argument("--maps", required=True, help="map_scale.py's raw-maps cache; extended in place once")
@@ -77,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     d = torch.load(args.maps)
     if len(d["hold"]) < 12:
         d = extend(args.checkpoint, args.data, d)
-        torch.save(d, args.maps)
-    d["hold"] = [m.float() for m in d["hold"]]
-    d["test"] = [m.float() for m in d["test"]]
+        save_tensors(d, args.maps)
+    d = load_maps(args.maps)
     lines = [f"{args.checkpoint} on {args.data}: image / pixel AUROC ({args.pixel_size} px)", "",
              "each map alone (std scale): " + ", ".join(
                  f"{i} {tuple(d['hold'][i].shape[1:])} {'/'.join(f'{v:.3f}' for v in one_map(d, i, args.pixel_size))}"
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_text(args.out, text + "\n")
     return 0
 
 

@@ -3,7 +3,10 @@
 A model of the ``lite`` preset (alignment head + per-position normality; random Gaussians cost what fitted ones do)
 scores a random 900 x 900 px image, as in ``benchmarks/inference_speed.py``. Run it alone on the machine:
 
-    HF_HUB_OFFLINE=1 python benchmarks/probes/inference_parts.py [torch|onnxruntime] [--threads 2]
+    HF_HUB_OFFLINE=1 python -m benchmarks.probes.inference_parts [torch|onnxruntime] [--threads 2]
+
+It imports nothing from ``benchmarks``, so it also runs as a file against another checkout's library (``python -m``
+would put this checkout first on the path): ``PYTHONPATH=CHECKOUT python benchmarks/probes/inference_parts.py torch``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from hlgfa_lite import HLGFA, preset
 from hlgfa_lite.alignment import misalignment
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.inference_parts",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("runtime", nargs="?", default="torch", choices=["torch", "onnxruntime"])
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = HLGFA(preset("lite", backbone_runtime=args.runtime)).eval()
     for level in model.normality.levels:

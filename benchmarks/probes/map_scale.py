@@ -4,7 +4,7 @@ Training does not depend on the scale, so one checkpoint's raw maps (``Inspectio
 images and of the test set are enough to compare the two rules, for the whole map and for each part alone, and to
 check that the "max" scale holds when only 1-8 held-out images are there to estimate it::
 
-    HF_HUB_OFFLINE=1 python benchmarks/probes/map_scale.py CHECKPOINT DATA --maps /tmp/maps.pt
+    HF_HUB_OFFLINE=1 python -m benchmarks.probes.map_scale CHECKPOINT DATA --maps /tmp/maps.pt
 
 The raw maps are computed once and kept in ``--maps`` (a later run with the same file only scores). Outputs of the
 runs quoted in RESULTS.md: ``results/probes/map_scale_<data>.txt``.
@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from hlgfa_lite import load, load_image, load_test_split, metrics  # noqa: E402
-from hlgfa_lite.data import load_mask, train_image_paths  # noqa: E402
-from hlgfa_lite.scoring import fuse_levels, image_scores, map_statistics, resize_map  # noqa: E402
-from hlgfa_lite.training import split_holdout  # noqa: E402
+from benchmarks.harness import save_tensors
+from benchmarks.probes.map_cache import load_maps
+from hlgfa_lite import load, load_image, load_test_split, metrics
+from hlgfa_lite.data import load_mask, train_image_paths
+from hlgfa_lite.scoring import fuse_levels, image_scores, map_statistics, resize_map
+from hlgfa_lite.training import split_holdout
 
 
 def raw_maps(model, paths) -> list[torch.Tensor]:
@@ -59,20 +60,15 @@ def score(d: dict, maps: list[int], rule: str, held: torch.Tensor | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.map_scale", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("data")
     parser.add_argument("--maps", required=True, help="raw maps cache (.pt): read if present, else written")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    cache = Path(args.maps)
-    if cache.exists():
-        d = torch.load(cache)
-    else:
-        d = compute(args.checkpoint, args.data)
-        torch.save(d, cache)
-    d["hold"] = [m.float() for m in d["hold"]]
-    d["test"] = [m.float() for m in d["test"]]
+    if not Path(args.maps).exists():
+        save_tensors(compute(args.checkpoint, args.data), args.maps)
+    d = load_maps(args.maps)
     n_maps, n_align = len(d["hold"]), d["n_alignment"]
     parts = {"both parts (the anomaly map)": list(range(n_maps)), "alignment part": list(range(n_align)),
              "normality part": list(range(n_align, n_maps))}

@@ -1,5 +1,5 @@
-"""Image-score rules and part weights, scored from one checkpoint's maps of a test set (issue 9's "image score
-definition" and "how the maps are weighted" levers).
+"""Image-score rules and part weights, scored from one checkpoint's maps of a test set (the "image score definition"
+and "how the maps are weighted" levers).
 
 The anomaly map of the ``lite`` preset is the mean of two parts, each on its calibrated scale (``HLGFA.part_maps``):
 alignment (the abstract's method) and normality (beyond it), so map = (1 - w) * alignment + w * normality with
@@ -7,13 +7,12 @@ w = 0.5. The image score is the mean of its top ``score_topk`` share of pixels (
 computes both parts once per test image, then the image AUROC (sklearn) of every (w, topk) pair, overall and per
 defect type, and the pixel AUROC of every w. A choice made here is made on test data: say so when quoting it.
 
-    HF_HUB_OFFLINE=1 python benchmarks/probes/score_rules.py CHECKPOINT DATA [--out FILE]
+    HF_HUB_OFFLINE=1 python -m benchmarks.probes.score_rules CHECKPOINT DATA [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,19 +21,21 @@ from sklearn.metrics import roc_auc_score
 
 from hlgfa_lite import load, load_image, load_test_split
 from hlgfa_lite.data import load_mask
+from hlgfa_lite.files import write_text
 from hlgfa_lite.scoring import image_scores
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TOPKS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.score_rules",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("data")
     parser.add_argument("--out", default=None, help="also write the tables to this file")
     parser.add_argument("--pixel-size", type=int, default=128, help="maps and masks resized to this for pixel AUROC")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model = load(args.checkpoint)
     samples = load_test_split(args.data)
     alignment, normality, masks = [], [], []
@@ -80,7 +81,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_text(args.out, text + "\n")
 
 
 if __name__ == "__main__":

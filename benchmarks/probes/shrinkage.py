@@ -7,7 +7,7 @@ cached draws as ``fit`` (``cache_features``, every draw) with several least ridg
 normality maps (maps 3-5 of ``map_scale.py``'s raw-maps cache) and fuses as the checkpoint's config does (both
 scales shown). Nothing else changes; a choice made here would be made on test data::
 
-    HF_HUB_OFFLINE=1 python benchmarks/probes/shrinkage.py CHECKPOINT DATA --maps MAPS.pt --out FILE
+    HF_HUB_OFFLINE=1 python -m benchmarks.probes.shrinkage CHECKPOINT DATA --maps MAPS.pt --out FILE
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fusion_rules import evaluate, scale_of, upsample  # noqa: E402
-from hlgfa_lite import load, load_image, load_test_split  # noqa: E402
-from hlgfa_lite.backbone import resize  # noqa: E402
-from hlgfa_lite.cache import cache_features, load_images  # noqa: E402
-from hlgfa_lite.data import train_image_paths  # noqa: E402
-from hlgfa_lite.priors import low_pass  # noqa: E402
-from hlgfa_lite.training import split_holdout  # noqa: E402
+from benchmarks.probes.map_cache import evaluate, load_maps, scale_of, upsample
+from hlgfa_lite import load, load_image, load_test_split
+from hlgfa_lite.backbone import resize
+from hlgfa_lite.cache import cache_features, load_images
+from hlgfa_lite.data import train_image_paths
+from hlgfa_lite.files import write_text
+from hlgfa_lite.priors import low_pass
+from hlgfa_lite.training import split_holdout
 
 SHRINKAGES = (0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -41,7 +39,7 @@ def low_features(model, paths) -> list[list[torch.Tensor]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.shrinkage", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("data")
     parser.add_argument("--maps", required=True, help="map_scale.py's raw-maps cache (maps 0-2 are reused)")
@@ -52,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     model = load(args.checkpoint)
     cfg = model.cfg
-    d = torch.load(args.maps)
-    d["hold"] = [m.float() for m in d["hold"]]
-    d["test"] = [m.float() for m in d["test"]]
+    d = load_maps(args.maps)
     train, held_out = split_holdout(train_image_paths(args.data), cfg.holdout_fraction, cfg.seed)
     with torch.no_grad():
         cache = cache_features(model, load_images(train, cfg.hr_size), progress=False)
@@ -67,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"w = {args.weight}", "", "| least ridge | scale | image AUROC | pixel AUROC |",
                  "|---|---|---|---|"]
         for shrinkage in SHRINKAGES:
-            gaussians = copy.deepcopy(fitted)
-            for level, source in zip(gaussians.levels, fitted.levels):  # deepcopy skips the running sums
-                level._count, level._sum, level._outer = source._count, source._sum.clone(), source._outer.clone()
+            gaussians = copy.deepcopy(fitted)  # the running sums too: finish() consumes them
             gaussians.shrinkage = shrinkage
             gaussians.finish()
             maps = {"hold": [torch.cat(m) for m in zip(*[gaussians(f) for f in hold])],
@@ -85,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {shrinkage} | {rule} | {image:.3f} | {pixel:.4f} |")
                 print(lines[-1], flush=True)
     if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        write_text(args.out, "\n".join(lines) + "\n")
     return 0
 
 
