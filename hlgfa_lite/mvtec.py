@@ -34,8 +34,8 @@ MVTEC_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", 
 COLUMNS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max")
 PRODUCER = "hlgfa_lite mvtec"
 # what ``made_by`` holds, and the JSON type of each field; every one must equal this run's for a result to be reused
-RECORD_FIELDS = {"producer": str, "preset": str, "steps": int, "seed": int, "overrides": dict, "pretrained": bool,
-                 "data": str, "data_files_sha256": str, "package_version": str}
+RECORD_FIELDS = {"producer": str, "data": str, "data_files_sha256": str, "preset": str, "steps": int, "seed": int,
+                 "overrides": dict, "pretrained": bool, "package_version": str}
 DATA_PARTS = ("train", "test", "ground_truth")  # what a category's fit and metrics are made from
 
 
@@ -272,7 +272,7 @@ def run_all(root: str | Path, out: str | Path, preset_name: str = "lite", steps:
     if max_cache_gib is not None and not (isinstance(max_cache_gib, (int, float)) and 0 < max_cache_gib < math.inf):
         raise HLGFAError(f"max_cache_gib must be a finite number > 0, got {max_cache_gib!r}.")
     found = categories(root)
-    out = check_output_dir(Path(out), [Path(root)])
+    out = check_output_dir(Path(out), [Path(root), *found])  # a linked category resolves elsewhere: checked too
     root = Path(root).resolve()
     with exclusive(out):
         plans = plan_run(found, out, preset_name, steps, seed, overrides, pretrained, overwrite)
