@@ -52,6 +52,14 @@ DEFAULT_CONFIDENCE = 0.95  # probability over the calibration draw that the targ
 CROSS_FIT_BELOW = 8  # fewer held-out images than this: add cross-fitted scores of the training images
 PRIOR_LOG_SD = 0.25  # log-score spread assumed from one image (bottle, 21 held-out: 0.17; see benchmarks)
 MIN_LOG_SD = 0.05  # floor on the spread: two identical images do not make a zero-width band
+METHODS = ("lognormal-tolerance", "normal-tolerance")
+# Largest score or map value a fit can calibrate on. Maps are in units of a good image's own spread (scoring.py):
+# good images score about 1 to 10, a strong defect a few hundred. The widest band a fit draws is one held-out image's:
+# the prior spread 0.25 times the two-image tolerance factor 37 (log units), exp(9.3) ~ 1e4 above the typical good
+# score. 1e6 leaves a factor of 100 above that; a threshold beyond it (1e300) would call every image normal, and
+# only an edit of the checkpoint can make one.
+MAX_SCORE = 1e6
+SCORE_FIELDS = ("image_threshold", "borderline_threshold", "good_score_center", "good_score_max")
 
 
 def _finite(name: str, value) -> float:
@@ -84,12 +92,12 @@ class Calibration:
                 _finite(f.name, getattr(self, f.name))
         if not isinstance(self.n_images, int) or isinstance(self.n_images, bool) or self.n_images < 1:
             raise HLGFAError(f"calibration field n_images must be an integer >= 1, got {self.n_images!r}.")
-        if not isinstance(self.method, str):
-            raise HLGFAError("calibration field method must be a string.")
-        if not 0 < self.target_fpr < 1:
-            raise HLGFAError(f"calibration field target_fpr must be in (0, 1), got {self.target_fpr}.")
-        if not 0 < self.confidence < 1:
-            raise HLGFAError(f"calibration field confidence must be in (0, 1), got {self.confidence}.")
+        if self.method not in METHODS:
+            raise HLGFAError(f"calibration field method must be one of {list(METHODS)}, got {self.method!r}.")
+        if not 0 < self.target_fpr < 0.5:  # as calibrate() and the CLI accept it
+            raise HLGFAError(f"calibration field target_fpr must be in (0, 0.5), got {self.target_fpr}.")
+        if not 0.5 <= self.confidence < 1:
+            raise HLGFAError(f"calibration field confidence must be in [0.5, 1), got {self.confidence}.")
         if not self.good_score_center <= self.borderline_threshold <= self.image_threshold:
             raise HLGFAError("calibration fields must be ordered good_score_center <= borderline_threshold <= "
                              f"image_threshold, got {self.good_score_center}, {self.borderline_threshold}, "
@@ -100,6 +108,24 @@ class Calibration:
         if not self.map_vmin <= self.pixel_threshold:
             raise HLGFAError(f"calibration field pixel_threshold ({self.pixel_threshold}) is below map_vmin "
                              f"({self.map_vmin}); re-fit the model.")
+        self._check_physical()
+
+    def _check_physical(self) -> None:
+        """Values a fit can produce: every score and map value within +-MAX_SCORE; on the log-normal model (every good
+        score was > 0) the score fields positive, and the typical good score no higher than the highest."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and f.name not in ("target_fpr", "confidence") and not abs(value) <= MAX_SCORE:
+                raise HLGFAError(f"calibration field {f.name} is {value:g}, beyond the {MAX_SCORE:g} no fit can "
+                                 "reach (scores are in units of a good image's spread); re-fit the model.")
+        if self.method == "lognormal-tolerance":
+            for name in SCORE_FIELDS:
+                if not getattr(self, name) > 0:
+                    raise HLGFAError(f"calibration field {name} is {getattr(self, name):g}, but a log-normal bound "
+                                     "is positive (every good score was > 0); re-fit the model.")
+        if not self.good_score_center <= self.good_score_max + 1e-9 * abs(self.good_score_max):  # exp(log s): 1 ulp
+            raise HLGFAError(f"calibration field good_score_center ({self.good_score_center:g}) is above "
+                             f"good_score_max ({self.good_score_max:g}); re-fit the model.")
 
     # --- the rules everyone uses ------------------------------------------------------------------------------
     @staticmethod

@@ -218,7 +218,11 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
         tensors = load_file(str(run_dir / TENSORS))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise HLGFAError(f"{run_dir / TENSORS} cannot be read ({str(exc)[:80]}); the checkpoint is damaged.") from None
-    model = HLGFA(cfg, pretrained=pretrained, weights=weights)
+    try:
+        model = HLGFA(cfg, pretrained=pretrained, weights=weights)
+    except IndexError:  # timm's answer to a level the backbone does not have
+        raise HLGFAError(f"{meta_path}: config field out_indices {list(cfg.out_indices)} names a level "
+                         f"{cfg.backbone} does not have; re-fit the model.") from None
     tensors = upgrade_tensor_names(tensors)
     shape = tuple(model.level_mean.shape)
     for name in ("level_mean", "level_scale"):
@@ -231,6 +235,12 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise HLGFAError(f"{run_dir / TENSORS}: tensor {bad[0]} holds NaN or infinite values; re-fit the model.")
+    # the inverse of a covariance plus a ridge: every variance it implies is positive, so is its diagonal
+    flat = [k for k, v in tensors.items() if k.endswith(".precision") and v.dim() == 3
+            and not (v.diagonal(dim1=1, dim2=2) > 0).all()]
+    if flat:
+        raise HLGFAError(f"{run_dir / TENSORS}: tensor {flat[0]} must have a positive diagonal (it is the inverse of "
+                         "a covariance); re-fit the model.")
     try:
         model.load_fitted_state(tensors)
     except RuntimeError:

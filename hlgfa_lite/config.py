@@ -110,7 +110,10 @@ class HLGFAConfig:
 
     # (field, test, what it must be): written "not (x > 0)" style so NaN fails every test
     _RANGES = (
-        ("hr_size", lambda v: v >= 32, ">= 32"), ("lr_size", lambda v: v >= 32, ">= 32"),
+        # a view beyond 4096 px is no longer a view of an inspection image (load_image downscales to 4096) and its
+        # features alone would need gigabytes: within the backbone's reach means 32 (one stride-32 cell) to 4096
+        ("hr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
+        ("lr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
         ("aug_copies", lambda v: v >= 0, ">= 0"), ("lr", lambda v: 0 < v < 10, "in (0, 10)"),
         ("weight_decay", lambda v: 0 <= v < 10, "in [0, 10)"),

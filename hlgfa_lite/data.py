@@ -89,16 +89,42 @@ def load_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
     return pil_to_tensor(_open(Path(path), max_side))
 
 
-def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W) bool: any non-zero pixel is a defect; resized (nearest) to the image's (H, W) if it differs."""
-    mask = _open(Path(path))
-    values = np.asarray(mask)
+def mask_background(values: np.ndarray):
+    """The background value of a mask: its most common value. 0 in a 0/1 or 0/255 mask; 1 in a label map saved with
+    an offset (background 1, defects 2, 3, ...), where "non-zero is a defect" would mark every pixel."""
+    flat = values.ravel()
+    if flat.dtype == np.uint8:
+        return int(np.bincount(flat, minlength=256).argmax())
+    found, counts = np.unique(flat, return_counts=True)
+    return found[counts.argmax()].item()
+
+
+def read_mask(path: str | Path, size: tuple[int, int]) -> tuple[torch.Tensor, object]:
+    """(H, W) bool defect mask, resized (nearest) to the image's (H, W) if it differs, and its background value:
+    every pixel that differs from the background (``mask_background``, 0 in an ordinary mask) is a defect."""
+    values = np.asarray(_open(Path(path)))
     if values.ndim == 3:
         values = values.max(axis=2)
-    binary = Image.fromarray((values > 0).astype(np.uint8) * 255)
+    background = mask_background(values)
+    binary = Image.fromarray((values != background).astype(np.uint8) * 255)
     if binary.size != (size[1], size[0]):
         binary = binary.resize((size[1], size[0]), Image.NEAREST)
-    return torch.from_numpy(np.asarray(binary) > 0)
+    return torch.from_numpy(np.asarray(binary) > 0), background
+
+
+def offset_warning(background, count: int, total: int, example: Path) -> str:
+    """One line for masks whose background is not 0."""
+    return (f"{count} of {total} masks (e.g. {example}) have background value {background}, not 0 (a label map "
+            f"with an offset?): {background} counts as background, every other value as defect; save masks with 0 "
+            "for good pixels to silence this.")
+
+
+def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W) bool defect mask (see ``read_mask``); warns when the background is not 0."""
+    mask, background = read_mask(path, size)
+    if background != 0:
+        warnings.warn(offset_warning(background, 1, 1, Path(path)), stacklevel=2)
+    return mask
 
 
 @dataclass

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 import zlib
 from pathlib import Path
 
@@ -122,6 +123,44 @@ def test_two_predict_runs_into_one_out_keep_both_rows_and_a_concurrent_one_is_re
     assert code == 2 and "another hlgfa-lite run" in err
 
 
+@pytest.mark.parametrize("earlier", [
+    "path,score,verdict,is_anomalous,threshold,sensitivity\nx.png,1.0,normal,False,2.0,1.0,extra\n",  # long row
+    "path,score,verdict,is_anomalous,threshold,sensitivity\nx.png,1.0\n",  # short row
+    "path,score,verdict,is_anomalous,threshold,sensitivity\nx.png,high,normal,False,2.0,1.0\n",
+    "path,score,verdict,is_anomalous,threshold,sensitivity\nx.png,1.0,fine,False,2.0,1.0\n",
+    "name,value\n",  # someone else's table
+])
+def test_a_malformed_earlier_scores_csv_is_refused_before_any_image_is_scored(tiny_run, sample, tmp_path, capsys,
+                                                                                monkeypatch, earlier):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scores.csv").write_text(earlier)
+    scored = []
+    monkeypatch.setattr(HLGFA, "predict", lambda self, images: scored.append(1))
+    code, err = run_cli(["predict", tiny_run, sample / "test" / "good", "--out", out], capsys)
+    assert code == 2 and "scores.csv" in err and "move it away" in err and len(err.strip().splitlines()) == 1
+    assert scored == [] and sorted(p.name for p in out.iterdir()) == ["scores.csv"]
+    assert (out / "scores.csv").read_text() == earlier
+
+
+@pytest.mark.parametrize("in_the_way", ["maps", "overlays", "overlays/000.png.png/", "scores.csv/"])
+def test_a_file_or_folder_in_the_way_is_refused_before_any_image_is_scored(tiny_run, sample, tmp_path, capsys,
+                                                                            monkeypatch, in_the_way):
+    out = tmp_path / "out"
+    (out / in_the_way).parent.mkdir(parents=True, exist_ok=True)
+    if in_the_way.endswith("/"):
+        (out / in_the_way).mkdir()
+    else:
+        (out / in_the_way).write_text("the user's file")
+    scored = []
+    monkeypatch.setattr(HLGFA, "predict", lambda self, images: scored.append(1))
+    code, err = run_cli(["predict", tiny_run, sample / "test" / "good", "--out", out, "--save-maps"], capsys)
+    assert code == 2 and str(out / in_the_way.rstrip("/")) in err and "move it away" in err
+    assert len(err.strip().splitlines()) == 1 and scored == []
+    assert "--save-maps" in err if in_the_way == "maps" else True
+    assert not (out / "overlays").exists() or in_the_way.startswith("overlays")
+
+
 # --- images and masks -----------------------------------------------------------------------------------------
 def test_decompression_bomb_is_one_line(tmp_path, tiny_run, capsys):
     (tmp_path / "in").mkdir()
@@ -148,6 +187,38 @@ def test_all_empty_masks_are_one_line(tiny_run, sample, tmp_path, capsys):
         Image.new("L", Image.open(mask).size).save(mask)
     code, err = run_cli(["evaluate", tiny_run, data], capsys)
     assert code == 2 and "empty" in err
+
+
+@pytest.mark.parametrize("background, defect", [(0, 255), (0, 1), (1, 2), (255, 0), (100, 7)])
+def test_a_mask_counts_what_differs_from_its_background_as_defect(tmp_path, background, defect):
+    values = np.full((20, 20), background, dtype=np.uint8)
+    values[5:9, 3:12] = defect
+    Image.fromarray(values).save(tmp_path / "m.png")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        mask = load_mask(tmp_path / "m.png", (20, 20))
+    assert mask.sum() == 36 and mask[5:9, 3:12].all()
+    assert len(said) == (background != 0) and all(f"background value {background}" in str(w.message) for w in said)
+
+
+def test_evaluate_with_label_map_masks_gives_the_binary_masks_numbers_and_one_warning(tiny_run, sample, tmp_path,
+                                                                                        capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sample, data)
+    for mask in (data / "ground_truth").rglob("*.png"):  # background 1, defect 2: an exported label map
+        Image.fromarray((np.asarray(Image.open(mask).convert("L")) > 0).astype(np.uint8) + 1).save(mask)
+    said = {}
+    for folder, name in ((sample, "binary"), (data, "offset")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert run_cli(["evaluate", tiny_run, folder, "--json", tmp_path / f"{name}.json"], capsys)[0] == 0
+        said[name] = [str(w.message) for w in caught if "masks" in str(w.message)]
+    binary, offset = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("binary", "offset"))
+    assert offset["pixel_auroc"] == binary["pixel_auroc"] and offset["pixel_aupro"] == binary["pixel_aupro"]
+    assert said["binary"] == [] and len(said["offset"]) == 1
+    assert "9 of 9 masks" in said["offset"][0] and "background value 1" in said["offset"][0]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -210,6 +281,43 @@ def test_every_field_is_range_checked_even_with_a_valid_checksum(tiny_run, tmp_p
     meta["checksum"] = checksum(meta)
     (run / METADATA).write_text(json.dumps(meta))  # NaN/inf are written as bare tokens, as a careless tool would
     with pytest.raises(HLGFAError, match=words):
+        load(run, pretrained=False)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"calibration.image_threshold": 1e300}, "image_threshold is 1e\\+300, beyond"),  # every image normal
+    ({"calibration.good_score_center": -3.0, "calibration.borderline_threshold": -2.0,
+      "calibration.image_threshold": -1.0}, "image_threshold is -1, but a log-normal bound is positive"),
+    ({"calibration.map_vmax": 1e12}, "map_vmax is 1e\\+12, beyond"),
+    ({"calibration.good_score_center": 1.15, "calibration.good_score_max": 1.1}, "above good_score_max"),
+    ({"calibration.target_fpr": 0.7}, "target_fpr must be in"),
+    ({"calibration.confidence": 0.2}, "confidence must be in"),
+    ({"calibration.method": "guess"}, "method must be one of"),
+    ({"config.hr_size": 8192, "config.lr_size": 4096, "hr_size": 8192, "lr_size": 4096}, "hr_size must be in"),
+    ({"config.out_indices": [1, 2, 9]}, "out_indices \\[1, 2, 9\\] names a level"),
+])
+def test_values_no_fit_can_produce_are_refused_even_with_a_valid_checksum(tiny_run, tmp_path, changes, words):
+    run = copy_run(tiny_run, tmp_path / "run")
+    meta = json.loads((run / METADATA).read_text())
+    for field, value in changes.items():
+        section, _, key = field.rpartition(".")
+        (meta[section] if section else meta)[key] = value
+    resign(run, **meta)
+    with pytest.raises(HLGFAError, match=words) as refused:
+        load(run, pretrained=False)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_normality_precision_with_a_negative_variance_is_refused(tiny_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    tensors = load_file(str(run / TENSORS))
+    name = next(k for k in tensors if k.endswith(".precision"))
+    tensors[name][0, 0, 0] = -1.0
+    save_file(tensors, str(run / TENSORS))
+    resign(run, tensors_sha256=__import__("hashlib").sha256((run / TENSORS).read_bytes()).hexdigest())
+    with pytest.raises(HLGFAError, match=f"{name} must have a positive diagonal"):
         load(run, pretrained=False)
 
 
