@@ -102,3 +102,28 @@ def test_fit_then_inspect_with_my_part_in_one_session(server, sample, monkeypatc
     overlay, mask, score, verdict = client.predict(gradio_client.handle_file(str(paths[0])), app.MY_PART, 1.0,
                                                    api_name="/inspect")
     assert score is not None and "✖" not in verdict
+
+
+def call_raw(url: str, api_name: str, data: list) -> str:
+    """An API call as a hostile client makes it, with file paths of its choosing; returns the event stream's text."""
+    event = httpx.post(url + f"gradio_api/call/{api_name}", json={"data": data}, timeout=60).json()["event_id"]
+    return httpx.get(url + f"gradio_api/call/{api_name}/{event}", timeout=120).text
+
+
+def test_no_visitor_reaches_files_the_demo_wrote_or_the_server_holds(server, examples):
+    """Folders are never listed, server files outside the cache and the sample never served, and a path to a file
+    the demo wrote (a result picture, as another visitor's would be) is refused as an input."""
+    client = gradio_client.Client(server, verbose=False, download_files=False)
+    picture = Path(client.predict(gradio_client.handle_file(examples["good"]), app.BOTTLE, 1.0,
+                                  api_name="/inspect")[0]["path"])
+    assert httpx.get(server + f"gradio_api/file={picture}", timeout=60).status_code == 200  # its owner gets it
+    for forbidden in (picture.parent, logic.process_dir(), logic.DEMO_ROOT, "/etc/passwd",
+                      logic.BUNDLED_CHECKPOINT / "model.json"):
+        assert httpx.get(server + f"gradio_api/file={forbidden}", timeout=60).status_code == 403, forbidden
+    as_input = call_raw(server, "inspect", [{"path": str(picture), "meta": {"_type": "gradio.FileData"}},
+                                            app.BOTTLE, 1.0])
+    assert "Only images uploaded from this page" in as_input
+    outside = call_raw(server, "inspect", [{"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}},
+                                           app.BOTTLE, 1.0])
+    assert "event: error" in outside and "Normal" not in outside
+    client.close()

@@ -336,16 +336,96 @@ def test_a_cancelled_fit_stops_between_steps_and_frees_its_slot_only_then(store,
     assert set(logic.process_dir().glob("fit-*")) == before  # its folder is gone
 
 
+def test_a_fit_stops_at_its_next_step_when_the_server_stops(store, sample, monkeypatch):
+    import threading
+
+    stopping = threading.Event()
+    stopping.set()
+    monkeypatch.setattr(logic, "SERVER_STOPPING", stopping)  # what a stop signal sets
+    before = set(logic.process_dir().glob("fit-*"))
+    with pytest.raises(logic.FitCancelled):
+        logic.fit_part(sorted((sample / "train" / "good").glob("*.png"))[:2], store, steps=50)
+    assert set(logic.process_dir().glob("fit-*")) == before and not store.fit_slot.locked()
+
+
 def test_stale_folders_of_dead_processes_are_removed(tmp_path):
+    import os
     import subprocess
     import sys
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale, alive = tmp_path / f"pid-{dead.stdout.strip()}", tmp_path / "pid-1"
-    for folder in (stale, alive):
+    reused = tmp_path / "pid-1-99999999999"  # a live pid, but not the process that started at that time
+    mine = tmp_path / logic.process_dir().name
+    for folder in (stale, alive, reused, mine, tmp_path / "pid-notanumber"):
         (folder / "fit-x").mkdir(parents=True)
-    assert logic.remove_stale_folders(tmp_path) == [stale]
-    assert not stale.exists() and alive.exists()
+    removed = logic.remove_stale_folders(tmp_path)
+    assert sorted(removed) == sorted([stale, reused] if logic._process_start(1) else [stale])
+    assert alive.exists() and mine.exists() and (tmp_path / "pid-notanumber").exists()
+    assert logic.process_dir().name.startswith(f"pid-{os.getpid()}")
+
+
+def gradio_upload(root: Path, name: str, content: bytes) -> Path:
+    """A file where Gradio puts an upload: ROOT/HASH/NAME."""
+    import hashlib
+
+    path = root / hashlib.sha256(content).hexdigest() / name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_a_session_release_deletes_its_uploads_and_pictures_and_nothing_else(tmp_path):
+    root = tmp_path / "cache"
+    files = logic.SessionFiles(root)
+    mine, shared = gradio_upload(root, "mine.png", b"a"), gradio_upload(root, "shared.png", b"b")
+    outside = tmp_path / "not-an-upload.png"  # a server path a request names: never claimed, never deleted
+    outside.write_bytes(b"c")
+    nested = root / "fit-abc" / "images" / "000.png"  # the demo's own files are not uploads either
+    nested.parent.mkdir(parents=True)
+    nested.write_bytes(b"d")
+    files.claim("a", [str(mine), str(shared), str(outside), str(nested), None])
+    files.claim("b", [str(shared)])
+    picture = Path(logic.write_picture(np.zeros((4, 4, 3), np.uint8), ".png", files.folder("a")))
+    assert picture.is_file() and files.folder("a") == picture.parent and files.folder("b") != picture.parent
+    files.release("a")
+    assert not mine.exists() and not mine.parent.exists() and not picture.parent.exists()
+    assert shared.is_file() and outside.is_file() and nested.is_file()  # b still holds shared
+    files.release("b")
+    assert not shared.exists() and outside.is_file() and nested.is_file()
+    files.release("never seen")  # nothing to do, no error
+
+
+def test_an_idle_session_is_released_at_the_next_claim(tmp_path):
+    root = tmp_path / "cache"
+    files = logic.SessionFiles(root, idle_seconds=0)
+    upload = gradio_upload(root, "x.png", b"x")
+    files.claim("api caller", [upload])
+    files.claim("someone else", [])  # any later call sweeps sessions idle for longer than idle_seconds
+    assert not upload.exists()
+
+
+def test_stop_signals_clean_up_then_do_what_they_did_before():
+    import signal
+
+    saved = {name: signal.getsignal(getattr(signal, name)) for name in logic.STOP_SIGNALS if hasattr(signal, name)}
+    calls = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: calls.append("previous"))
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        handled = logic.install_stop_handlers(lambda: calls.append("stop"))
+        assert signal.SIGINT in handled and signal.SIGTERM in handled
+        assert getattr(signal, "SIGHUP", None) not in handled  # an ignored signal stays ignored
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        assert calls == ["stop", "previous"]  # cleaned up, then chained
+        with pytest.raises(SystemExit) as exited:
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        assert exited.value.code == 0 and calls[-1] == "stop"  # the default would have killed: a clean exit
+    finally:
+        for name, handler in saved.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def test_upload_quota_per_session(tmp_path):
@@ -380,3 +460,16 @@ def test_render_gives_the_three_verdicts(store, examples):
                          (cal.image_threshold + 1, "anomalous")):
         shown = logic.render(store.model, logic.Inspected(result.image, result.anomaly_map, score))
         assert shown.state == state and state.capitalize() in shown.verdict
+
+
+def test_copies_of_the_bundled_sample_are_nobodys(tmp_path, sample):
+    """Gradio's cached copy of an example image is shown to every page: one session's end must not delete it."""
+    root = tmp_path / "cache"
+    example = sorted((sample / "test" / "good").glob("*.png"))[0]
+    copy = gradio_upload(root, example.name, example.read_bytes())
+    lookalike = gradio_upload(root, example.name, example.read_bytes()[:-1] + b"x")  # same name, other bytes
+    assert logic.is_copy_of_sample(copy) and not logic.is_copy_of_sample(lookalike)
+    files = logic.SessionFiles(root)
+    files.claim("a", [copy, lookalike])
+    files.release("a")
+    assert copy.is_file() and not lookalike.exists()

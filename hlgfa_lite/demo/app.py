@@ -42,7 +42,7 @@ def threads_per_inference(concurrency: int) -> int:
 
 THREADS = int(os.environ.get("HLGFA_DEMO_THREADS", 0)) or threads_per_inference(CONCURRENCY)
 QUEUE = dict(default_concurrency_limit=CONCURRENCY, max_size=32)  # at most 32 visitors waiting
-SESSION_SECONDS = 3600  # a session's fitted part and last result are dropped after an hour without use
+SESSION_SECONDS = logic.SESSION_SECONDS  # a session's part, result and files are dropped after an hour unused
 
 PAPER_URL = "https://arxiv.org/abs/2602.09524"
 INTRO = """
@@ -76,8 +76,9 @@ FIT_HELP = """
 Upload **good** images of one part (no defects), about 20, all taken the same way. The frozen backbone stays as
 it is; only the alignment head ({params:.2f} M weights) is trained, then a few held-out images (and, with few
 images, three cross-fitted heads) calibrate the thresholds and the colour scale. The time estimates are for 20
-images on a quiet 2-core CPU (more when the machine is busy). **Stop** ends a fit between two steps. No images are
-kept after your session ends (nor after the server stops).
+images on a quiet 2-core CPU (more when the machine is busy). **Stop** ends a fit between two steps. Your images,
+results and checkpoint are deleted from the server when you close or reload this page (or after an hour without
+use), and whenever the server stops.
 """
 
 DRAW_HELP = """
@@ -139,6 +140,24 @@ def tolerant_upload(component: gr.Image) -> gr.Image:
     return component
 
 
+def reporting_upload_paths(editor: gr.ImageEditor) -> gr.ImageEditor:
+    """Make an image editor's value also name the uploaded files it was read from (``"uploads"``), so the handler
+    can count them as the session's and they are deleted with it (the pixels alone do not say where they came
+    from)."""
+    strict = editor.preprocess
+
+    def preprocess(payload):
+        value = strict(payload)
+        if isinstance(value, dict) and payload is not None:
+            files = [getattr(payload, "background", None), getattr(payload, "composite", None),
+                     *(getattr(payload, "layers", None) or [])]
+            value["uploads"] = [f.path for f in files if getattr(f, "path", None)]
+        return value
+
+    editor.preprocess = preprocess
+    return editor
+
+
 def _friendly(exc: Exception) -> str:
     if isinstance(exc, HLGFAError):
         return str(exc)
@@ -148,23 +167,34 @@ def _friendly(exc: Exception) -> str:
 
 def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blocks:
     """The whole demo as a Blocks app, serving the checkpoint in ``run_dir`` (default: the bundled bottle model)."""
+    logic.serve_gradio_cache_from_process_dir()  # before any component: uploads then live and go with our folder
     logic.remove_stale_folders()  # left by a demo process that was killed
     store = logic.ModelStore(run_dir, device=device)
     store.warm_up()
     gallery_items = logic.bundled_test_images()  # (caption, path) of every bundled test image
     quota = logic.UploadQuota()
+    sessions = logic.SessionFiles(idle_seconds=SESSION_SECONDS)  # each session's uploads and result pictures
     cancels: dict[str, threading.Event] = {}  # the running fit's stop signal, per session
     fitted_parts: dict[str, logic.FittedPart] = {}  # each session's fitted part, removed when the session ends
 
     def charge(request: gr.Request | None, paths) -> None:
-        """Count a session's uploads (the bundled sample is free)."""
-        bundled = str(sample_dir())
-        quota.charge(getattr(request, "session_hash", None), [p for p in paths if not str(p).startswith(bundled)])
+        """Count a session's uploads (the bundled sample is free) after claiming them, so that even refused ones
+        are deleted with the session. Any other file is refused: Gradio accepts every path in its cache, which
+        holds the demo's own folders too."""
+        session, bundled = getattr(request, "session_hash", None), str(sample_dir())
+        sessions.claim(session, paths)
+        if not all(sessions.is_upload(p) or str(p).startswith(bundled) for p in paths if p):
+            raise HLGFAError("Only images uploaded from this page can be used; please upload the image again.")
+        quota.charge(session, [p for p in paths if not str(p).startswith(bundled)])
 
-    def pictures(shown: logic.Rendered) -> tuple[str, str]:
-        """Unique files, not arrays: Gradio would rewrite one cache file per identical picture while another
-        visitor downloads it."""
-        return logic.write_picture(shown.overlay, ".jpg"), logic.write_picture(shown.mask, ".png")
+    def picture_folder(request: gr.Request | None) -> Path:
+        return sessions.folder(getattr(request, "session_hash", None))
+
+    def pictures(shown: logic.Rendered, request: gr.Request | None) -> tuple[str, str]:
+        """Unique files in the session's folder, not arrays: Gradio would rewrite one cache file per identical
+        picture while another visitor downloads it, and keep it beyond the session."""
+        folder = picture_folder(request)
+        return logic.write_picture(shown.overlay, ".jpg", folder), logic.write_picture(shown.mask, ".png", folder)
 
     def model_for(choice: str, part: logic.FittedPart | None):
         if choice == MY_PART:
@@ -183,19 +213,19 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
             model, name = model_for(choice, part)
             result = logic.inspect_image(model, logic.read_upload(path))
             shown = logic.render(model, result, sensitivity, name)
-            return *pictures(shown), round(shown.score, 4), shown.verdict, result
+            return *pictures(shown, request), round(shown.score, 4), shown.verdict, result
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
             gr.Warning(message)
             return None, None, None, f"### ✖ {message}", None
 
-    def rerender(choice, sensitivity, part, result):
+    def rerender(choice, sensitivity, part, result, request: gr.Request = None):
         if result is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             model, name = model_for(choice, part)
             shown = logic.render(model, result, sensitivity, name)
-            return *pictures(shown), round(shown.score, 4), shown.verdict
+            return *pictures(shown, request), round(shown.score, 4), shown.verdict
         except Exception as exc:  # noqa: BLE001
             return gr.skip(), gr.skip(), gr.skip(), f"### ✖ {_friendly(exc)}"
 
@@ -221,6 +251,15 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         gr.Info("Your head is ready: the Inspect tab now uses it.")
         return part.summary, part.zip_path, part, MY_PART
 
+    def claim_fit_files(files, request: gr.Request = None):
+        """Uploaded images wait in the Fit tab until the visitor fits (or leaves): they are the session's now."""
+        sessions.claim(getattr(request, "session_hash", None), [getattr(f, "name", f) for f in (files or [])])
+
+    def claim_drawing(value, request: gr.Request = None):
+        """An image a visitor put into the editor is the session's from its upload on."""
+        if isinstance(value, dict):
+            sessions.claim(getattr(request, "session_hash", None), value.get("uploads") or [])
+
     def sample_training_images():
         return [str(p) for p in sorted((sample_dir() / "train" / "good").glob("*.png"))]
 
@@ -232,21 +271,24 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         return "Stopping the fit…"
 
     def end_session(request: gr.Request = None):
-        """The visitor closed or reloaded the page: stop its fit, remove its fitted part now (Gradio deletes the
-        session's state, and so calls ``forget_part``, only an hour later), forget its upload count."""
+        """The visitor closed or reloaded the page: stop its fit, remove its fitted part, uploads and result
+        pictures now (Gradio deletes the session's state, and so calls ``forget_part``, only an hour later), forget
+        its upload count."""
         session = getattr(request, "session_hash", None)
         event = cancels.pop(session, None)
         if event is not None:
             event.set()
         logic.remove_fitted(fitted_parts.pop(session, None), store)
+        sessions.release(session)
         quota.forget(session)
 
-    def score_drawing(value, sensitivity):
+    def score_drawing(value, sensitivity, request: gr.Request = None):
         try:
+            claim_drawing(value, request)
             loaded, painted = logic.read_editor_value(value)  # the same pixel rule as an Inspect upload
             result = logic.inspect_image(store.model, loaded, painted)
             shown = logic.render(store.model, result, sensitivity, "bottles")
-            return *pictures(shown), shown.verdict
+            return *pictures(shown, request), shown.verdict
         except Exception as exc:  # noqa: BLE001
             message = _friendly(exc)
             gr.Warning(message)
@@ -256,14 +298,14 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         return (f"Sensitivity **{sensitivity:.2f}** (set in *Inspect*; 1 = the calibrated threshold, higher flags "
                 "more).")
 
-    def inside(choice, part, result):
+    def inside(choice, part, result, request: gr.Request = None):
         if result is None:
             return None, "Inspect an image first (first tab); its inside is shown here."
         try:
             model, _ = model_for(choice, part)
             tensor = torch.from_numpy(result.image).permute(2, 0, 1).float() / 255
             # unique files, as for Inspect's pictures (no shared cache file rewritten under a download)
-            return [(logic.write_picture(picture, ".png"), caption)
+            return [(logic.write_picture(picture, ".png", picture_folder(request)), caption)
                     for picture, caption in logic.look_inside(model, logic.LoadedImage(tensor))], ""
         except Exception as exc:  # noqa: BLE001
             return None, f"### ✖ {_friendly(exc)}"
@@ -272,8 +314,9 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         logic.remove_fitted(part, store)
 
     # --- layout: on a phone the columns stack, so the order below is the order a visitor scrolls ----------------
-    # delete_cache: uploads and served copies older than a session are removed every 10 minutes, and all of
-    # them when the server restarts
+    # delete_cache: Gradio's own clean-up of what it tracks, for files that no session claimed (an upload a client
+    # never used): every 10 minutes, those older than a session. What sessions use goes when they end
+    # (end_session), everything when the server stops (launch_demo).
     with gr.Blocks(title="hlgfa_lite: anomaly maps", delete_cache=(600, SESSION_SECONDS)) as demo:
         part_state = gr.State(None, time_to_live=SESSION_SECONDS, delete_callback=forget_part)
         result_state = gr.State(None, time_to_live=SESSION_SECONDS)
@@ -327,12 +370,11 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                 with gr.Row():
                     with gr.Column():
                         gr.Markdown("**Paint on a good bottle**")  # a label outside the editor: its toolbar covers one
-                        editor = gr.ImageEditor(value=logic.good_images()[0], type="numpy", sources=["upload"],
-                                                layers=False, transforms=[], show_label=False,
-                                                brush=gr.Brush(colors=["#2b1d0e", "#000000", "#ffffff", "#8a5a2b",
-                                                                       "#c0392b"], default_size=6,
-                                                               color_mode="fixed"),
-                                                height=420, elem_id="editor")
+                        editor = reporting_upload_paths(gr.ImageEditor(
+                            value=logic.good_images()[0], type="numpy", sources=["upload"], layers=False,
+                            transforms=[], show_label=False, height=420, elem_id="editor",
+                            brush=gr.Brush(colors=["#2b1d0e", "#000000", "#ffffff", "#8a5a2b", "#c0392b"],
+                                           default_size=6, color_mode="fixed")))
                         with gr.Row():
                             start_from = gr.Dropdown([(f"good bottle {Path(p).stem}", p) for p in logic.good_images()],
                                                      value=logic.good_images()[0], label="Start again from",
@@ -364,6 +406,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
                             api_visibility="private")
         sensitivity.change(sensitivity_note, sensitivity, draw_note, api_visibility="private", show_progress="hidden")
         use_sample.click(sample_training_images, None, files, api_visibility="private")
+        files.change(claim_fit_files, files, None, api_visibility="private", show_progress="hidden")
         # one progress bar, on the summary (it replaces "Nothing fitted yet." while the head trains)
         fitting = fit_button.click(fit_own, [files, length, part_state], [fit_summary, download, part_state, choice],
                                    api_name="fit", concurrency_limit=1, concurrency_id="fit",
@@ -371,6 +414,7 @@ def build_demo(run_dir: str | Path | None = None, device: str = "cpu") -> gr.Blo
         stop_button.click(stop_fit, None, fit_summary, api_name="stop_fit", cancels=[fitting])
         demo.unload(end_session)
         start_from.change(lambda path: path, start_from, editor, api_visibility="private")
+        editor.upload(claim_drawing, editor, None, api_visibility="private", show_progress="hidden")
         # an editor built inside a hidden tab can come up without its picture: set it when the tab opens
         draw_tab.select(lambda path: path, start_from, editor, api_visibility="private", show_progress="hidden")
         draw_button.click(score_drawing, [editor, sensitivity], [draw_overlay, draw_mask, draw_verdict],
@@ -391,8 +435,16 @@ def launch_demo(run_dir: str | Path | None = None, torch_threads: int | None = T
     # shows every warning once
     warnings.filterwarnings("ignore", message="unclosed event loop", category=ResourceWarning)
     demo = build_demo(run_dir, device=resolve_device(device or os.environ.get("HLGFA_DEVICE", "auto"))).queue(**QUEUE)
-    atexit.register(logic.remove_process_folder)  # fit folders and pictures go with the server
-    options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir()), str(logic.DEMO_ROOT)],
+    atexit.register(logic.remove_process_folder)  # uploads, fit folders and pictures go with the server
+
+    def stop_serving() -> None:
+        logic.SERVER_STOPPING.set()  # running fits end at their next step instead of holding up the exit
+        demo.close()  # no request starts or writes after this
+        logic.remove_process_folder()
+
+    logic.install_stop_handlers(stop_serving)  # SIGTERM (docker stop, systemd) would otherwise skip atexit
+    # what the demo writes is served from Gradio's cache (our process folder), so only the sample needs allowing
+    options = dict(max_file_size=logic.MAX_UPLOAD, allowed_paths=[str(sample_dir())],
                    ssr_mode=False,
                    theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, footer_links=["api"])
     options.update(launch_kwargs)
