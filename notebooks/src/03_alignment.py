@@ -403,7 +403,7 @@ from hlgfa_lite.exercises import reveal
 
 def evidence():  # the answers' evidence: runs only when you press the button below
     # 1. a fresh head is the identity
-    fresh = HLGFA(cfg)
+    fresh = HLGFA(cfg).to(DEVICE)
     fresh_ins = fresh.inspect(probe)
     print("fresh head is the identity:", all(torch.equal(o.refined, f) for o, f in zip(fresh_ins.outputs, fresh_ins.low)))
     # 2. the gate of the trained head, inside and outside the defect
