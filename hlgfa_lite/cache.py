@@ -11,7 +11,9 @@ host-memory budget ``max_cache_gib``, which covers what ``fit`` holds of the tra
 2. ``"disk"``: they do not: the same float16 values are written once to a file in a temporary folder and every read
    is an explicit ``pread`` of the rows it needs (``SpilledCache``; not an mmap, whose pages would count as this
    process's memory). Same values, read in the same order: the trained head and the normality statistics are
-   bit-for-bit those of the memory cache, and every draw is kept.
+   bit-for-bit those of the memory cache, and every draw is kept. The file has no name from the moment it is open
+   (``O_TMPFILE``, else created and unlinked at once): the system frees its blocks when the last descriptor closes,
+   so a fit killed by SIGKILL or the out-of-memory killer leaves nothing behind (gigabytes, for a real set).
 3. ``"on the fly"``: not even the disk has room: each batch's features are computed when it is drawn
    (``OnTheFlyFeatures``; every view > 0 is a fresh nuisance, so not bit-for-bit; slow on a CPU, fine on a GPU).
 4. Stop (``HLGFAError``, one line): the budget cannot even hold the uint8 images, which every policy keeps.
@@ -22,6 +24,7 @@ normality term (every draw of each image, or its clean one), ``subset(rows)`` fo
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -180,23 +183,28 @@ class SpilledCache:
 
     File layout (float16): N * K low records, then N * Kp prior records; record (i, k) holds draw k of image i,
     its levels side by side (low: F_L of each level; prior: structure, detail, target of each level). Rows of one
-    image's draws are adjacent, so every draw of a run of images is one read. ``index`` maps this view's images to
-    the file's (``subset`` shares the file)."""
+    image's draws are adjacent, so every draw of a run of images is one read. ``fd`` is the open, nameless file
+    (``anonymous_file``); ``index`` maps this view's images to the file's (``subset`` shares the file through a
+    descriptor of its own)."""
 
-    def __init__(self, path: Path, n_images: int, draws: int, prior_draws: int,
-                 low_shapes: list[tuple[int, ...]], prior_shapes: list[tuple[int, ...]], owner: bool = True):
-        self.path, self.n_file, self.draws, self.prior_draws = Path(path), n_images, draws, prior_draws
+    def __init__(self, fd: int, folder: Path, n_images: int, draws: int, prior_draws: int,
+                 low_shapes: list[tuple[int, ...]], prior_shapes: list[tuple[int, ...]]):
+        self.fd, self.folder = fd, Path(folder)
+        self.n_file, self.draws, self.prior_draws = n_images, draws, prior_draws
         self.low_shapes, self.prior_shapes = low_shapes, prior_shapes  # per tensor, one draw: (C, h, w)
         self.low_numel = sum(_numel(s) for s in low_shapes)
         self.prior_numel = sum(_numel(s) for s in prior_shapes)
         self.prior_base = n_images * draws * self.low_numel * 2  # bytes before the first prior record
         self.index = torch.arange(n_images)
-        self.fd = os.open(self.path, os.O_RDONLY)
-        self.owner = owner
 
     @property
     def n_images(self) -> int:
         return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the file on disk."""
+        return os.fstat(self.fd).st_size
 
     def _read(self, offsets: list[int], numel: int) -> torch.Tensor:
         """len(offsets) runs of ``numel`` float16 values -> (len(offsets), numel)."""
@@ -207,7 +215,7 @@ class SpilledCache:
             while done < len(buffer):  # a read may return less than asked
                 got = os.preadv(self.fd, [buffer[done:]], offset + done)
                 if got <= 0:
-                    raise HLGFAError(f"the feature cache file {self.path} ended early (was it deleted?); run fit again.")
+                    raise HLGFAError(f"the feature cache file in {self.folder} ended early; run fit again.")
                 done += got
         return out
 
@@ -237,22 +245,38 @@ class SpilledCache:
         return self._split(self._read(offsets, self.low_numel), self.low_shapes, device)
 
     def subset(self, rows: torch.Tensor) -> "SpilledCache":
-        """The images ``rows`` only: the same file, read through a narrower index."""
-        view = SpilledCache(self.path, self.n_file, self.draws, self.prior_draws, self.low_shapes, self.prior_shapes,
-                            owner=False)
+        """The images ``rows`` only: the same file, read through a narrower index and a descriptor of its own."""
+        view = SpilledCache(os.dup(self.fd), self.folder, self.n_file, self.draws, self.prior_draws,
+                            self.low_shapes, self.prior_shapes)
         view.index = self.index[rows]
         return view
 
     def close(self) -> None:
-        """Close the file; the cache that wrote it also deletes it (and its temporary folder)."""
+        """Close this view's descriptor; the system frees the file when the last one closes."""
         if getattr(self, "fd", None) is not None:
             os.close(self.fd)
             self.fd = None
-            if self.owner:
-                shutil.rmtree(self.path.parent, ignore_errors=True)
 
     def __del__(self):
         self.close()
+
+
+def anonymous_file(folder: str | Path) -> int:
+    """A descriptor of a new, empty read-write file in ``folder`` that has no name: ``O_TMPFILE`` where the file
+    system has it (never named at all), else a file created and unlinked at once (named for microseconds)."""
+    if hasattr(os, "O_TMPFILE"):
+        try:
+            return os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    fd, name = tempfile.mkstemp(prefix="hlgfa-features-", suffix=".f16", dir=folder)
+    try:
+        os.unlink(name)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -265,34 +289,35 @@ def _numel(shape: tuple[int, ...]) -> int:
 @torch.no_grad()
 def spill_features(model: HLGFA, hr_images: torch.Tensor, folder: str | Path | None = None, batch_size: int = 1,
                    progress: bool = True) -> SpilledCache:
-    """The same features as ``cache_features``, written once to a file in a new temporary folder inside ``folder``
-    (default: the system's temporary folder); deleted by ``close()``."""
-    work = Path(tempfile.mkdtemp(prefix="hlgfa-features-", dir=folder))
-    path = work / "features.f16"
+    """The same features as ``cache_features``, written once to a nameless file in ``folder`` (default: the
+    system's temporary folder); the file is gone when the returned cache (and every subset) is closed, or when
+    this process ends, however it ends."""
+    folder = Path(folder or tempfile.gettempdir())
     n = len(hr_images)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            shapes = None
-            for start, priors, lows in drawn_features(model, hr_images, batch_size, progress):
-                prior_tensors = _prior_tensors(priors)
-                if shapes is None:
-                    draws, prior_draws = lows[0].shape[1], prior_tensors[0].shape[1]
-                    shapes = [tuple(t.shape[2:]) for t in lows], [tuple(t.shape[2:]) for t in prior_tensors]
-                    low_bytes = draws * sum(_numel(s) for s in shapes[0]) * 2  # one image, every draw
-                    prior_bytes = prior_draws * sum(_numel(s) for s in shapes[1]) * 2
-                _write(fd, _record(lows), start * low_bytes)
-                _write(fd, _record(prior_tensors), n * low_bytes + start * prior_bytes)
-        finally:
-            os.close(fd)
+        fd = anonymous_file(folder)
     except OSError as exc:
-        shutil.rmtree(work, ignore_errors=True)
-        raise HLGFAError(f"cannot write the feature cache in {work.parent} ({exc.strerror or exc}); free some disk "
+        raise HLGFAError(f"cannot create the feature cache in {folder} ({exc.strerror or exc}); choose another "
+                         "folder (--cache-dir) or raise --max-cache-gib.") from None
+    try:
+        shapes = None
+        for start, priors, lows in drawn_features(model, hr_images, batch_size, progress):
+            prior_tensors = _prior_tensors(priors)
+            if shapes is None:
+                draws, prior_draws = lows[0].shape[1], prior_tensors[0].shape[1]
+                shapes = [tuple(t.shape[2:]) for t in lows], [tuple(t.shape[2:]) for t in prior_tensors]
+                low_bytes = draws * sum(_numel(s) for s in shapes[0]) * 2  # one image, every draw
+                prior_bytes = prior_draws * sum(_numel(s) for s in shapes[1]) * 2
+            _write(fd, _record(lows), start * low_bytes)
+            _write(fd, _record(prior_tensors), n * low_bytes + start * prior_bytes)
+    except OSError as exc:
+        os.close(fd)
+        raise HLGFAError(f"cannot write the feature cache in {folder} ({exc.strerror or exc}); free some disk "
                          "space there, choose another folder (--cache-dir) or raise --max-cache-gib.") from None
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        os.close(fd)
         raise
-    return SpilledCache(path, n, draws, prior_draws, *shapes)
+    return SpilledCache(fd, folder, n, draws, prior_draws, *shapes)
 
 
 def _write(fd: int, record: torch.Tensor, offset: int) -> None:

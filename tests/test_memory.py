@@ -1,6 +1,11 @@
 """The training set's memory bound (hlgfa_lite/cache.py): the estimate is the real size, the policy follows the
 budget, a cache spilled to disk trains exactly what the in-memory cache trains, and fit says its plan first."""
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -41,10 +46,10 @@ def test_the_estimate_is_the_size_of_the_cache_in_memory_and_on_disk(images, vie
     assert plan.cache_bytes == cache_nbytes(cache.cache_features(model, images, progress=False))
     spilled = cache.spill_features(model, images, tmp_path, progress=False)
     try:
-        assert spilled.path.stat().st_size == plan.cache_bytes and spilled.path.parent.parent == tmp_path
+        assert spilled.nbytes == plan.cache_bytes
+        assert not list(tmp_path.iterdir()), "the spill file has no name, even while it is in use"
     finally:
         spilled.close()
-    assert not list(tmp_path.iterdir()), "closing the cache that wrote the file deletes it"
 
 
 def test_the_policy_follows_the_budget_and_the_free_disk(images, tmp_path, monkeypatch):
@@ -95,6 +100,45 @@ def test_fit_with_a_spilled_cache_gives_the_same_model_bit_for_bit(tmp_path, cap
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert in_memory.calibration.image_threshold == spilled.calibration.image_threshold
     assert not list(tmp_path.iterdir()), "the spill file is deleted when fit ends"
+
+
+KILLED_FIT = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from hlgfa_lite import cache, fit
+    from test_memory import GIB, good_paths, tiny_model
+    where = sys.argv[1]  # kill while the cache is written, or while the head trains on it
+
+    real_write, real_read = cache._write, cache.SpilledCache._read
+
+    def write(fd, record, offset):
+        if where == "writing" and offset > 0:  # the second record: the file holds data by now
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_write(fd, record, offset)
+
+    def read(self, *args):
+        if where == "training":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_read(self, *args)
+
+    cache._write, cache.SpilledCache._read = write, read
+    fit(tiny_model(), good_paths(), progress=False, max_cache_gib=2 ** 20 / GIB, cache_dir=sys.argv[2])
+    print("completed")
+""")
+
+
+@pytest.mark.parametrize("where", ["writing", "training"])
+def test_a_fit_killed_while_its_cache_is_on_disk_leaves_no_file(tmp_path, where):
+    """SIGKILL (or the out-of-memory killer) runs no cleanup code: only a file without a name is freed."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_FIT.format(tests=str(Path(__file__).parent)))
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    done = subprocess.run([sys.executable, "-u", str(script), where, str(spill)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert "temporary file" in done.stdout  # fit planned the disk, and was killed while using it
+    assert not list(spill.iterdir())
 
 
 def test_head_and_normality_trained_on_the_fly_see_every_draw(images, monkeypatch):
