@@ -33,6 +33,7 @@ import torch
 from benchmarks.harness import exit_code
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset
 from hlgfa_lite.calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, calibrate
+from hlgfa_lite.cli import positive_int
 from hlgfa_lite.data import evenly_spaced, load_image, load_test_split, train_image_paths
 from hlgfa_lite.evaluation import verdict_rates
 from hlgfa_lite.files import write_text
@@ -56,7 +57,7 @@ def one_run(data: str, size: str, seed: int, steps: int | None, reuse_full: str 
         holdout_scores = set_level_statistics(model, load_images(holdout, model.cfg.hr_size))[0].tolist()
         cross_scores, source = [], f"checkpoint {reuse_full}"
     else:
-        overrides = {"seed": seed} | ({"steps": steps} if steps else {})
+        overrides = {"seed": seed} | ({} if steps is None else {"steps": steps})
         model = HLGFA(preset("lite", **overrides))
         report = fit(model, chosen, progress=False)
         holdout_scores, cross_scores, source = report.holdout_scores, report.cross_fit_scores, "fit"
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("data", nargs="?", help="MVTec-layout category folder")
     parser.add_argument("--sizes", nargs="+", default=["all", "20", "10"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
     parser.add_argument("--reuse-full", default=None, metavar="CHECKPOINT")
     parser.add_argument("--out", default="benchmarks/results/calibration.json")
     parser.add_argument("--recalibrate", nargs="+", default=None, metavar="RESULTS.json",

@@ -26,6 +26,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hlgfa_lite.cli import positive_int
+
 ROOT = Path(__file__).resolve().parents[1]
 LOG = Path(tempfile.gettempdir()) / "hlgfa_demo_latency_server.log"
 
@@ -178,10 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--run-dir", default=None, help="checkpoint to serve (default: the bundled one)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads per request in the server (default: the demo's own rule, "
                         "cores // concurrency)")
-    parser.add_argument("--concurrency", type=int, default=None,
+    parser.add_argument("--concurrency", type=positive_int, default=None,
                         help="inferences at a time in the server (default: the demo's own, app.CONCURRENCY)")
     parser.add_argument("--via", choices=["http", "gradio_client"], default="http",
                         help="http: the page's own requests (default); gradio_client: the Python client, which adds "
@@ -196,13 +198,13 @@ def main(argv: list[str] | None = None) -> None:
     from hlgfa_lite.device import usable_cpus
 
     if args.fit:
-        return time_fit(args.threads or app.THREADS)
+        return time_fit(app.THREADS if args.threads is None else args.threads)
     examples = dict(demo_logic.example_images())
     load_before = os.getloadavg()
     images = [examples["good"], examples["broken large"]]
     port = free_port()
-    concurrency = args.concurrency or app.CONCURRENCY
-    threads = args.threads or app.threads_per_inference(concurrency)
+    concurrency = app.CONCURRENCY if args.concurrency is None else args.concurrency
+    threads = app.threads_per_inference(concurrency) if args.threads is None else args.threads
     server = start_server(port, args.run_dir, threads, concurrency)
     try:
         rows = [run(f"http://127.0.0.1:{port}/", images, args.requests, n, args.via) for n in args.clients]

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import exit_code
+from hlgfa_lite.cli import positive_float, positive_int
 from hlgfa_lite.files import write_json
 
 
@@ -37,7 +38,8 @@ def plan_only(data: str, preset_name: str, random_weights: bool, max_cache_gib: 
     cfg = preset(preset_name)
     paths = train_image_paths(data)
     n_train = len(split_holdout(paths, cfg.holdout_fraction, cfg.seed)[0])
-    plan = plan_cache(HLGFA(cfg, pretrained=not random_weights), n_train, max_cache_gib or DEFAULT_MAX_CACHE_GIB)
+    budget = DEFAULT_MAX_CACHE_GIB if max_cache_gib is None else max_cache_gib
+    plan = plan_cache(HLGFA(cfg, pretrained=not random_weights), n_train, budget)
     print(plan.describe())
 
 
@@ -45,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fit_memory", description=__doc__.splitlines()[0])
     parser.add_argument("data")
     parser.add_argument("--preset", default="lite", choices=["lite", "paper"])
-    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (peak memory does not depend on it)")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="optimiser steps (peak memory does not depend on it)")
     parser.add_argument("--random-weights", action="store_true")
-    parser.add_argument("--max-cache-gib", type=float, default=None, help="default: fit's own default")
+    parser.add_argument("--max-cache-gib", type=positive_float, default=None, help="default: fit's own default")
     parser.add_argument("--cache-dir", default=None, help="folder for a spilled cache (default: fit's own default)")
     parser.add_argument("--limit-gib", type=float, default=None, help="the bound the run must stay under")
     parser.add_argument("--out", default=None, help="JSON file for the result")
@@ -63,9 +66,9 @@ def measure(args) -> int:
     with tempfile.TemporaryDirectory() as work:
         command = [sys.executable, "-m", "hlgfa_lite", "fit", args.data, "--out", str(Path(work) / "run"),
                    "--preset", args.preset, "--quiet", "--device", "cpu"]
-        command += ["--steps", str(args.steps)] if args.steps else []
+        command += ["--steps", str(args.steps)] if args.steps is not None else []
         command += ["--random-weights"] if args.random_weights else []
-        command += ["--max-cache-gib", str(args.max_cache_gib)] if args.max_cache_gib else []
+        command += [] if args.max_cache_gib is None else ["--max-cache-gib", str(args.max_cache_gib)]
         command += ["--cache-dir", args.cache_dir] if args.cache_dir else []
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
         load_before, started = os.getloadavg(), time.perf_counter()

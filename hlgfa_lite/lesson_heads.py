@@ -59,7 +59,7 @@ def recipe(name: str, steps: int | None = None) -> HLGFAConfig:
         raise HLGFAError(f"no lesson head called {name!r}; choose one of {sorted(RECIPES)}.")
     # the lessons teach the abstract's method and its parts: what lies beyond the paper (the normality term, the
     # max map scale) stays off in their heads, whatever the lite preset's defaults become
-    return preset("lite_paper", steps=steps or STEPS, batch_size=BATCH_SIZE, **RECIPES[name])
+    return preset("lite_paper", steps=STEPS if steps is None else steps, batch_size=BATCH_SIZE, **RECIPES[name])
 
 
 def why_not_shipped(name: str, folder: Path = HEADS_DIR) -> str | None:

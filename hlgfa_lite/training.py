@@ -249,7 +249,7 @@ def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_s
     crossing = cross_fit if cross_fit is not None else n_holdout < CROSS_FIT_BELOW
     if not crossing or folds < 2:
         return cfg.steps
-    return cfg.steps + folds * (cross_fit_steps or max(1, cfg.steps // folds))
+    return cfg.steps + folds * (max(1, cfg.steps // folds) if cross_fit_steps is None else cross_fit_steps)
 
 
 def fit(model: HLGFA, paths: list[Path], progress: bool = True,
