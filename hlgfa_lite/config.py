@@ -1,7 +1,8 @@
 """Every knob of HLGFA-lite in one dataclass, with the two presets.
 
 The paper (arXiv 2602.09524) publishes only its abstract, so most values below are *our* choices.
-Each one is a field, so the notebooks and the benchmark can switch it off and measure what it buys.
+Each one is a field, so the notebooks and the benchmark can switch it off and measure what it buys. A field
+comment's "(RESULTS.md, <section>)" names the section of benchmarks/RESULTS.md that holds its measurements.
 
     lite  = tf_efficientnet_lite0, 512 px / 256 px, levels 1-3 (strides 4/8/16): the CPU default
     paper = wide_resnet50_2,       512 px / 256 px, layers 1-3 (strides 4/8/16): for a GPU
@@ -22,29 +23,24 @@ class HLGFAConfig:
     out_indices: tuple[int, ...] = (1, 2, 3)  # feature levels; for Lite0 strides 4/8/16, 24/40/112 channels
     hr_size: int = 512  # high-resolution view: guides and supervises
     lr_size: int = 256  # low-resolution view: refined by the head; maps live on its grid
-    # "torch" (TorchScript, always there) or "onnxruntime" (pip install 'hlgfa-lite[fast]': the same features,
-    # faster on a CPU); how the frozen network runs, not what it computes
-    backbone_runtime: str = "torch"
+    backbone_runtime: str = "torch"  # or "onnxruntime" ([fast] extra): how phi runs, not what it computes
     # --- priors: split of the high-res features ---------------------------------------------------------
     use_structure: bool = True  # conditional modulation by the structure (low-pass) prior
-    use_detail: bool = True  # gated residual correction from the detail (high-pass) prior
+    use_detail: bool = True  # the detail (high-pass) prior as an input of the gated residual correction
     use_gate: bool = True  # False: the residual is added with a fixed weight of 1
     prior_sigma: float = 2.0  # std (in high-res feature cells) of the Gaussian low-pass
-    prior_width: float = 1.0  # bottleneck: prior channels = prior_width * C (measured: full width is best)
+    prior_width: float = 1.0  # 1x1 projection of each prior to prior_width * C channels; 1 = full width (lesson 02)
     hidden_width: float = 1.0  # width of the head's hidden layers, relative to C
     gate_bias_init: float = -2.0  # sigmoid(-2) = 0.12: the gate starts mostly closed
     # --- noise-aware augmentation ---------------------------------------------------------------------------
     noise_aug: bool = True
-    # "both": a nuisance hits the image before both views are made, as a camera's would (the head learns to keep
-    # a noisy pair aligned); "low": the low-res input only, with the clean high-res target (the head learns to
-    # undo nuisances: measured to make nuisances at test time *worse*, see benchmarks/RESULTS.md)
-    aug_views: str = "both"
+    aug_views: str = "both"  # nuisances on "both" views or the "low" one only (RESULTS.md, "Robustness")
     aug_copies: int = 3  # augmented views pre-drawn per training image (features cached once)
     aug_prob: float = 0.5  # probability of each nuisance
     aug_noise_std: float = 0.04  # max std of additive Gaussian sensor noise, images in [0, 1]
     aug_blur_sigma: float = 2.0  # max std (px of the augmented image) of Gaussian blur
     aug_sharpness: float = 1.0  # sharpness factor in [1, 1 + this] (torchvision adjust_sharpness)
-    aug_brightness: float = 0.25  # brightness and contrast factor range 1 +- this
+    aug_brightness: float = 0.25  # brightness factor and contrast factor, each drawn from [1 - this, 1 + this]
     aug_gamma: float = 0.25  # gamma in [1 - this, 1 + this]
     aug_jpeg_quality: tuple[int, int] = (30, 90)
     # --- training -----------------------------------------------------------------------------------------
@@ -55,26 +51,13 @@ class HLGFAConfig:
     holdout_fraction: float = 0.1  # good images kept aside to calibrate normalisation and threshold
     seed: int = 0
     # --- normality term (beyond the paper; see normality.py) -------------------------------------------------
-    # "global": Mahalanobis distance of F_L to one Gaussian per level (textures, unaligned parts); "position": one
-    # Gaussian per position (PaDiM-like, aligned parts); "none": the abstract's method alone
-    normality: str = "position"  # measured on magnetic tile: image AUROC +0.13 over the abstract's method alone
+    normality: str = "position"  # "position", "global" or "none" (RESULTS.md, "The normality term")
     normality_shrinkage: float = 0.01  # least ridge added to each covariance, relative to its mean variance
-    # "all": every cached draw, the noise-aware augmentation's too, so that a nuisance the head learnt to ignore does not
-    # light up the normality part either (measured, seed 0: bottle 0.988 pixel AUROC and 100 % image AUROC under noise,
-    # against 0.982 and 56.8 % with "clean"; magnetic tile 0.903 / 0.797 against 0.895 / 0.793)
-    normality_draws: str = "all"
-    normality_pool: int = 3  # features averaged over k x k neighbours first (measured: pixel AUROC +5.8 points, tile)
+    normality_draws: str = "all"  # Gaussians fitted on "all" cached draws or "clean" ones (RESULTS.md, "Robustness")
+    normality_pool: int = 3  # features averaged over k x k neighbours first (RESULTS.md, "The normality term")
     # --- scoring ---------------------------------------------------------------------------------------
-    # how each raw map is scaled before the maps are averaged (scoring.py): "std", its pixel spread over held-out good
-    # images; "max", how far a typical good image's worst pixel lies above the mean, so that every map contributes the
-    # same false-alarm tail (measured, seed 0: magnetic tile 0.940 / 0.809 image / pixel AUROC against 0.903 / 0.797,
-    # bottle 1.000 / 0.985 against 1.000 / 0.988); "auto", the one that localises synthetic defects on the held-out
-    # images better, chosen by each fit and saved in its checkpoint (synthetic.py; benchmarks/RESULTS.md, session 17)
-    map_scale: str = "auto"
-    # share of the normality maps in the fused map, the alignment maps getting the rest (scoring.py); 0.5 weighs
-    # every map alike. Chosen on test data, so say so: on magnetic tile (seed 0) image AUROC 0.942 at 0.5, 0.950 at
-    # 0.75, 0.952 at 1; bottle 1.000 and pixel AUROC 0.984 at each (benchmarks/RESULTS.md, "Part weights")
-    normality_weight: float = 0.75
+    map_scale: str = "auto"  # "std", "max", or "auto": chosen per fit (scoring.py; RESULTS.md, "The map scale")
+    normality_weight: float = 0.75  # the normality maps' share, tuned on test data (RESULTS.md, "Part weights")
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
     score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max
     eval_size: int = 256  # pixel metrics are computed on maps and masks resized to this square
@@ -110,8 +93,7 @@ class HLGFAConfig:
 
     # (field, test, what it must be): written "not (x > 0)" style so NaN fails every test
     _RANGES = (
-        # a view beyond 4096 px is no longer a view of an inspection image (load_image downscales to 4096) and its
-        # features alone would need gigabytes: within the backbone's reach means 32 (one stride-32 cell) to 4096
+        # 32 px is one stride-32 cell; beyond 4096 px (load_image's downscale) the features alone need gigabytes
         ("hr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("lr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
