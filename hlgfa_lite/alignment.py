@@ -1,8 +1,8 @@
 """The trainable part: per level, refine the low-res features under guidance of the high-res priors.
 
-For one level, with F_L the low-res features, s and d the narrowed structure and detail priors:
+For one level, with F_L the low-res features, s and d the projected structure and detail priors:
 
-    s = P_S(S_low),  d = P_D(D_low)                           1x1 convolutions (the bottleneck)
+    s = P_S(S_low),  d = P_D(D_low)                           1x1 convolutions to prior_width * C channels
     gamma, beta = W_2 relu(W_1 s)                              W_2 zero-initialised
     M     = (1 + gamma) * F_L + beta                           conditional modulation (FiLM / SFT)
     g     = sigmoid(W_g [M; d])                                gate in (0, 1), bias -2: mostly closed
@@ -15,8 +15,12 @@ Training aligns F_hat with the target T (high-res features pooled to the low gri
 
     e(u) = 1 - cos(F_hat(u), T(u))         the misalignment map; loss = mean_u e(u), summed over levels
 
-Switches: ``use_structure=False`` gives M = F_L; ``use_detail=False`` drops d from the residual's input (a
-gated refiner of F_L alone); ``use_gate=False`` gives F_hat = M + R.
+``prior_width`` is 1 by default: the projections keep every channel and narrow nothing (below 1 they would be a
+bottleneck on what the priors can carry; lesson 02 asks whether that is needed).
+
+Switches: ``use_structure=False`` gives M = F_L; ``use_detail=False`` drops d from the residual's input, so the
+correction sees only M (with both off, the head is a gated refiner of F_L alone that never sees the high-res view);
+``use_gate=False`` gives F_hat = M + R.
 """
 
 from __future__ import annotations
@@ -87,8 +91,8 @@ class AlignmentHead(nn.Module):
     def __init__(self, channels: list[int], cfg: HLGFAConfig):
         super().__init__()
         self.levels = nn.ModuleList(AlignmentLevel(c, cfg.hr_lr_ratio, cfg) for c in channels)
-        # oneDNN's CPU convolutions prefer channels-last weights and inputs (measured on 2 cores: the head 5.6 -> 3.7
-        # ms per image at inference; a whole fit about as fast as before); the layout changes strides, not values
+        # oneDNN's CPU convolutions prefer channels-last weights and inputs (benchmarks/RESULTS.md, "Inference: where
+        # one image's time goes"); the layout changes strides, not values
         self.to(memory_format=torch.channels_last)
 
     def forward(self, low: list[torch.Tensor], priors: list[Priors]) -> list[LevelOutput]:

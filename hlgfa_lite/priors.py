@@ -13,8 +13,9 @@ The head works on the low-res grid, so each is brought there without throwing de
     D_low = pixel_unshuffle_r(D)         (B, C r^2, h, w)   every high-res detail value kept, stacked in channels
     T     = avgpool_r(F_H)               (B, C,     h, w)   the alignment target
 
-The head then narrows each prior with a 1x1 convolution (``prior_width``): the bottleneck limits how much of
-the scored image itself can be copied through the priors (see docs: leakage).
+The head then projects each prior with a 1x1 convolution to ``prior_width`` * C channels. The default, 1, keeps
+every channel; below 1 the projection is a bottleneck that limits how much of the scored image itself could be
+copied through the priors (lesson 02 measures the dimensions a copy needs; lesson 03 measures leakage).
 """
 
 from __future__ import annotations
