@@ -14,7 +14,6 @@ import os
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 from .calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
@@ -22,47 +21,11 @@ from .config import PRESETS
 from .device import resolve_device
 from .errors import HLGFAError
 from .files import real_target, write_text
+from .folders import check_output_dir, exclusive
 from .training import DEFAULT_MAX_CACHE_GIB
 
 EXIT_USAGE = 2
 MAX_SIDE = 4096  # images are downscaled to this longer side while decoding: memory stays bounded
-
-
-def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") -> Path:
-    """Before any work: ``out`` is not a file, not inside (or the same as) an input folder, and can be written."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise HLGFAError(f"{what} {out} is a file; give a folder.")
-    resolved = out.resolve()
-    for source in inputs:
-        source = Path(source).resolve()
-        folder = source if source.is_dir() else source.parent
-        if resolved == folder or folder in resolved.parents:
-            raise HLGFAError(f"{what} {out} is inside the input folder {folder}; write the results elsewhere.")
-    existing = resolved
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise HLGFAError(f"{what} {out} cannot be written (no permission on {existing}); choose another folder.")
-    return out
-
-
-@contextmanager
-def exclusive(out: Path):
-    """Hold ``out/.hlgfa.lock`` for the duration; a second run into the same folder is refused in one line."""
-    import fcntl
-
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / ".hlgfa.lock", "w")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise HLGFAError(f"another hlgfa-lite run is writing into {out}; wait for it or choose another --out.") \
-                from None
-        yield
-    finally:
-        handle.close()
 
 
 # --- argument types: every value checked when parsed ----------------------------------------------------------
@@ -412,29 +375,36 @@ def cache_options(p: argparse.ArgumentParser) -> None:
                    help="folder for that temporary file (default: the system's temporary folder)")
 
 
+def common(p: argparse.ArgumentParser, weights: bool = True) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if weights:
+        p.add_argument("--weights", default=None, help="backbone weights file (else HLGFA_WEIGHTS, Hub, cache)")
+
+
+def runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone-runtime", default=None, metavar="{torch,onnxruntime}",
+                   help="how the frozen backbone runs on a CPU (onnxruntime: pip install 'hlgfa-lite[fast]', "
+                        "same features, faster); default: the preset's or checkpoint's (torch)")
+
+
+def count_options(p: argparse.ArgumentParser, steps_help: str) -> None:
+    """--steps and --seed, parsed alike by every command that fits (0 steps is refused, never "the default")."""
+    p.add_argument("--steps", type=positive_int, default=None, help=steps_help)
+    p.add_argument("--seed", type=seed_int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p, weights=True):
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        if weights:
-            p.add_argument("--weights", default=None, help="backbone weights file (else HLGFA_WEIGHTS, Hub, cache)")
-
-    def runtime(p):
-        p.add_argument("--backbone-runtime", default=None, metavar="{torch,onnxruntime}",
-                       help="how the frozen backbone runs on a CPU (onnxruntime: pip install 'hlgfa-lite[fast]', "
-                            "same features, faster); default: the preset's or checkpoint's (torch)")
 
     p = sub.add_parser("fit", help="fit the alignment head on good images")
     p.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
     p.add_argument("--out", required=True, help="run folder for the checkpoint")
     p.add_argument("--preset", default="lite", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (preset default: 500 lite)")
+    count_options(p, "optimiser steps (preset default: 500 lite)")
     p.add_argument("--epochs", type=positive_int, default=None, help="alternative to --steps: passes over the images")
     p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--target-fpr", type=fpr_float, default=DEFAULT_TARGET_FPR,
                    help="share of good parts allowed above the image threshold (default %(default)s)")
     p.add_argument("--confidence", type=confidence_float, default=DEFAULT_CONFIDENCE,
@@ -474,8 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="the MVTec AD folder holding bottle/, cable/, ...")
     p.add_argument("--out", default="runs/mvtec", help="results folder; run again with it to resume")
     p.add_argument("--preset", default="lite", choices=["lite", "paper"])
-    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps per category (preset default)")
-    p.add_argument("--seed", type=seed_int, default=0)
+    count_options(p, "optimiser steps per category (preset default)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo categories whose stored results another run made (other preset, steps, seed, data "
                    "or version); without it such a run stops before any work")

@@ -27,6 +27,7 @@ from typing import Callable
 
 from .errors import HLGFAError
 from .files import write_json, write_text
+from .folders import check_output_dir, exclusive
 
 PAPER = {"image_auroc": 0.975, "pixel_auroc": 0.979}  # arXiv 2602.09524, abstract: mean over MVTec AD's 15 categories
 MVTEC_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
@@ -263,8 +264,6 @@ def run_all(root: str | Path, out: str | Path, preset_name: str = "lite", steps:
             cache_dir: str | None = None, seed: int = 0, overwrite: bool = False) -> dict:
     """Run every category under ``root`` into ``out`` (resuming what this very run made), write the table; returns
     results and means. ``overwrite`` redoes categories whose stored results another run made."""
-    from .cli import check_output_dir, exclusive
-
     steps = None if steps is None else check_count("steps", steps)
     seed, overrides = check_count("seed", seed), dict(overrides or {})
     if {"steps", "seed"} & set(overrides):

@@ -1,0 +1,47 @@
+"""Output folders every command checks before any work: ``check_output_dir`` (not a file, not inside the data it
+reads, writable) and ``exclusive`` (one run at a time writes into a folder)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import HLGFAError
+
+
+def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") -> Path:
+    """Before any work: ``out`` is not a file, not inside (or the same as) an input folder, and can be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HLGFAError(f"{what} {out} is a file; give a folder.")
+    resolved = out.resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        folder = source if source.is_dir() else source.parent
+        if resolved == folder or folder in resolved.parents:
+            raise HLGFAError(f"{what} {out} is inside the input folder {folder}; write the results elsewhere.")
+    existing = resolved
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise HLGFAError(f"{what} {out} cannot be written (no permission on {existing}); choose another folder.")
+    return out
+
+
+@contextmanager
+def exclusive(out: Path):
+    """Hold ``out/.hlgfa.lock`` for the duration; a second run into the same folder is refused in one line."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / ".hlgfa.lock", "w")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise HLGFAError(f"another hlgfa-lite run is writing into {out}; wait for it or choose another --out.") \
+                from None
+        yield
+    finally:
+        handle.close()
