@@ -17,8 +17,8 @@
 # **Duration.** Without the data set (the default) the lesson is a *dry run* on the bundled bottle sample: the same
 # code, the same files, a few minutes on a CPU (its FAST run, as CI makes it, used about 3 min of CPU time on a
 # 2-core machine; the last cell prints the wall time of your run). The real run takes hours: section 3 measures and
-# prints how many on your device. No GPU was available when the committed outputs were made, so every cost printed below is a CPU
-# one; run the lesson on Colab with a GPU runtime and the same cells print the GPU's.
+# prints how many on your device. No GPU was available when the committed outputs were made, so every cost printed
+# below is a CPU one; run the lesson on Colab with a GPU runtime and the same cells print the GPU's.
 #
 # **The model.** On a GPU the `paper` preset: the abstract's method (no normality term, each level's map scaled by
 # its spread) on the wide ResNet-50 backbone the paper uses, so the table compares like with like. On a CPU the
@@ -78,7 +78,7 @@ def shown(text) -> str:
     """Paths as a reader can share them: each known folder by its short name, never this machine's full path."""
     text = str(text)
     for folder, name in sorted(SHORT_NAMES.items(), key=lambda item: -len(str(item[0]))):
-        for spelling in {str(folder), str(folder.resolve())}:
+        for spelling in {str(folder), str(folder.resolve())} - {"/"}:  # a home of "/" must not swallow every path
             text = text.replace(spelling, name)
     return text
 
@@ -93,7 +93,7 @@ print("a real run keeps its results in", shown(RESULTS_HOME), "(Google Drive: ke
 # %% [markdown]
 # ## 2. The data: MVTec AD, fetched by you under its licence
 #
-# MVTec AD is © MVTec Software GmbH, licensed **CC BY-NC-SA 4.0** (non-commercial use only). This lesson does not
+# MVTec AD is © MVTec Software GmbH, licensed **`CC BY-NC-SA 4.0`** (non-commercial use only). This lesson does not
 # download it for you:
 #
 # 1. Open the official page, <https://www.mvtec.com/company/research/datasets/mvtec-ad>, read the licence and fill in
@@ -134,6 +134,10 @@ def fetch(source: str, into: Path) -> Path:
     except (OSError, ValueError) as error:
         raise HLGFAError(f"could not download the archive ({str(error)[:80]}): the links MVTec's page gives out "
                          "expire; fetch a fresh one there and paste it into MVTEC_SOURCE.") from None
+    if not tarfile.is_tarfile(partial):  # an expired link often answers with a web page, not an error
+        partial.unlink()
+        raise HLGFAError("the link gave a web page or some other file, not the archive: fetch a fresh link on "
+                         "MVTec's download page and paste it into MVTEC_SOURCE.")
     os.replace(partial, archive)
     return archive
 
@@ -145,9 +149,11 @@ def unpack(archive: Path, into: Path) -> Path:
     try:
         with tarfile.open(archive) as tar:  # xz, gz or plain tar
             tar.extractall(partial, filter="data")  # no member may write outside the folder
-    except tarfile.TarError as error:
-        raise HLGFAError(f"{shown(archive)} is not a tar archive ({error}): was a web page saved instead? Paste the "
-                         "archive's own link from MVTec's download page.") from None
+    except tarfile.TarError as error:  # not a tar archive, cut short, or a member that would land outside
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = str(error).splitlines()[0].rstrip(":")
+        raise HLGFAError(f"{shown(archive)} could not be unpacked ({shown(reason)}): give the archive as MVTec's "
+                         "download page serves it, or its link.") from None
     os.replace(partial, into)
     return into
 
@@ -178,6 +184,8 @@ def prepare(source: str, data_dir: Path) -> Path:
 REAL_RUN = ACCEPT_MVTEC_LICENCE and bool(MVTEC_SOURCE.strip()) and not FAST
 if MVTEC_SOURCE.strip() and not ACCEPT_MVTEC_LICENCE:
     print("MVTEC_SOURCE is set but ACCEPT_MVTEC_LICENCE is not: read the licence on MVTec's page first")
+if ACCEPT_MVTEC_LICENCE and not MVTEC_SOURCE.strip():
+    print("licence accepted, but MVTEC_SOURCE is empty: paste the link MVTec's page gave you, or a path")
 PRESET = "paper" if str(DEVICE).startswith("cuda") else "lite_paper"  # the wide ResNet-50 wants a GPU
 if REAL_RUN:
     DATA_DIR, source = DATA_HOME / "mvtec_ad", MVTEC_SOURCE.strip()
@@ -218,12 +226,12 @@ print(f"{len(MVTEC_CATEGORIES) - len(missing)} of 15 categories present" + (f"; 
 #
 # A fit does four kinds of work, and each one grows with a different count:
 #
-# | part | grows with | measured as |
+# | part | what it does | grows with |
 # |---|---|---|
-# | features: the frozen backbone on 1 + `aug_copies` views of each training image | training images | seconds per image |
-# | head training: a fixed number of optimiser steps (not epochs), plus cross-fitted heads for small sets | steps | seconds per step |
-# | calibration: the maps of the held-out good images | held-out images | seconds per image |
-# | test: maps, scores and metrics of the test split | test images | seconds per image |
+# | features | the frozen backbone on 1 + `aug_copies` views of each training image | training images |
+# | head steps | a fixed number of optimiser steps (not epochs); small sets add cross-fitted heads | steps |
+# | calibration | the maps of the held-out good images | held-out images |
+# | test | maps, scores and metrics of the test split | test images |
 #
 # The next cell fits the chosen preset on the bundled bottle sample **on `DEVICE`** with a short schedule, times the
 # four parts, and multiplies each per-unit cost by MVTec AD's counts: the good images of each category (a tenth
@@ -297,7 +305,7 @@ for part in parts:
     left += minutes
 ax.invert_yaxis()
 ax.set_xlabel(f"estimated minutes on {DEVICE} ({PRESET} preset)")
-ax.legend(fontsize=7, loc="lower right")
+ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
 ax.set_title("where the time of a full MVTec AD run goes")
 save_figure(fig, "06_cost_estimate.png")
 plt.show()
@@ -356,7 +364,7 @@ ax.axhline(PAPER["image_auroc"], ls="--", c="C0", lw=1, label="paper, image (mea
 ax.axhline(PAPER["pixel_auroc"], ls="--", c="C1", lw=1, label="paper, pixel (mean of 15)")
 ax.set_xticks(x, names, rotation=45, ha="right")
 ax.set_ylim(min(0.5, *image, *pixel) - 0.02, 1.005)
-ax.legend(fontsize=7, loc="lower left")
+ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
 ax.set_title(f"hlgfa_lite ({PRESET}) per category" + ("" if REAL_RUN else ": dry run, bundled sample"))
 save_figure(fig, "06_per_category.png")
 plt.show()
