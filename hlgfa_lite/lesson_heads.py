@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .checkpoint import load, read_metadata, save
 from .config import HLGFAConfig, preset
 from .data import train_image_paths
@@ -83,10 +85,12 @@ def why_not_shipped(name: str, folder: Path = HEADS_DIR) -> str | None:
 
 
 def lesson_head(name: str, live: bool = False, steps: int | None = None, folder: Path = HEADS_DIR,
-                on_step: Callable[[int, float], None] | None = None, progress: bool = False) -> LessonHead:
-    """The head ``name`` of ``RECIPES``: loaded from ``folder`` unless ``live`` (or none usable is there), else fitted
-    now for ``steps`` steps (default ``STEPS``; ``on_step(step, loss)`` is called after each, e.g. to draw the curve)."""
-    steps = steps or STEPS
+                on_step: Callable[[int, float], None] | None = None, progress: bool = False,
+                device: str | torch.device = "cpu") -> LessonHead:
+    """The head ``name`` of ``RECIPES`` on ``device``: loaded from ``folder`` unless ``live`` (or none usable is
+    there), else fitted there now for ``steps`` steps (default ``STEPS``; ``on_step(step, loss)`` is called after
+    each, e.g. to draw the curve): a lesson's GPU trains its live heads too."""
+    steps = STEPS if steps is None else steps  # 0 is refused by the config, not read as "the default"
     if not live:
         reason = why_not_shipped(name, folder)
         if reason is None:
@@ -94,12 +98,12 @@ def lesson_head(name: str, live: bool = False, steps: int | None = None, folder:
             try:
                 with warnings.catch_warnings():  # Hub and offline-package weights differ by a fingerprint only
                     warnings.simplefilter("ignore")
-                    model = load(run_dir)
+                    model = load(run_dir, device=device)
                 return LessonHead(model, list(read_metadata(run_dir)["losses"]), "shipped")
             except HLGFAError as exc:
                 reason = f"the shipped head does not load ({exc})"
         print(f"{name}: {reason}; training it live ({steps} steps, minutes on a CPU)")
-    model = HLGFA(recipe(name, steps))
+    model = HLGFA(recipe(name, steps)).to(device)
     report = fit(model, train_image_paths(sample_dir()), progress=progress, on_step=on_step)
     return LessonHead(model, report.losses, "trained live")
 

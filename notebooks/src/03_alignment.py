@@ -119,8 +119,8 @@ def live_plot(step: int, loss: float) -> None:
 
 
 started = time.perf_counter()
-full = lesson_head("03_full_head", live=TRAIN_LIVE, steps=STEPS, on_step=live_plot)
-model = full.model.to(DEVICE)
+full = lesson_head("03_full_head", live=TRAIN_LIVE, steps=STEPS, on_step=live_plot, device=DEVICE)
+model = full.model
 seconds = time.perf_counter() - started
 losses = {"full head": full.losses}
 if full.source == "shipped":
@@ -265,8 +265,8 @@ for name, key in VARIANTS.items():
     if name in heads:
         continue
     started = time.perf_counter()
-    head = lesson_head(key, live=TRAIN_LIVE, steps=STEPS)
-    heads[name], losses[name] = head.model.to(DEVICE), head.losses
+    head = lesson_head(key, live=TRAIN_LIVE, steps=STEPS, device=DEVICE)
+    heads[name], losses[name] = head.model, head.losses
     print(f"{name:<13} {str(RECIPES[key]):<52} ({head.source} in {time.perf_counter() - started:3.0f} s) "
           f"{head.model.trainable_parameters():>9,} parameters, final loss {head.losses[-1]:.4f}")
 

@@ -149,8 +149,8 @@ all_test = torch.stack([load_image(s.path) for s in test_samples])
 models, losses = {"training-free": HLGFA(cfg).to(DEVICE)}, {}
 for name, key in HEADS.items():
     started = time.perf_counter()
-    head = lesson_head(key, live=TRAIN_LIVE, steps=STEPS)  # on the CPU; moved to DEVICE below
-    models[name], losses[name] = head.model.to(DEVICE), head.losses
+    head = lesson_head(key, live=TRAIN_LIVE, steps=STEPS, device=DEVICE)
+    models[name], losses[name] = head.model, head.losses
     draws = 1 + (cfg.aug_copies if head.model.cfg.noise_aug else 0)
     print(f"{name:<16} {str(RECIPES[key]):<50} ({head.source} in {time.perf_counter() - started:3.0f} s) final loss "
           f"{head.losses[-1]:.4f} ({len(train_paths)} training images x {draws} cached draws)")

@@ -59,4 +59,5 @@ def save_figure(fig, name: str) -> None:
         fig.savefig(FIGURES / name, dpi=90, bbox_inches="tight")
 
 
-print(f"hlgfa_lite {hlgfa_lite.__version__}, torch {torch.__version__}, FAST={FAST}, DEVICE={DEVICE}, clone: {ROOT}")
+print(f"hlgfa_lite {hlgfa_lite.__version__}, torch {torch.__version__}, FAST={FAST}, DEVICE={DEVICE}, "
+      f"{'in a clone of the repository' if ROOT else 'from the installed package'}")
