@@ -4,7 +4,9 @@ During training each nuisance is applied with probability ``aug_prob`` and a ran
 
     n = jpeg o gamma o contrast o brightness o sharpen o blur o sensor_noise      (each maybe identity)
 
-and where it is applied is the switch ``aug_views``:
+Brightness and contrast are torchvision's *factors* c, each drawn from [1 - a, 1 + a] with a = ``aug_brightness``
+(brightness: x -> clip(c x); contrast: x -> clip(c x + (1 - c) mean(grey x))). Where the nuisances are applied is
+the switch ``aug_views``:
 
     "both" (default):  x' = n(x_H),  x_L' = resize(x'),  loss = 1 - cos(head(phi(x_L'), priors(phi(x'))), pool(phi(x')))
     "low":             x_L' = n(x_L),                    loss = 1 - cos(head(phi(x_L'), priors(phi(x_H))), pool(phi(x_H)))
@@ -14,7 +16,8 @@ and the head learns to keep a degraded *pair* aligned. "low" teaches the head to
 onto a clean target, which a real nuisance never offers (the high view is degraded too): measured on bottle, it
 made noise, blur and JPEG at test time *worse* than no augmentation, while "both" kept image AUROC at or near its
 clean value (benchmarks/RESULTS.md). ``apply_nuisance`` applies one nuisance at a fixed strength, for the
-robustness benchmark and the lessons.
+robustness benchmark and the lessons; its ``"brightness"`` is an additive shift x -> clip(x + s) (``brightness_shift``),
+not the training's factor.
 """
 
 from __future__ import annotations
@@ -51,11 +54,17 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(decoded).permute(2, 0, 1).to(image.device)
 
 
+def brightness_shift(image: torch.Tensor, shift: float) -> torch.Tensor:
+    """x -> clip(x + shift, 0, 1): a camera's offset (the benchmark's "brightness"; training scales by a factor)."""
+    return (image + shift).clamp(0, 1)
+
+
 def apply_nuisance(image: torch.Tensor, kind: str, strength: float) -> torch.Tensor:
     """One nuisance at a fixed strength on (3, H, W) or (B, 3, H, W) images in [0, 1].
 
-    kinds: ``noise`` (std), ``blur`` (sigma, px), ``sharpness`` (factor), ``brightness`` (additive shift),
-    ``contrast`` (factor), ``gamma`` (exponent), ``jpeg`` (quality 1-100).
+    kinds: ``noise`` (std), ``blur`` (sigma, px), ``sharpness`` (factor), ``brightness`` (additive shift s:
+    x + s, see ``brightness_shift``; not the factor ``NoiseAugment`` draws), ``contrast`` (factor), ``gamma``
+    (exponent), ``jpeg`` (quality 1-100).
     """
     if kind == "noise":
         return sensor_noise(image, strength, torch.Generator().manual_seed(0))
@@ -64,7 +73,7 @@ def apply_nuisance(image: torch.Tensor, kind: str, strength: float) -> torch.Ten
     if kind == "sharpness":
         return TF.adjust_sharpness(image, strength)
     if kind == "brightness":
-        return (image + strength).clamp(0, 1)
+        return brightness_shift(image, strength)
     if kind == "contrast":
         return TF.adjust_contrast(image, strength)
     if kind == "gamma":
@@ -89,6 +98,7 @@ class NoiseAugment:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
+        factor_range = (1 - cfg.aug_brightness, 1 + cfg.aug_brightness)  # for brightness and contrast alike
         if self._maybe():
             image = sensor_noise(image, self._uniform(0, cfg.aug_noise_std), self.generator)
         if self._maybe():
@@ -96,9 +106,9 @@ class NoiseAugment:
         if self._maybe():  # focus and resampling filters vary: sharper as well as blurrier views
             image = TF.adjust_sharpness(image, self._uniform(1, 1 + cfg.aug_sharpness))
         if self._maybe():
-            image = TF.adjust_brightness(image, self._uniform(1 - cfg.aug_brightness, 1 + cfg.aug_brightness))
+            image = TF.adjust_brightness(image, self._uniform(*factor_range))  # a factor: c x
         if self._maybe():
-            image = TF.adjust_contrast(image, self._uniform(1 - cfg.aug_brightness, 1 + cfg.aug_brightness))
+            image = TF.adjust_contrast(image, self._uniform(*factor_range))
         if self._maybe():
             image = TF.adjust_gamma(image, self._uniform(1 - cfg.aug_gamma, 1 + cfg.aug_gamma))
         if self._maybe():

@@ -91,10 +91,10 @@ class OnnxRunner:
 
 class FrozenBackbone(nn.Module):
     def __init__(self, name: str, out_indices: tuple[int, ...], pretrained: bool = True, weights: str | None = None,
-                 compile: bool = True, runtime: str = "torch"):
+                 trace: bool = True, runtime: str = "torch"):
         super().__init__()
-        self.compile = compile
-        self._compiled: dict[tuple, object] = {}
+        self.trace = trace  # TorchScript-trace and freeze the network per input shape (False: run it eagerly)
+        self._runners: dict[tuple, object] = {}  # per input shape: the traced graph or ONNX Runtime session
         self._runtime = check_runtime(runtime)
         self.name = name
         self.net, self.weights_source = create_feature_extractor(name, tuple(out_indices), pretrained, weights)
@@ -119,24 +119,24 @@ class FrozenBackbone(nn.Module):
     def runtime(self, runtime: str) -> None:
         """Switch the runtime of a built model (e.g. one loaded from a checkpoint); the features stay the same."""
         self._runtime = check_runtime(runtime)
-        self._compiled.clear()
+        self._runners.clear()
 
     def _runner(self, x: torch.Tensor):
         """The network, traced and frozen once per input shape and device (BatchNorm folded into the convolutions,
         about 1.7x faster on a CPU); the plain module where tracing is off or fails. The batch size is part of the
         key: a graph traced for one batch size runs several times slower on another. Weights and input are in
         channels-last layout, which oneDNN's CPU convolutions prefer."""
-        if not self.compile:
+        if not self.trace:
             return self.net
         key = (tuple(x.shape), x.device, x.dtype)
-        if key not in self._compiled:
+        if key not in self._runners:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._compiled[key] = torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
+                    self._runners[key] = torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
             except Exception:  # noqa: BLE001 - any tracing failure: stay with the eager network
-                self._compiled[key] = self.net
-        return self._compiled[key]
+                self._runners[key] = self.net
+        return self._runners[key]
 
     def _onnx_runner(self, images: torch.Tensor) -> OnnxRunner | None:
         """With the ONNX Runtime selected and float32 images on the CPU: the session for this input shape and
@@ -144,13 +144,13 @@ class FrozenBackbone(nn.Module):
         if self._runtime != "onnxruntime" or images.device.type != "cpu" or images.dtype != torch.float32:
             return None
         key = ("onnxruntime", tuple(images.shape), torch.get_num_threads())
-        if key not in self._compiled:
+        if key not in self._runners:
             network = Normalised(self.net, self.mean, self.std)
-            self._compiled[key] = OnnxRunner(network, images.contiguous(), torch.get_num_threads())
-        return self._compiled[key]
+            self._runners[key] = OnnxRunner(network, images.contiguous(), torch.get_num_threads())
+        return self._runners[key]
 
     def _apply(self, fn, recurse=True):
-        self._compiled.clear()  # moved to another device or dtype: trace again
+        self._runners.clear()  # moved to another device or dtype: trace again
         return super()._apply(fn, recurse)
 
     @torch.no_grad()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hlgfa_lite import HLGFAError, preset
-from hlgfa_lite.augmentation import NoiseAugment, apply_nuisance
+from hlgfa_lite.augmentation import NoiseAugment, apply_nuisance, brightness_shift
 
 
 def test_augmentation_is_reproducible_and_stays_in_range():
@@ -34,6 +34,12 @@ def test_blur_removes_high_frequencies_and_brightness_shifts_the_mean():
     image = torch.rand(3, 32, 32) * 0.5 + 0.25
     assert apply_nuisance(image, "blur", 2.0).std() < 0.5 * image.std()
     assert apply_nuisance(image, "brightness", 0.1).mean().item() == pytest.approx(image.mean().item() + 0.1, abs=1e-4)
+
+
+def test_the_benchmarks_brightness_is_a_clipped_shift_not_a_factor():
+    image = torch.tensor([0.0, 0.5, 0.95]).view(3, 1, 1)
+    torch.testing.assert_close(brightness_shift(image, 0.1), torch.tensor([0.1, 0.6, 1.0]).view(3, 1, 1))
+    torch.testing.assert_close(apply_nuisance(image, "brightness", 0.1), brightness_shift(image, 0.1))
 
 
 def test_unknown_nuisance_says_which_exist():

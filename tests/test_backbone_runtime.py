@@ -41,9 +41,26 @@ def test_onnxruntime_features_match_torch_per_level(shape):
         assert scale > 1  # real ImageNet features, not zeros: the comparison means something
         assert (g - e).abs().max().item() <= FEATURE_RTOL * scale, level
     # one session per input shape, kept: a second call reuses it
-    assert len(onnx_backbone._compiled) == 1
+    assert len(onnx_backbone._runners) == 1
     onnx_backbone(images)
-    assert len(onnx_backbone._compiled) == 1
+    assert len(onnx_backbone._runners) == 1
+
+
+@pytest.mark.filterwarnings("ignore:.*RANDOM weights")
+def test_trace_switch_chooses_the_traced_graph_or_the_eager_network():
+    """``trace=True`` (the default) runs a TorchScript graph traced and frozen for the input's shape; ``trace=False``
+    the eager network. Freezing folds BatchNorm into the convolutions, so the two agree to rounding only."""
+    traced = FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3), pretrained=False)
+    eager = FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3), pretrained=False, trace=False)
+    eager.load_state_dict(traced.state_dict())
+    images = torch.rand((1, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    expected, got = eager(images), traced(images)
+    assert not eager._runners
+    assert [type(r) for r in traced._runners.values()] == [torch.jit.RecursiveScriptModule]
+    for level, (e, g) in enumerate(zip(expected, got)):
+        scale = e.abs().max().item()
+        assert g.shape == e.shape and scale > 0, level
+        assert (g - e).abs().max().item() <= FEATURE_RTOL * scale, level
 
 
 @needs_onnxruntime
