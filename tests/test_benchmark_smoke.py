@@ -95,10 +95,10 @@ def test_effects_are_paired_by_seed_and_runs_of_two_commands_pool():
         return {"variant": variant, "seed": seed, "image_auroc": 1.0, "pixel_auroc": pixel, "pixel_aupro": None}
 
     # full varies a lot between seeds, the ablation follows it 1 point below: a clear effect with no spread
-    first = {"command": "python benchmarks/run.py D --seeds 0", "complete": True, "total_seconds": 60,
+    first = {"command": "python -m benchmarks.run D --seeds 0", "complete": True, "total_seconds": 60,
              "settings": {"seeds": [0], "variant_labels": {"full": "F", "x": "X"}},
              "datasets": {"d": {"runs": [run("full", 0, 0.90), run("x", 0, 0.89)]}}, "machine": {}}
-    second = {**first, "command": "python benchmarks/run.py D --seeds 1 2", "settings": {"seeds": [1, 2]},
+    second = {**first, "command": "python -m benchmarks.run D --seeds 1 2", "settings": {"seeds": [1, 2]},
               "datasets": {"d": {"runs": [run("full", 1, 0.98), run("x", 1, 0.97),
                                           run("full", 2, 0.94), run("x", 2, 0.93)]}}}
     merged = render.merge([first, second])
