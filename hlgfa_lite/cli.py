@@ -467,11 +467,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the CLI's errors are: one line on stderr, without the Python source line beneath it."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("once")
+            warnings.showwarning = one_line_warning
             args.func(args)
     except HLGFAError as exc:
         print(f"error: {exc}", file=sys.stderr)

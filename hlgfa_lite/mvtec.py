@@ -104,7 +104,7 @@ def read_record(path: Path, metrics: bool) -> tuple[dict | None, str | None]:
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        return None, f"it is not valid JSON ({str(exc)[:60]})"
+        return None, f"it is not valid JSON: {str(exc)[:60]}"
     if not isinstance(data, dict):
         return None, "it does not hold a JSON object"
     problem = record_problem(data.get("made_by"))
