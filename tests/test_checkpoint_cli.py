@@ -145,7 +145,8 @@ def test_cli_fit_predict_evaluate_on_the_sample(sample, tmp_path, capsys):
     assert main(["evaluate", str(run), str(sample), "--json", str(report), "--quiet"]) == 0
     metrics = json.loads(report.read_text())
     assert list(metrics) == ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "ms_per_image",
-                             "n_test_images", "image_fpr", "image_tpr", "image_threshold"]
+                             "n_test_images", "image_fpr", "image_tpr", "image_threshold", "checkpoint_checksum"]
+    assert metrics.pop("checkpoint_checksum") == meta["checksum"]  # the record names the checkpoint it measured
     assert metrics["n_test_images"] == 14 and all(0 <= metrics[k] <= 1 for k in list(metrics)[:4])
     # the rates are the verdicts' shares, recomputed here from an independent scoring of the test split
     model, labels = load(run), np.array([s.label for s in load_test_split(sample)])

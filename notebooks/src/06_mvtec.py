@@ -337,7 +337,7 @@ results = run_all(MVTEC_ROOT, OUT, PRESET, steps=STEPS, device=DEVICE, say=say)
 # the feature cache went to disk (see the `fit holds ...` line of section 4).
 
 # %%
-run_config = preset(PRESET, **({"steps": STEPS} if STEPS else {}))
+run_config = preset(PRESET, **({} if STEPS is None else {"steps": STEPS}))
 for name, metrics in results["categories"].items():
     counts = (len(train_image_paths(MVTEC_ROOT / name)), len(load_test_split(MVTEC_ROOT / name)))
     estimate = estimate_seconds(COSTS, run_config, *counts)

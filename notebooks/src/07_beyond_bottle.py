@@ -55,7 +55,7 @@
 # presets); `"max"` divides it by how far a typical held-out image's *worst* pixel lies above the mean,
 # $s_l = \operatorname{mean}_i \max_u e_{l,i}(u) - m_l$, so every level lends the image score (a top-pixel statistic)
 # the same false-alarm tail and no level with a long tail drowns the others. Neither wins everywhere: on magnetic tile
-# `"max"` ranks images better (`benchmarks/RESULTS.md`, "the fusion's scale"), while on bottle it costs a little
+# `"max"` ranks images better (`benchmarks/RESULTS.md`, "The map scale"), while on bottle it costs a little
 # localisation (section 2's second table): the fine maps that find a bottle's small defects are the ones whose hot
 # spots raise a texture's false alarms. So `lite` does not fix either: it lets each fit choose (`map_scale="auto"`).
 # The fit paints crude synthetic defects (a pasted patch, a bright or dark blob, a scar; `hlgfa_lite/synthetic.py`)
