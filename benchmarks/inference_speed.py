@@ -14,7 +14,7 @@ Rows:
   costs the same whatever the numbers are);
 - HLGFA-lite, onnxruntime backbone: the same model with ``backbone_runtime="onnxruntime"`` (when onnxruntime
   is installed: ``pip install 'hlgfa-lite[fast]'``); the largest difference between the two rows' maps is printed;
-- HLGFA-lite, demo checkpoint: the bundled checkpoint (hlgfa_lite/demo/checkpoints/bottle_lite) as it ships, the
+- HLGFA-lite, demo checkpoint: the bundled checkpoint (hlgfa_lite/assets/checkpoints/bottle_lite) as it ships, the
   abstract's method alone (no normality term), torch backbone;
 - PatchCore-style bank (hlgfa_lite.baselines) of the size the benchmark's PatchCore built on MVTec bottle (19,251
   patches of 152 values), on the torch backbone;

@@ -3,7 +3,7 @@
 Lesson 03 compares five heads (the full head and four ablations) and lesson 04 three (augmentation settings).
 Training them live takes 15-20 minutes on a CPU runtime, so each is trained once, with the recipe below, by
 ``scripts/train_lesson_heads.py`` and stored as an ordinary checkpoint (``head.safetensors`` + ``model.json``, see
-``checkpoint.py``) under ``hlgfa_lite/lesson_heads/<name>/``, with its training-loss curve in ``model.json``.
+``checkpoint.py``) under ``hlgfa_lite/assets/lesson_heads/<name>/``, with its training-loss curve in ``model.json``.
 A lesson calls ``lesson_head(name)``: it loads the shipped head when it is there *and* was made with today's
 recipe, and trains it live only when asked (``live=True``) or when no usable head is shipped (it says why).
 
@@ -32,7 +32,7 @@ from .model import HLGFA
 from .samples import sample_dir
 from .training import fit
 
-HEADS_DIR = Path(__file__).resolve().parent / "lesson_heads"
+HEADS_DIR = Path(__file__).resolve().parent / "assets" / "lesson_heads"
 STEPS = 300  # what the lessons always trained in full mode
 BATCH_SIZE = 8
 # name -> config switches on top of the lite_paper preset (lesson 04 holds out a quarter of the 20 images: 5, not 2)

@@ -15,7 +15,7 @@ def sample_dir(category: str = "bottle") -> Path:
     """Path of a bundled MVTec-layout sample folder (train/good, test/<type>, ground_truth/<type>)."""
     if category not in SAMPLES:
         raise HLGFAError(f"no bundled sample {category!r}; choose one of {list(SAMPLES)}.")
-    return Path(str(files("hlgfa_lite") / "sample" / category))
+    return Path(str(files("hlgfa_lite") / "assets" / "samples" / category))
 
 
 def bundled_checkpoint(name: str = "bottle_lite") -> Path:
@@ -23,4 +23,4 @@ def bundled_checkpoint(name: str = "bottle_lite") -> Path:
     its category's full training set; its test-set metrics sit beside it in ``<name>_metrics.json``."""
     if name not in CHECKPOINTS:
         raise HLGFAError(f"no bundled checkpoint {name!r}; choose one of {list(CHECKPOINTS)}.")
-    return Path(str(files("hlgfa_lite") / "demo" / "checkpoints" / name))
+    return Path(str(files("hlgfa_lite") / "assets" / "checkpoints" / name))

@@ -1,4 +1,4 @@
-"""Rebuild a bundled sample (hlgfa_lite/sample/<category>) from a full MVTec-layout category folder.
+"""Rebuild a bundled sample (hlgfa_lite/assets/samples/<category>) from a full MVTec-layout category folder.
 
     python scripts/make_sample.py bottle ../shared/data/mvtec_bottle/bottle
     python scripts/make_sample.py tire ../shared/data/mvtec3d_tire/tire
@@ -53,7 +53,7 @@ def resized_mask(src: Path, dst: Path) -> None:
 
 def main(category: str, src: Path, dst: Path | None = None) -> None:
     picks = PICKS[category]
-    dst = dst or Path(__file__).resolve().parents[1] / "hlgfa_lite" / "sample" / category
+    dst = dst or Path(__file__).resolve().parents[1] / "hlgfa_lite" / "assets" / "samples" / category
     notice = (dst / "NOTICE.md").read_text() if (dst / "NOTICE.md").exists() else None
     if dst.exists():
         shutil.rmtree(dst)

@@ -13,7 +13,7 @@ held-out images a fit would also cross-fit; that needs training, so this script 
 Without ``--out`` the checkpoint is replaced in place, atomically.
 
 The bundled model (the seed-0 ``full`` head of benchmarks/run.py on MVTec AD bottle) was converted with
-    HF_HUB_OFFLINE=1 python scripts/resave_checkpoint.py hlgfa_lite/demo/checkpoints/bottle_lite ../shared/data/mvtec_bottle/bottle
+    HF_HUB_OFFLINE=1 python scripts/resave_checkpoint.py hlgfa_lite/assets/checkpoints/bottle_lite ../shared/data/mvtec_bottle/bottle
 """
 
 from __future__ import annotations

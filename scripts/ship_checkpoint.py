@@ -4,10 +4,10 @@
 
 The checkpoint (made by ``hlgfa-lite fit DATA --preset lite --seed 0 --out RUN``) is re-saved compact
 (``checkpoint.compact_state``: half precision, each precision matrix as its upper triangle) into
-``hlgfa_lite/demo/checkpoints/NAME``; its fit record keeps every fact but the machine's path of the data, which
+``hlgfa_lite/assets/checkpoints/NAME``; its fit record keeps every fact but the machine's path of the data, which
 becomes the category's name. The compact copy is then evaluated on DATA's test split, and the metrics, beside
 ``checkpoint_checksum`` naming the copy they measured and the float32 original's metrics for comparison, go to
-``hlgfa_lite/demo/checkpoints/NAME_metrics.json``.
+``hlgfa_lite/assets/checkpoints/NAME_metrics.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hlgfa_lite.data import load_test_split
 from hlgfa_lite.evaluation import evaluate_samples
 from hlgfa_lite.files import write_json
 
-SHIPPED = Path(__file__).resolve().parents[1] / "hlgfa_lite" / "demo" / "checkpoints"
+SHIPPED = Path(__file__).resolve().parents[1] / "hlgfa_lite" / "assets" / "checkpoints"
 KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max")
 
 

@@ -45,7 +45,7 @@ def test_each_bundled_checkpoint_records_its_preset_and_matches_its_current_defa
     assert fitted_with, f"{name}: no preset recorded in its fit record; refit it with hlgfa-lite fit --preset"
     assert not differences_from_preset(meta["config"], fitted_with), (
         f"{name} is stale against the {fitted_with!r} preset: {differences_from_preset(meta['config'], fitted_with)}; "
-        "refit it (hlgfa_lite/demo/checkpoints/README.md has the commands)")
+        "refit it (hlgfa_lite/assets/checkpoints/README.md has the commands)")
 
 
 @pytest.mark.parametrize("name", CHECKPOINTS)

@@ -30,9 +30,9 @@ from packaging.utils import canonicalize_name
 from hlgfa_lite import cli
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "hlgfa_lite" / "sample" / "bottle" / "test"
-PACKAGED = ["hlgfa_lite/demo/checkpoints/bottle_lite/head.safetensors", "hlgfa_lite/demo/space/app.py",
-            "hlgfa_lite/sample/bottle/test/good/000.png", "hlgfa_lite/demo/app.py"]
+SAMPLE = REPO / "hlgfa_lite" / "assets" / "samples" / "bottle" / "test"
+PACKAGED = ["hlgfa_lite/assets/checkpoints/bottle_lite/head.safetensors", "hlgfa_lite/demo/space/app.py",
+            "hlgfa_lite/assets/samples/bottle/test/good/000.png", "hlgfa_lite/demo/app.py"]
 gradio_client = pytest.importorskip("gradio_client")
 
 

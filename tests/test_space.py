@@ -33,8 +33,8 @@ def is_binary(path: Path) -> bool:
 def test_space_has_every_file_a_space_needs(space):
     assert {p.name for p in space.iterdir()} == {"app.py", "README.md", "requirements.txt", ".gitattributes",
                                                   "hlgfa_lite"}
-    assert (space / "hlgfa_lite" / "demo" / "checkpoints" / "bottle_lite" / "head.safetensors").is_file()
-    assert (space / "hlgfa_lite" / "sample" / "bottle" / "test" / "good").is_dir()
+    assert (space / "hlgfa_lite" / "assets" / "checkpoints" / "bottle_lite" / "head.safetensors").is_file()
+    assert (space / "hlgfa_lite" / "assets" / "samples" / "bottle" / "test" / "good").is_dir()
     assert not list(space.rglob("__pycache__"))
 
 

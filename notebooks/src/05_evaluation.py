@@ -83,7 +83,7 @@ if DATA == FULL_DATA and stored.is_file():
     for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max"):
         print(f"{key:<14} this run {ev.metrics[key]:.4f}   stored {reference[key]:.4f}")
         assert abs(ev.metrics[key] - reference[key]) < 2e-3, f"{key} disagrees with {stored.name}"
-    print("agrees with", f"hlgfa_lite/demo/checkpoints/{stored.name}")
+    print("agrees with", f"hlgfa_lite/assets/checkpoints/{stored.name}")
 else:
     print("not the full test set: nothing stored to compare with")
 print("every benchmark number, with its command: benchmarks/RESULTS.md")
