@@ -11,7 +11,7 @@
 # - why the colour scale and the threshold come from good images, and what "borderline" means.
 #
 # **Prerequisites:** Python and a first look at PyTorch tensors; nothing about anomaly detection.
-# **Duration:** about 15 min to read; about 2 min to run on a 2-core CPU (the fit is most of it), seconds on a GPU.
+# **Duration:** about 15 min to read; about 1 min to run on a 2-core CPU (the fit is most of it).
 #
 # **The model: the `lite` preset**, the library's default and what `hlgfa-lite fit` trains. Its map has two
 # parts: the abstract's *cross-resolution alignment* (below, and lessons 01-04) and a *normality term* that this

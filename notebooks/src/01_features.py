@@ -7,7 +7,7 @@
 # - how far their disagreement finds defects before anything is trained, level by level and fused.
 #
 # **Prerequisites**: lesson 00 (what an anomaly map and an image score are); Python, and PyTorch tensors (shapes,
-# `torch.nn.functional`). **Duration**: about 15 min to read, 3 min to run on a 2-core CPU in full mode. Every
+# `torch.nn.functional`). **Duration**: about 15 min to read, under 1 min to run on a 2-core CPU in full mode. Every
 # model and tensor goes to `DEVICE` (a GPU when there is one, set by the setup cell); plots bring data back to the CPU.
 #
 # **Model**: `preset("lite_paper")`, untrained: the abstract's method alone, without the normality term that the

@@ -9,7 +9,7 @@
 #   in the library stands in the way.
 #
 # **Prerequisites**: lesson 01 (the two views, the levels, the target $T$); PyTorch tensors and convolutions.
-# **Duration**: about 15 min to read, 2 min to run on a 2-core CPU in full mode. Every model and tensor goes to
+# **Duration**: about 15 min to read, under 1 min to run on a 2-core CPU in full mode. Every model and tensor goes to
 # `DEVICE` (a GPU when there is one); plots bring data back to the CPU.
 #
 # **Model**: `preset("lite_paper")`, untrained: the abstract's method alone (the normality term of the default `lite`

@@ -8,7 +8,7 @@
 # - what each part buys, by ablation, and how to check that a head does not copy its target through the priors.
 #
 # **Prerequisites**: lessons 01 (the target $T$, the training-free map) and 02 (the priors, the leak); PyTorch
-# modules and 1×1 convolutions. **Duration**: about 20 min to read, 1 min to run on a 2-core CPU in full mode with the
+# modules and 1×1 convolutions. **Duration**: about 20 min to read, under 1 min to run on a 2-core CPU in full mode with the
 # shipped heads. Every model and tensor goes to `DEVICE` (a GPU when there is one); plots bring data back to the CPU.
 #
 # **Model**: the `lite_paper` preset, i.e. the abstract's method alone (no normality term), trained 300 steps on the

@@ -8,7 +8,7 @@
 # - how to count the false alarms a nuisance causes without mistaking a loose threshold for robustness.
 #
 # **Prerequisites**: lesson 03 (the head, the shipped lesson heads, calibration); NumPy and PyTorch tensors.
-# **Duration**: about 20 min to read, 3 min to run on a 2-core CPU in full mode with the shipped heads. Every model
+# **Duration**: about 20 min to read, 2 min to run on a 2-core CPU in full mode with the shipped heads. Every model
 # and tensor goes to `DEVICE` (a GPU when there is one); plots bring data back to the CPU.
 #
 # **Model**: the `lite_paper` preset, i.e. the abstract's method alone (no normality term), in four versions that
