@@ -9,7 +9,7 @@
 #   frozen features.
 #
 # **Prerequisites:** lesson 00 (fit, score, threshold); lessons 01-04 help but are not needed. Python, NumPy.
-# **Duration:** about 30 min to read; about 3 min to run on a 2-core CPU in full mode, under 1 min in FAST mode.
+# **Duration:** about 30 min to read; about 2 min to run on a 2-core CPU in full mode.
 #
 # **The part: MVTec 3D-AD *tire*.** On bottle every variant of this method scores an image AUROC of 1.000, so
 # thresholds, failures and rankings have nothing to show. A dark tyre on a dark background, with small cuts, holes

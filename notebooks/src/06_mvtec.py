@@ -15,8 +15,8 @@
 # section 3 prints) and about 10 GB of free runtime disk (the archive and its unpacked copy).
 #
 # **Duration.** Without the data set (the default) the lesson is a *dry run* on the bundled bottle sample: the same
-# code, the same files, a few minutes on a CPU (its FAST run, as CI makes it, used about 3 min of CPU time on a
-# 2-core machine; the last cell prints the wall time of your run). The real run takes hours: section 3 measures and
+# code, the same files, under 1 min on a quiet 2-core CPU in full mode (the last cell prints the wall time of your
+# run). The real run takes hours: section 3 measures and
 # prints how many on your device. No GPU was available when the committed outputs were made, so every cost printed
 # below is a CPU one; run the lesson on Colab with a GPU runtime and the same cells print the GPU's.
 #

@@ -7,7 +7,7 @@
 # - how to take a fitted model's map apart into its two parts, and what the term costs.
 #
 # **Prerequisites**: lessons 01–03 (the views, the priors, the head) and 05 (image and pixel AUROC); PyTorch tensors.
-# **Duration**: about 15 min to read, 3 min to run on a 2-core CPU in full mode (section 4 fits a model live). Every
+# **Duration**: about 15 min to read, under 1 min to run on a 2-core CPU in full mode (section 4 fits a model live). Every
 # model and tensor goes to `DEVICE` (a GPU when there is one); plots bring data back to the CPU.
 #
 # **Model**: `preset("lite")`, the package's default: the abstract's method *plus* the normality term, because that term
