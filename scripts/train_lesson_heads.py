@@ -1,7 +1,7 @@
 """Train the heads that lessons 03 and 04 load (``hlgfa_lite.lesson_heads``) and store them in the package.
 
     OMP_NUM_THREADS=1 python scripts/train_lesson_heads.py            # all of them, one after the other
-    OMP_NUM_THREADS=1 python scripts/train_lesson_heads.py 03_no_gate # only the named ones
+    OMP_NUM_THREADS=1 python scripts/train_lesson_heads.py 03_tire_no_gate # only the named ones
 
 Run it again whenever the method or a recipe changes: a lesson notices a stale head (its stored config differs
 from today's recipe) and trains live instead, which is slow on a CPU.
