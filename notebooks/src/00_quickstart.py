@@ -11,7 +11,7 @@
 # - why the colour scale and the threshold come from good images, and what "borderline" means.
 #
 # **Prerequisites:** Python and a first look at PyTorch tensors; nothing about anomaly detection.
-# **Duration:** about 15 min to read; about 1 min to run on a 2-core CPU (the fit is most of it).
+# **Duration:** about 15 min to read; about 2 min to run on a 2-core CPU (the fit is about one of them).
 #
 # **The model: the `lite` preset**, the library's default and what `hlgfa-lite fit` trains. Its map has two
 # parts: the abstract's *cross-resolution alignment* (below, and lessons 01-04) and a *normality term* that this
@@ -108,8 +108,8 @@ plt.show()
 # ## 3. Score unseen images
 #
 # `model.score_batch(images)` returns one anomaly map (on the 256 px grid) and one score per image.
-# The colour scale is **fixed** by calibration (`model.calibration.map_vmin`, `.map_vmax`): a good image stays
-# blue everywhere, and red means "brighter than anything seen on the held-out good images". Per-image min-max
+# The colour scale is **fixed** by calibration (`model.calibration.map_vmin`, `.map_vmax`): a good image should
+# stay mostly blue (section 4 shows the ones that do not), and red means "brighter than anything seen on the held-out good images". Per-image min-max
 # scaling would make every good image look defective, so the library never does it.
 
 # %%

@@ -622,7 +622,7 @@ else:
 #
 #    <details><summary>Answer</summary>
 #
-#    At least the calibration, on good images from the new camera (better: refit). Section 6 measured what happens
+#    At least the calibration, on good images from the new camera (better: refit). Section 7 measured what happens
 #    otherwise: the scores move when detail is lost, the good parts' and the defects' alike (the evidence prints
 #    which way here), so the old threshold no longer sits where the new camera's good images end: either good parts
 #    get flagged, or faint defects slip under it.
