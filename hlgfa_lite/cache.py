@@ -25,6 +25,7 @@ normality term (every draw of each image, or its clean one), ``subset(rows)`` fo
 from __future__ import annotations
 
 import errno
+import math
 import os
 import shutil
 import tempfile
@@ -192,8 +193,8 @@ class SpilledCache:
         self.fd, self.folder = fd, Path(folder)
         self.n_file, self.draws, self.prior_draws = n_images, draws, prior_draws
         self.low_shapes, self.prior_shapes = low_shapes, prior_shapes  # per tensor, one draw: (C, h, w)
-        self.low_numel = sum(_numel(s) for s in low_shapes)
-        self.prior_numel = sum(_numel(s) for s in prior_shapes)
+        self.low_numel = sum(math.prod(s) for s in low_shapes)
+        self.prior_numel = sum(math.prod(s) for s in prior_shapes)
         self.prior_base = n_images * draws * self.low_numel * 2  # bytes before the first prior record
         self.index = torch.arange(n_images)
 
@@ -221,7 +222,7 @@ class SpilledCache:
 
     @staticmethod
     def _split(flat: torch.Tensor, shapes: list[tuple[int, ...]], device) -> list[torch.Tensor]:
-        parts = torch.split(flat, [_numel(s) for s in shapes], dim=1)
+        parts = torch.split(flat, [math.prod(s) for s in shapes], dim=1)
         return [to_working(part.reshape(len(flat), *shape), device) for part, shape in zip(parts, shapes)]
 
     def _priors(self, tensors: list[torch.Tensor]) -> list[Priors]:
@@ -279,13 +280,6 @@ def anonymous_file(folder: str | Path) -> int:
     return fd
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
 @torch.no_grad()
 def spill_features(model: HLGFA, hr_images: torch.Tensor, folder: str | Path | None = None, batch_size: int = 1,
                    progress: bool = True) -> SpilledCache:
@@ -306,8 +300,8 @@ def spill_features(model: HLGFA, hr_images: torch.Tensor, folder: str | Path | N
             if shapes is None:
                 draws, prior_draws = lows[0].shape[1], prior_tensors[0].shape[1]
                 shapes = [tuple(t.shape[2:]) for t in lows], [tuple(t.shape[2:]) for t in prior_tensors]
-                low_bytes = draws * sum(_numel(s) for s in shapes[0]) * 2  # one image, every draw
-                prior_bytes = prior_draws * sum(_numel(s) for s in shapes[1]) * 2
+                low_bytes = draws * sum(math.prod(s) for s in shapes[0]) * 2  # one image, every draw
+                prior_bytes = prior_draws * sum(math.prod(s) for s in shapes[1]) * 2
             _write(fd, _record(lows), start * low_bytes)
             _write(fd, _record(prior_tensors), n * low_bytes + start * prior_bytes)
     except OSError as exc:
