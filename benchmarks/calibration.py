@@ -33,11 +33,11 @@ import torch
 from benchmarks.harness import exit_code
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset
 from hlgfa_lite.calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, calibrate
-from hlgfa_lite.cli import positive_int
+from hlgfa_lite.tools.cli import positive_int
 from hlgfa_lite.data import evenly_spaced, load_image, load_test_split, train_image_paths
 from hlgfa_lite.evaluation import verdict_rates
-from hlgfa_lite.files import write_text
-from hlgfa_lite.training import load_images, set_level_statistics, split_holdout
+from hlgfa_lite.tools.files import write_text
+from hlgfa_lite.training import good_level_maps, level_statistics, load_images, set_calibration, split_holdout
 
 
 def rates(cal, labels: np.ndarray, scores: np.ndarray) -> dict:
@@ -54,7 +54,9 @@ def one_run(data: str, size: str, seed: int, steps: int | None, reuse_full: str 
     if reuse_full and size == "all" and seed == 0:
         model = load(reuse_full)
         _, holdout = split_holdout(chosen, model.cfg.holdout_fraction, model.cfg.seed)
-        holdout_scores = set_level_statistics(model, load_images(holdout, model.cfg.hr_size))[0].tolist()
+        images = load_images(holdout, model.cfg.hr_size)
+        good_maps = good_level_maps(model, images)
+        holdout_scores = set_calibration(model, level_statistics(model, images, good_maps), good_maps).tolist()
         cross_scores, source = [], f"checkpoint {reuse_full}"
     else:
         overrides = {"seed": seed} | ({} if steps is None else {"steps": steps})

@@ -26,7 +26,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hlgfa_lite.cli import positive_int
+from hlgfa_lite.tools.cli import positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = Path(tempfile.gettempdir()) / "hlgfa_demo_latency_server.log"
@@ -141,16 +141,16 @@ def model_only_ms(images: list[str], threads: int, repeats: int = 20) -> float:
     """The demo's own work per request without Gradio: what the framework adds is the rest of the latency."""
     import torch
 
-    from hlgfa_lite.demo import logic as demo_logic
+    from hlgfa_lite.demo import models, rendering, uploads
 
     torch.set_num_threads(threads)
-    store = demo_logic.ModelStore()
+    store = models.ModelStore()
     store.warm_up()
     times = []
     for i in range(repeats):
         started = time.perf_counter()
-        result = demo_logic.inspect_image(store.model, demo_logic.read_upload(images[i % len(images)]))
-        demo_logic.render(store.model, result)
+        result = rendering.inspect_image(store.model, uploads.read_upload(images[i % len(images)]))
+        rendering.render(store.model, result)
         times.append(time.perf_counter() - started)
     return 1000 * statistics.median(times)
 
@@ -159,18 +159,18 @@ def time_fit(threads: int) -> None:
     """The "Fit" tab's work on the 20 bundled good images, with the demo's step count."""
     import torch
 
-    from hlgfa_lite.demo import logic as demo_logic
-    from hlgfa_lite.samples import sample_dir
+    from hlgfa_lite.assets import sample_dir
+    from hlgfa_lite.demo import models, visitor_fit
 
     torch.set_num_threads(threads)
-    store = demo_logic.ModelStore()
+    store = models.ModelStore()
     paths = sorted((sample_dir() / "train" / "good").glob("*.png"))
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    part = demo_logic.fit_part(paths, store, steps=demo_logic.FIT_STEPS)
+    part = visitor_fit.fit_part(paths, store, steps=visitor_fit.FIT_STEPS)
     seconds = time.perf_counter() - started
-    demo_logic.remove_fitted(part, store)
-    print(f"fit_part: {len(paths)} images, {demo_logic.FIT_STEPS} steps, {threads} torch thread(s): {seconds:.0f} s "
+    visitor_fit.remove_fitted(part, store)
+    print(f"fit_part: {len(paths)} images, {visitor_fit.FIT_STEPS} steps, {threads} torch thread(s): {seconds:.0f} s "
           f"in all (load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
     print(part.summary.splitlines()[2])
 
@@ -194,12 +194,12 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from hlgfa_lite.demo import app  # the demo's settings (threads rule); does not start it
-    from hlgfa_lite.demo import logic as demo_logic
+    from hlgfa_lite.demo import examples as demo_examples
     from hlgfa_lite.device import usable_cpus
 
     if args.fit:
         return time_fit(app.THREADS if args.threads is None else args.threads)
-    examples = dict(demo_logic.example_images())
+    examples = dict(demo_examples.example_images())
     load_before = os.getloadavg()
     images = [examples["good"], examples["broken large"]]
     port = free_port()

@@ -1,4 +1,4 @@
-"""Peak host memory of ``hlgfa-lite fit``: the training set's memory bound (hlgfa_lite/cache.py), measured (a memory
+"""Peak host memory of ``hlgfa-lite fit``: the training set's memory bound (hlgfa_lite/tools/cache.py), measured (a memory
 figure, valid on a busy machine; the seconds printed are not speed figures, and the load average before and after
 says how busy the machine was).
 
@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import exit_code
-from hlgfa_lite.cli import positive_float, positive_int
-from hlgfa_lite.files import write_json
+from hlgfa_lite.tools.cli import positive_float, positive_int
+from hlgfa_lite.tools.files import write_json
 
 
 def plan_only(data: str, preset_name: str, random_weights: bool, max_cache_gib: float | None) -> None:
     """Print the cache plan fit would make, without fitting."""
     from hlgfa_lite import HLGFA, preset, train_image_paths
-    from hlgfa_lite.cache import DEFAULT_MAX_CACHE_GIB, plan_cache
+    from hlgfa_lite.tools.cache import DEFAULT_MAX_CACHE_GIB, plan_cache
     from hlgfa_lite.training import split_holdout
 
     cfg = preset(preset_name)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hlgfa_lite import HLGFAError, __version__
-from hlgfa_lite.files import write_bytes
+from hlgfa_lite.tools.files import write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: where ``python -m benchmarks.X`` finds this package
 RESULTS = ROOT / "benchmarks" / "results"
@@ -32,7 +32,7 @@ class RunFailed(Exception):
     """A measurement's process died without a result: a bug or an out-of-memory kill, not a user mistake."""
 
 
-# --- outputs: written whole or not at all (text and JSON: hlgfa_lite.files) ---------------------------------------
+# --- outputs: written whole or not at all (text and JSON: hlgfa_lite.tools.files) ---------------------------------------
 def save_figure(figure, path: str | os.PathLike, **savefig_options) -> Path:
     """A matplotlib figure into ``path`` (format from its suffix), replacing any previous file in one rename."""
     buffer = io.BytesIO()

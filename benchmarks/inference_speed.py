@@ -16,7 +16,7 @@ Rows:
   is installed: ``pip install 'hlgfa-lite[fast]'``); the largest difference between the two rows' maps is printed;
 - HLGFA-lite, demo checkpoint: the bundled checkpoint (hlgfa_lite/assets/checkpoints/bottle_lite) as it ships, the
   abstract's method alone (no normality term), torch backbone;
-- PatchCore-style bank (hlgfa_lite.baselines) of the size the benchmark's PatchCore built on MVTec bottle (19,251
+- PatchCore-style bank (hlgfa_lite.tools.baselines) of the size the benchmark's PatchCore built on MVTec bottle (19,251
   patches of 152 values), on the torch backbone;
 - anomalib 2.7 PatchCore (``--anomalib``): anomalib's own module with the Lite0 backbone (levels 2-3), its
   pre-processing (resize to 256 px, normalisation), nearest-neighbour search and re-weighted score, with a bank of
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HF_HOME"] = str(Path(tempfile.gettempdir()) / "hlgfa-anomalib-hf")
 
     from hlgfa_lite import load, load_image
-    from hlgfa_lite.baselines import PatchCoreBaseline
+    from hlgfa_lite.tools.baselines import PatchCoreBaseline
     from hlgfa_lite.device import resolve_device
-    from hlgfa_lite.samples import bundled_checkpoint
+    from hlgfa_lite.assets import bundled_checkpoint
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

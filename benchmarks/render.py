@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.harness import save_figure
-from hlgfa_lite.files import write_text
+from hlgfa_lite.tools.files import write_text
 
 # (key in each run, column title, kind): kind "percent" prints x100, one decimal
 MAIN_COLUMNS = [

@@ -13,7 +13,7 @@ conditions (same data split, backbone, image sizes, scoring and metrics code; on
     no_noise_aug   without the noise-aware augmentation
     aug_low_only   the augmentation on the low-res view only, the clean high-res view as target (the other reading)
     training_free  1 - cos(F_L, avgpool(F_H)), head left at the identity, nothing learnt
-    patchcore      PatchCore-style memory bank on the same frozen features (hlgfa_lite.baselines)
+    patchcore      PatchCore-style memory bank on the same frozen features (hlgfa_lite.tools.baselines)
 
 Each variant runs in a fresh Python process (``--isolation process``), so its peak resident memory (the
 process's own high-water mark, ``VmHWM``) is its own, and nothing one variant caches or allocates leaks into the
@@ -45,8 +45,8 @@ from benchmarks.render import write_results
 from hlgfa_lite import HLGFA, HLGFAError, fit, preset, save
 from hlgfa_lite.augmentation import apply_nuisance
 from hlgfa_lite.backbone import resize
-from hlgfa_lite.baselines import PatchCoreBaseline, training_free
-from hlgfa_lite.checkpoint import TENSORS
+from hlgfa_lite.tools.baselines import PatchCoreBaseline, training_free
+from hlgfa_lite.tools.checkpoint import TENSORS
 from hlgfa_lite.config import PRESETS
 from hlgfa_lite.data import evenly_spaced, load_test_split, train_image_paths
 from hlgfa_lite.device import resolve_device

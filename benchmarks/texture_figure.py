@@ -28,9 +28,9 @@ import torch
 from benchmarks.harness import exit_code, save_figure
 from hlgfa_lite import load, load_image, load_test_split, metrics
 from hlgfa_lite.data import load_mask
-from hlgfa_lite.files import write_json
+from hlgfa_lite.tools.files import write_json
 from hlgfa_lite.scoring import image_scores, resize_map
-from hlgfa_lite.visualize import colorize, outline, to_uint8_image
+from hlgfa_lite.tools.visualize import colorize, outline, to_uint8_image
 
 
 def score_parts(model, samples) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -12,7 +12,7 @@ from .errors import HLGFAError  # noqa: E402
 from .model import HLGFA, Inspection  # noqa: E402
 from .data import load_image, load_test_split, train_image_paths  # noqa: E402
 from .training import fit  # noqa: E402
-from .checkpoint import load, save  # noqa: E402
+from .tools.checkpoint import load, save  # noqa: E402
 
 __all__ = ["HLGFA", "HLGFAConfig", "HLGFAError", "Inspection", "fit", "load", "load_image", "preset", "save",
            "load_test_split", "train_image_paths", "__version__"]

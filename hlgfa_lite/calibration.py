@@ -50,6 +50,23 @@ VERDICTS = (NORMAL, BORDERLINE, ANOMALOUS)
 DEFAULT_TARGET_FPR = 0.01
 DEFAULT_CONFIDENCE = 0.95  # probability over the calibration draw that the target holds
 CROSS_FIT_BELOW = 8  # fewer held-out images than this: add cross-fitted scores of the training images
+CROSS_FIT_FOLDS = 3  # fold models behind the out-of-fold scores (each fitted without a third of the images)
+
+
+def fold_splits(n: int, folds: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(held, kept) image indices of each cross-fit fold, both sorted: a seeded shuffle of range(n) dealt into
+    ``min(folds, n)`` groups; every fold model (HLGFA's and the memory bank's) is fitted on ``kept`` and scores
+    ``held``. No folds below two groups."""
+    folds = min(folds, n)
+    if folds < 2:
+        return []
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    splits = []
+    for fold in range(folds):
+        held = order[fold::folds].sort().values
+        taken = set(held.tolist())
+        splits.append((held, torch.tensor([i for i in range(n) if i not in taken])))
+    return splits
 PRIOR_LOG_SD = 0.25  # log-score spread assumed from one image (bottle, 21 held-out: 0.17; see benchmarks)
 MIN_LOG_SD = 0.05  # floor on the spread: two identical images do not make a zero-width band
 METHODS = ("lognormal-tolerance", "normal-tolerance")

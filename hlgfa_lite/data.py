@@ -25,8 +25,35 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import HLGFAError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-MAX_PIXELS = 100_000_000  # refused before decoding (a decompression bomb or a panorama); downscale it first
-MAX_SIDE = 4096  # longer images are downscaled while decoding (JPEG: at 1/2, 1/4, 1/8 scale), memory stays bounded
+# the one pixel limit for every way an image enters (library, CLI, demo): refused before decoding, since a
+# decompression bomb or a panorama would otherwise take gigabytes; downscale it first
+MAX_PIXELS = 100_000_000
+MAX_SIDE = 4096  # the CLI's longest side: bigger images are downscaled while decoding, so memory stays bounded
+
+
+class TooManyPixels(HLGFAError):
+    """An image over ``MAX_PIXELS`` (``width`` x ``height``; None when PIL's own bomb limit refused it first)."""
+
+    def __init__(self, message: str, width: int | None = None, height: int | None = None):
+        super().__init__(message)
+        self.width, self.height = width, height
+
+
+class UnreadableImage(HLGFAError):
+    """A file that does not decode: not an image at all (``unidentified``) or damaged (``cause``, the error's class)."""
+
+    def __init__(self, message: str, cause: str, unidentified: bool):
+        super().__init__(message)
+        self.cause, self.unidentified = cause, unidentified
+
+
+@dataclass
+class Decoded:
+    image: Image.Image  # EXIF rotation applied; longer side <= the max_side asked for
+    size: tuple[int, int]  # (width, height) as stored in the file, before rotation or downscaling
+    mode: str  # PIL mode as stored: "RGB", "L", "I;16", "CMYK", ...
+    multi_frame: bool  # only the first frame was decoded
+    exif_ignored: bool  # the EXIF orientation could not be read, so none was applied
 
 
 def natural_key(path: Path) -> list:
@@ -39,36 +66,64 @@ def list_images(folder: Path) -> list[Path]:
                   key=natural_key)
 
 
-def _open(path: Path, max_side: int | None = None) -> Image.Image:
-    """Decoded image, EXIF rotation applied; refused in one line when unreadable or over ``MAX_PIXELS``, and
-    downscaled (longer side ``max_side``) while decoding when asked."""
+def check_pixels(width: int, height: int, what: str = "the image") -> None:
+    """The pixel-count rule (``MAX_PIXELS``), for files and for pixels that arrive decoded (the demo's editor)."""
+    if width * height > MAX_PIXELS:
+        raise TooManyPixels(f"{what} is {width} x {height} pixels, over the limit of {MAX_PIXELS // 1_000_000} "
+                            "million; downscale it first.", width, height)
+
+
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """Downscale so the longer side is <= ``max_side``, keeping the aspect ratio (and at least 1 px a side)."""
+    scale = max_side / max(image.size)
+    if scale >= 1:
+        return image
+    if image.mode in {"1", "P", "PA"}:  # palette indices cannot be interpolated
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    return image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
+                        Image.BILINEAR, reducing_gap=2.0)
+
+
+def decode(path: str | Path, max_side: int | None = None) -> Decoded:
+    """The one image decoder (library, CLI and demo). The header is read first (``Image.open`` is lazy), so an
+    image over ``MAX_PIXELS`` is refused before a byte of it is decoded; with ``max_side`` a JPEG much larger than
+    that is decoded at 1/2, 1/4 or 1/8 scale and every image is downscaled to it. Fails with ``TooManyPixels`` or
+    ``UnreadableImage``, one line each."""
+    path = Path(path)
     try:
         with warnings.catch_warnings():
             # MAX_PIXELS replaces PIL's decompression-bomb warning; its error (> 2x its limit) is caught below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)  # lazy: only the header is read
+            image = Image.open(path)
             width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise HLGFAError(f"image {path} is {width} x {height} pixels, over the limit of "
-                                 f"{MAX_PIXELS // 1_000_000} million; downscale it first.")
+            check_pixels(width, height, f"image {path}")
+            mode, multi_frame = image.mode, getattr(image, "n_frames", 1) > 1
             if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
                 image.draft("RGB", (max_side, max_side))
             image.load()
-            image = ImageOps.exif_transpose(image)
     except HLGFAError:
         raise
     except Image.DecompressionBombError:
-        raise HLGFAError(f"image {path} has more pixels than allowed ({MAX_PIXELS // 1_000_000} million); "
-                         "downscale it first.") from None
+        raise TooManyPixels(f"image {path} has more pixels than allowed ({MAX_PIXELS // 1_000_000} million); "
+                            "downscale it first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
-        raise HLGFAError(f"cannot read image {path} ({exc.__class__.__name__}); replace or remove the file.") from None
-    if max_side and max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        if image.mode in {"1", "P", "PA"}:  # palette indices cannot be interpolated
-            image = image.convert("RGBA" if "A" in image.mode else "RGB")
-        image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
-                             Image.BILINEAR, reducing_gap=2.0)
-    return image
+        raise UnreadableImage(f"cannot read image {path} ({exc.__class__.__name__}); replace or remove the file.",
+                              exc.__class__.__name__, isinstance(exc, UnidentifiedImageError)) from None
+    exif_ignored = False
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not cost the image
+        exif_ignored = True
+    if max_side:
+        image = fit_within(image, max_side)
+    return Decoded(image, (width, height), mode, multi_frame, exif_ignored)
+
+
+def _open(path: Path, max_side: int | None = None) -> Image.Image:
+    decoded = decode(path, max_side)
+    if decoded.exif_ignored:
+        warnings.warn(f"the EXIF orientation of {path} could not be read and was ignored", stacklevel=3)
+    return decoded.image
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -17,7 +17,7 @@ from .backbone import FrozenBackbone, resize
 from .calibration import Calibration
 from .config import HLGFAConfig
 from .errors import HLGFAError
-from .normality import GaussianNormality
+from .normality import GaussianNormality, normality_term
 from .priors import Priors, priors_on_low_grid
 from .scoring import fuse_levels, image_scores, map_weights, resize_map
 
@@ -52,17 +52,17 @@ class Inspection:
 
 
 class HLGFA(nn.Module):
-    def __init__(self, cfg: HLGFAConfig, pretrained: bool = True, weights: str | None = None):
+    def __init__(self, cfg: HLGFAConfig, pretrained: bool = True, weights: str | None = None,
+                 backbone: FrozenBackbone | None = None):
+        """``backbone``: an existing frozen backbone to share (a cross-fit fold model beside the final one: the
+        network is fixed, so it is built once); ``pretrained`` and ``weights`` then go unused."""
         super().__init__()
         self.cfg = cfg.validate()
-        self.backbone = FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained, weights=weights,
-                                       runtime=cfg.backbone_runtime)
+        self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained,
+                                                   weights=weights, runtime=cfg.backbone_runtime)
         self.head = AlignmentHead(self.backbone.channels, cfg)
-        self.normality: GaussianNormality | None = None
-        if cfg.normality != "none":  # beyond the paper: see normality.py
-            grids = [(cfg.lr_size // s, cfg.lr_size // s) for s in self.backbone.strides]
-            self.normality = GaussianNormality(self.backbone.channels, grids, cfg.normality, cfg.normality_shrinkage,
-                                               cfg.normality_pool)
+        # beyond the paper: see normality.py
+        self.normality: GaussianNormality | None = normality_term(cfg, self.backbone.channels, self.backbone.strides)
         n_maps = len(self.backbone.channels) * (2 if self.normality is not None else 1)
         # good-image mean and scale of each raw map (set by calibration, see scoring.py; identity until then)
         self.register_buffer("level_mean", torch.zeros(n_maps))
@@ -103,13 +103,16 @@ class HLGFA(nn.Module):
         return priors, self.head(low, priors)
 
     # --- scoring -----------------------------------------------------------------------------------------
-    def fuse(self, raw_maps: list[torch.Tensor], first: int = 0) -> torch.Tensor:
+    def fuse(self, raw_maps: list[torch.Tensor], first: int = 0,
+             statistics: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Raw maps -> one map on the calibrated scale; ``first``: the index of ``raw_maps[0]`` among all raw maps
-        (misalignment levels, then normality levels), whose good-image statistics normalise it."""
+        (misalignment levels, then normality levels), whose good-image statistics normalise it. ``statistics``:
+        (mean, scale) of every raw map to use instead of the model's own (the calibration weighing a candidate)."""
+        mean, scale = statistics if statistics is not None else (self.level_mean, self.level_scale)
         stats = slice(first, first + len(raw_maps))
         weights = map_weights(len(self.backbone.channels), self.normality is not None, self.cfg.normality_weight)
-        return fuse_levels(raw_maps, self.level_mean[stats], self.level_scale[stats], self.cfg.lr_size,
-                           self.cfg.smooth_sigma, weights[stats])
+        return fuse_levels(raw_maps, mean[stats], scale[stats], self.cfg.lr_size, self.cfg.smooth_sigma,
+                           weights[stats])
 
     def raw_map_range(self, index: int) -> tuple[float, float]:
         """Colour range for raw map ``index`` (its place in ``Inspection.all_maps``) that matches the fused map's

@@ -28,11 +28,16 @@ with the number of images.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 MODES = ("none", "global", "position")
+
+if TYPE_CHECKING:  # the type only: the config module needs nothing from here
+    from .config import HLGFAConfig
 
 
 class GaussianLevel(nn.Module):
@@ -120,3 +125,12 @@ class GaussianNormality(nn.Module):
         if not self.is_fitted():
             return [features.new_zeros(features.shape[0], *features.shape[-2:]) for features in low]
         return [level(self.aggregate(features)) for level, features in zip(self.levels, low)]
+
+
+def normality_term(cfg: "HLGFAConfig", channels: list[int], strides: list[int]) -> GaussianNormality | None:
+    """The normality term ``cfg`` asks for on a backbone's levels (``channels``, ``strides``), unfitted; None when
+    ``cfg.normality`` is "none". The one place it is built: the model, and every cross-fit fold model."""
+    if cfg.normality == "none":
+        return None
+    grids = [(cfg.lr_size // s, cfg.lr_size // s) for s in strides]
+    return GaussianNormality(channels, grids, cfg.normality, cfg.normality_shrinkage, cfg.normality_pool)

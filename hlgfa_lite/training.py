@@ -7,13 +7,13 @@
    Gaussians are fitted over them too (``fit_normality``).
 3. Train for a fixed number of steps (not epochs: a 20-image set needs as many updates as a 200-image one):
    AdamW, cosine learning-rate decay, loss = sum over levels of mean(1 - cos(F_hat, T)).
-4. Calibrate: per-map mean and scale of the raw maps on held-out images (``scoring.map_statistics``), then their
-   fused maps and scores give the image threshold and the colour scale (``calibration.calibrate``). With fewer
-   than ``CROSS_FIT_BELOW`` held-out images, k fold models, each fitted on the cached features of the other
-   training images and scaled on the held-out images, score each fold too (``cross_fit_scores``), so the
-   threshold rests on every image, not on one or two. With ``map_scale="auto"`` the scale is chosen first, on
-   synthetic defects made on the held-out images (``choose_map_scale``, ``synthetic.py``), and the checkpoint keeps
-   the rule chosen.
+4. Calibrate, by values: the raw maps of the held-out images are computed once; from them come the map scale
+   (with ``map_scale="auto"``, the one that best localises synthetic defects made on those images,
+   ``choose_map_scale``, ``synthetic.py``) and each map's mean and scale (``level_statistics``); with fewer than
+   ``CROSS_FIT_BELOW`` held-out images, k fold models (new models on the same frozen backbone, each fitted on the
+   cached features of the other training images) score each fold too (``cross_fit_scores``), so the threshold
+   rests on every image, not on one or two. ``set_calibration`` then sets the rule, the statistics and the
+   ``Calibration`` on the model, once.
 """
 
 from __future__ import annotations
@@ -27,23 +27,22 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .alignment import AlignmentHead, alignment_loss
-from .cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheFlyFeatures, SpilledCache, as_float,
+from .alignment import alignment_loss
+from .tools.cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheFlyFeatures, SpilledCache, as_float,
                     cache_features, hold_features, load_images, plan_cache)
-from .calibration import CROSS_FIT_BELOW, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration, calibrate
+from .calibration import (CROSS_FIT_BELOW, CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration,
+                          calibrate, fold_splits)
 from .errors import HLGFAError
 from .metrics import pixel_auroc
 from .model import HLGFA
-from .normality import GaussianNormality
 from .scoring import SCALES, image_scores, map_statistics
 from .synthetic import synthetic_defects
 
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
-           "choose_map_scale", "cross_fit_scores", "fit", "fit_normality", "load_images", "plan_cache", "planned_steps",
-           "scale_auroc", "set_level_statistics", "split_holdout", "train_head"]
-
-CROSS_FIT_FOLDS = 3  # heads trained for the cross-fitted calibration scores (each without a third of the images)
+           "choose_map_scale", "cross_fit_scores", "fit", "fit_normality", "good_level_maps", "level_statistics",
+           "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc",
+           "set_calibration", "set_statistics", "split_holdout", "train_head"]
 
 
 @dataclass
@@ -131,53 +130,83 @@ def scale_auroc(good_maps: list[torch.Tensor], defect_maps: list[torch.Tensor], 
 
 
 @torch.no_grad()
-def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, size: int = 128,
-                     limit: int = 32) -> dict[str, float]:
-    """``map_scale="auto"``: the scale whose fused maps localise synthetic defects on the held-out good images
-    (uint8, N >= 1, the first ``limit`` of them, which bounds the memory; ``synthetic.py``) best, by pixel AUROC at
-    ``size`` px (``scale_auroc``). Sets it in ``model.cfg`` (ties keep "max") and returns each scale's AUROC."""
-    hr_images = hr_images[:limit]
+def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torch.Tensor], batch_size: int = 1,
+                     size: int = 128, limit: int = 32) -> dict[str, float]:
+    """``map_scale="auto"``: how well each scale's fused maps localise synthetic defects made on held-out good
+    images (uint8, N >= 1, the first ``limit`` of them, which bounds the memory; ``synthetic.py``), by pixel AUROC
+    at ``size`` px (``scale_auroc``). ``good_maps``: those images' raw maps [(N, h, w)], computed once by the
+    caller. Changes nothing in ``model``; ``pick_map_scale`` reads the answer."""
+    hr_images, good_maps = hr_images[:limit], [m[:limit] for m in good_maps]
     defective, masks = synthetic_defects(as_float(hr_images), torch.Generator().manual_seed(model.cfg.seed),
                                          as_uint8=True)  # 8-bit like every held image: a quarter of the memory
-    good_maps = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
     defect_maps = good_level_maps(model, defective, batch_size)  # [(3N, h, w)]
     masks = F.interpolate(masks[:, None].float(), size=(size, size), mode="area")[:, 0] > 0.5
 
     def fuse(raw_maps, mean, spread):  # a few images at a time: the maps at full size would take ~0.5 GB at once
-        model.level_mean.copy_(mean)
-        model.level_scale.copy_(spread)
-        return torch.cat([F.interpolate(model.fuse([m[i:i + 8] for m in raw_maps])[:, None], size=(size, size),
-                                        mode="bilinear", align_corners=False)[:, 0]
+        return torch.cat([F.interpolate(model.fuse([m[i:i + 8] for m in raw_maps], statistics=(mean, spread))[:, None],
+                                        size=(size, size), mode="bilinear", align_corners=False)[:, 0]
                           for i in range(0, len(raw_maps[0]), 8)])
 
-    auroc = scale_auroc(good_maps, defect_maps, masks, fuse)
-    model.cfg = model.cfg.replace(map_scale=max(SCALES, key=lambda scale: (auroc[scale], scale == "max")))
-    return auroc
+    return scale_auroc(good_maps, defect_maps, masks, fuse)
+
+
+def pick_map_scale(auroc: dict[str, float]) -> str:
+    """The scale with the best synthetic-defect AUROC; a tie keeps "max"."""
+    return max(SCALES, key=lambda scale: (auroc[scale], scale == "max"))
+
+
+@dataclass
+class LevelStatistics:
+    """What calibration sets on a model besides its ``Calibration``: the map-scale rule and each raw map's
+    good-image mean and scale (``scoring.map_statistics``)."""
+
+    map_scale: str  # "std" or "max" (never "auto": chosen by then)
+    mean: torch.Tensor  # (maps,)
+    scale: torch.Tensor  # (maps,)
+    scale_auroc: dict[str, float] = field(default_factory=dict)  # "auto" only: synthetic AUROC of each scale
+
+
+def level_statistics(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torch.Tensor],
+                     map_scale: str | None = None) -> LevelStatistics:
+    """The statistics of held-out good images (uint8, N >= 1) whose raw maps are ``good_maps`` [(N, h, w)], under
+    ``map_scale`` (default: the config's; "auto" is chosen here, ``choose_map_scale``). Changes nothing in ``model``."""
+    rule, auroc = map_scale or model.cfg.map_scale, {}
+    if rule == "auto":
+        auroc = choose_map_scale(model, hr_images, good_maps)
+        rule = pick_map_scale(auroc)
+    mean, scale = map_statistics(good_maps, rule)
+    return LevelStatistics(rule, mean, scale, auroc)
 
 
 @torch.no_grad()
-def set_level_statistics(model: HLGFA, hr_images: torch.Tensor,
-                         batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-map mean and scale (``scoring.map_statistics``) of the raw maps on held-out good images (uint8, N >= 1),
-    set on the model; returns their scores (N,) and fused maps (N, lr, lr) under those statistics. A scale still
-    "auto" is chosen first (``choose_map_scale``)."""
-    if model.cfg.map_scale == "auto":
-        choose_map_scale(model, hr_images)
-    per_level = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
-    mean, scale = map_statistics(per_level, model.cfg.map_scale)
-    model.level_mean.copy_(mean)
-    model.level_scale.copy_(scale)
-    fused = model.fuse(per_level)  # (N, lr, lr)
-    return image_scores(fused, model.cfg.score_topk).cpu(), fused.cpu()
+def set_statistics(model: HLGFA, statistics: LevelStatistics) -> None:
+    """The one place a model's map-scale rule and per-map statistics are set."""
+    model.cfg = model.cfg.replace(map_scale=statistics.map_scale)
+    model.level_mean.copy_(statistics.mean)
+    model.level_scale.copy_(statistics.scale)
+
+
+@torch.no_grad()
+def set_calibration(model: HLGFA, statistics: LevelStatistics, good_maps: list[torch.Tensor], extra_scores=(),
+                    target_fpr: float = DEFAULT_TARGET_FPR, confidence: float = DEFAULT_CONFIDENCE) -> torch.Tensor:
+    """The statistics (``set_statistics``), then the ``Calibration`` from the held-out good images' fused maps and
+    scores, pooled with ``extra_scores`` (more good scores on the same scale: cross-fitted ones). Returns the
+    held-out images' scores (N,)."""
+    set_statistics(model, statistics)
+    fused = model.fuse(good_maps)  # (N, lr, lr)
+    scores = image_scores(fused, model.cfg.score_topk).cpu()
+    model.calibration = calibrate(scores.tolist() + list(extra_scores), fused.cpu(), target_fpr=target_fpr,
+                                  confidence=confidence)
+    return scores
 
 
 def calibrate_model(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, extra_scores=(),
                     target_fpr: float = DEFAULT_TARGET_FPR, confidence: float = DEFAULT_CONFIDENCE) -> Calibration:
-    """Set the per-level statistics and the calibration from held-out good images (uint8, N >= 1);
-    ``extra_scores``: more good scores on the same scale (cross-fitted), pooled for the image threshold."""
-    scores, fused = set_level_statistics(model, hr_images, batch_size)
-    pooled = torch.cat([scores, torch.as_tensor(list(extra_scores), dtype=scores.dtype)])
-    model.calibration = calibrate(pooled, fused, target_fpr=target_fpr, confidence=confidence)
+    """Calibrate ``model`` on held-out good images (uint8, N >= 1): their raw maps, the statistics, the
+    calibration (``level_statistics``, then ``set_calibration``)."""
+    good_maps = good_level_maps(model, hr_images, batch_size)  # [(N, h, w)]
+    set_calibration(model, level_statistics(model, hr_images, good_maps), good_maps, extra_scores, target_fpr,
+                    confidence)
     return model.calibration
 
 
@@ -187,50 +216,33 @@ def _scores_of(model: HLGFA, hr_images: torch.Tensor) -> list[float]:
 
 
 def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, holdout_images: torch.Tensor,
-                     folds: int = CROSS_FIT_FOLDS, steps: int | None = None,
+                     map_scale: str, folds: int = CROSS_FIT_FOLDS, steps: int | None = None,
                      on_step: Callable[[int, float], None] | None = None, progress: bool = False) -> list[float]:
     """Out-of-fold good scores of the training images (uint8 (N, 3, hr, hr), their features in ``cache``).
 
-    The images are split into ``folds`` groups; for each, a whole fit is repeated without that group: a fresh head
-    trained for ``steps`` (default: the config's divided by ``folds``, so all folds together cost one more
-    training) on the cached features of the others, normality statistics from those others, and per-level
-    statistics from the held-out images (``holdout_images``, uint8), exactly as ``fit`` sets the final model's.
-    That fold model then scores its group: a good image it never saw, on a scale set by good images it never saw,
-    as the final model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained
-    for a third of the steps on a scale made for a better one: its misalignment, a little higher everywhere, reads
-    as many spreads above normal, and the threshold lands above the defects.) The model's own head, normality
-    statistics and per-level statistics are put back afterwards. ``on_step(i, loss)`` counts the steps of all folds."""
-    n = len(hr_images)
-    folds = min(folds, n)
-    if folds < 2:
-        return []
-    final_head, final_normality = model.head, model.normality
-    final_mean, final_scale = model.level_mean.clone(), model.level_scale.clone()
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(model.cfg.seed + 1))
+    The images are split into ``folds`` groups (``calibration.fold_splits``); for each, a fold model (a new
+    ``HLGFA`` on ``model``'s frozen backbone) repeats the whole fit without that group: a fresh head trained for
+    ``steps`` (default: the config's divided by ``folds``, so all folds together cost one more training) on the
+    cached features of the others, normality statistics from those others, and per-map statistics under
+    ``map_scale`` (the final model's rule) from the held-out images (``holdout_images``, uint8). The fold model
+    then scores its group: a good image it never saw, on a scale set by good images it never saw, as the final
+    model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained for a third
+    of the steps on a scale made for a better one: its misalignment, a little higher everywhere, reads as many
+    spreads above normal, and the threshold lands above the defects.) ``model`` is not changed. ``on_step(i,
+    loss)`` counts the steps of all folds."""
+    splits = fold_splits(len(hr_images), folds, model.cfg.seed)
+    fold_steps = steps if steps is not None else max(1, model.cfg.steps // len(splits)) if splits else 0
     scores: list[float] = []
-    try:
-        for fold in range(folds):
-            held = order[fold::folds].sort().values
-            kept = torch.tensor([i for i in range(n) if i not in set(held.tolist())])
-            torch.manual_seed(model.cfg.seed + 100 + fold)
-            model.head = AlignmentHead(model.backbone.channels, model.cfg).to(model.device)
-            if final_normality is not None:  # the normality term must not have seen the fold either
-                cfg = model.cfg
-                grids = [(cfg.lr_size // s, cfg.lr_size // s) for s in model.backbone.strides]
-                model.normality = GaussianNormality(model.backbone.channels, grids, cfg.normality,
-                                                    cfg.normality_shrinkage, cfg.normality_pool).to(model.device)
-                fit_normality(model, cache.subset(kept))
-            fold_steps = steps if steps is not None else max(1, model.cfg.steps // folds)
-            offset = fold * fold_steps
-            train_head(model, cache.subset(kept), fold_steps, progress=progress,
-                       on_step=(lambda i, loss, o=offset: on_step(o + i, loss)) if on_step else None,
-                       desc=f"cross-fitted head {fold + 1}/{folds}")
-            set_level_statistics(model, holdout_images)
-            scores += _scores_of(model, hr_images[held])
-    finally:
-        model.head, model.normality = final_head, final_normality
-        model.level_mean.copy_(final_mean)
-        model.level_scale.copy_(final_scale)
+    for fold, (held, kept) in enumerate(splits):
+        torch.manual_seed(model.cfg.seed + 100 + fold)  # the fold head's initialisation
+        fold_model = HLGFA(model.cfg, backbone=model.backbone).to(model.device).eval()
+        fit_normality(fold_model, cache.subset(kept))  # the normality term must not have seen the fold either
+        train_head(fold_model, cache.subset(kept), fold_steps, progress=progress,
+                   on_step=(lambda i, loss, o=fold * fold_steps: on_step(o + i, loss)) if on_step else None,
+                   desc=f"cross-fitted head {fold + 1}/{len(splits)}")
+        good_maps = good_level_maps(fold_model, holdout_images)  # its scale; no threshold of its own is needed
+        set_statistics(fold_model, level_statistics(fold_model, holdout_images, good_maps, map_scale))
+        scores += _scores_of(fold_model, hr_images[held])
     return scores
 
 
@@ -284,19 +296,18 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         report.losses = train_head(model, cache, cfg.steps, progress=progress, on_step=on_step)
         report.train_seconds = time.perf_counter() - started
         holdout_images = load_images(holdout_paths, cfg.hr_size)
-        if cfg.map_scale == "auto":
-            report.map_scale_auroc = choose_map_scale(model, holdout_images)
-        scores, fused = set_level_statistics(model, holdout_images)
-        report.holdout_scores = scores.tolist()
+        good_maps = good_level_maps(model, holdout_images)  # [(N, h, w)]: computed once, used by every step below
+        statistics = level_statistics(model, holdout_images, good_maps)
+        report.map_scale_auroc = statistics.scale_auroc
         if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:
             started = time.perf_counter()
             report.cross_fit_scores = cross_fit_scores(
-                model, cache, train_images, holdout_images, steps=cross_fit_steps, progress=progress,
-                on_step=(lambda i, loss: on_step(cfg.steps + i, loss)) if on_step else None)
+                model, cache, train_images, holdout_images, statistics.map_scale, steps=cross_fit_steps,
+                progress=progress, on_step=(lambda i, loss: on_step(cfg.steps + i, loss)) if on_step else None)
             report.cross_fit_seconds = time.perf_counter() - started
     finally:
         cache.close()  # a spill file is deleted here, whatever happened
-    model.calibration = calibrate(report.holdout_scores + report.cross_fit_scores, fused, target_fpr=target_fpr,
-                                  confidence=confidence)
+    report.holdout_scores = set_calibration(model, statistics, good_maps, report.cross_fit_scores,
+                                            target_fpr=target_fpr, confidence=confidence).tolist()
     report.calibration = model.calibration
     return report

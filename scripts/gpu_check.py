@@ -30,7 +30,7 @@ class Checks:
 
     def fit_lite(self):
         from hlgfa_lite import HLGFA, fit, preset, train_image_paths
-        from hlgfa_lite.samples import sample_dir
+        from hlgfa_lite.assets import sample_dir
 
         model = HLGFA(preset("lite", steps=self.steps)).to(self.device)
         report = fit(model, train_image_paths(sample_dir()), progress=False)
@@ -40,15 +40,15 @@ class Checks:
 
     def evaluate_lite(self):
         from hlgfa_lite.evaluation import evaluate
-        from hlgfa_lite.samples import sample_dir
+        from hlgfa_lite.assets import sample_dir
 
         metrics = evaluate(self.model, sample_dir(), progress=False).metrics
         return f"image AUROC {metrics['image_auroc']:.3f}, pixel AUROC {metrics['pixel_auroc']:.3f} (sample)"
 
     def predict_cli(self):
-        from hlgfa_lite import cli
-        from hlgfa_lite.checkpoint import save
-        from hlgfa_lite.samples import sample_dir
+        from hlgfa_lite.tools import cli
+        from hlgfa_lite.tools.checkpoint import save
+        from hlgfa_lite.assets import sample_dir
 
         save(self.model, self.work / "run")
         code = cli.main(["predict", str(self.work / "run"), str(sample_dir() / "test"), "--out",
@@ -58,21 +58,22 @@ class Checks:
         return f"{len(rows)} images scored, overlays written"
 
     def demo(self):
-        from hlgfa_lite.demo import logic
+        from hlgfa_lite.demo import examples as demo_examples
+        from hlgfa_lite.demo import models, rendering, uploads
 
-        store = logic.ModelStore(device=self.device)
-        good, defect = logic.example_images()[0][1], logic.example_images()[1][1]
-        verdicts = [logic.render(store.model, logic.inspect_image(store.model, logic.read_upload(p))).verdict
+        store = models.ModelStore(device=self.device)
+        good, defect = demo_examples.example_images()[0][1], demo_examples.example_images()[1][1]
+        verdicts = [rendering.render(store.model, rendering.inspect_image(store.model, uploads.read_upload(p))).verdict
                     for p in (good, defect)]
-        figure = logic.look_inside(store.model, logic.read_upload(defect))
+        figure = rendering.look_inside(store.model, uploads.read_upload(defect))
         assert "Normal" in verdicts[0] and "Anomalous" in verdicts[1], verdicts
-        return f"bundled model: good -> normal, defect -> anomalous; look-inside {figure.shape}"
+        return f"bundled model: good -> normal, defect -> anomalous; look-inside {len(figure)} figures"
 
     def fit_paper(self):
         import torch
 
         from hlgfa_lite import HLGFA, fit, preset, train_image_paths
-        from hlgfa_lite.samples import sample_dir
+        from hlgfa_lite.assets import sample_dir
 
         model = HLGFA(preset("paper", steps=5), pretrained=False).to(self.device)
         report = fit(model, train_image_paths(sample_dir()), progress=False)
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hlgfa_lite.device import resolve_device
-    from hlgfa_lite.samples import sample_dir
+    from hlgfa_lite.assets import sample_dir
 
     device = resolve_device(args.device)
     checks = Checks(device, args.steps, Path(tempfile.mkdtemp(prefix="hlgfa_gpu_check_")))

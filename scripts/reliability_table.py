@@ -28,9 +28,9 @@ from PIL import Image
 
 from hlgfa_lite import HLGFA, preset, save
 from hlgfa_lite.calibration import calibrate
-from hlgfa_lite.checkpoint import METADATA, TENSORS, checksum
-from hlgfa_lite.cli import main
-from hlgfa_lite.samples import sample_dir
+from hlgfa_lite.tools.checkpoint import METADATA, TENSORS, checksum
+from hlgfa_lite.tools.cli import main
+from hlgfa_lite.assets import sample_dir
 
 
 def tiny_checkpoint(folder: Path) -> Path:

@@ -24,14 +24,13 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 from hlgfa_lite import HLGFA, HLGFAError, save
-from hlgfa_lite.calibration import CROSS_FIT_BELOW, calibrate
-from hlgfa_lite.checkpoint import METADATA, TENSORS, _check_config
+from hlgfa_lite.calibration import CROSS_FIT_BELOW
+from hlgfa_lite.tools.checkpoint import METADATA, TENSORS, _check_config
 from hlgfa_lite.data import train_image_paths
-from hlgfa_lite.training import as_float, load_images, set_level_statistics, split_holdout
+from hlgfa_lite.training import calibrate_model, load_images, split_holdout
 
 KEPT = ("fit",)  # facts of the original fit carried over
 
@@ -49,14 +48,8 @@ def resave(old: Path, data: Path, out: Path, map_scale: str | None = None) -> di
     _, holdout = split_holdout(train_image_paths(data), cfg.holdout_fraction, cfg.seed)
     if len(holdout) < CROSS_FIT_BELOW:
         raise HLGFAError(f"only {len(holdout)} held-out images: the current rule would cross-fit; re-fit instead.")
-    images = load_images(holdout, cfg.hr_size)
-    if map_scale is not None:  # the scale changes the per-map statistics, which the fit set from these same images
-        set_level_statistics(model, images)
-    with torch.no_grad():
-        results = [model.inspect(as_float(images[i:i + 1])) for i in range(len(images))]
-    maps = torch.cat([r.anomaly_map for r in results])
-    scores = torch.cat([r.scores for r in results])
-    model.calibration = calibrate(scores, maps)
+    # the fit set the per-map statistics from these same images: recomputing them changes nothing but the scale rule
+    calibrate_model(model, load_images(holdout, cfg.hr_size))
     save(model, out, overwrite=True, extra={k: meta[k] for k in KEPT if k in meta})
     return model.calibration.to_dict()
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hlgfa_lite.checkpoint import load, read_metadata, save
+from hlgfa_lite.tools.checkpoint import load, read_metadata, save
 from hlgfa_lite.data import load_test_split
 from hlgfa_lite.evaluation import evaluate_samples
-from hlgfa_lite.files import write_json
+from hlgfa_lite.tools.files import write_json
 
 SHIPPED = Path(__file__).resolve().parents[1] / "hlgfa_lite" / "assets" / "checkpoints"
 KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max")

@@ -1,4 +1,4 @@
-"""Train the heads that lessons 03 and 04 load (``hlgfa_lite.lesson_heads``) and store them in the package.
+"""Train the heads that lessons 03 and 04 load (``hlgfa_lite.lessons.lesson_heads``) and store them in the package.
 
     OMP_NUM_THREADS=1 python scripts/train_lesson_heads.py            # all of them, one after the other
     OMP_NUM_THREADS=1 python scripts/train_lesson_heads.py 03_tire_no_gate # only the named ones
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from hlgfa_lite.lesson_heads import RECIPES, lesson_head, ship
+from hlgfa_lite.lessons.lesson_heads import RECIPES, lesson_head, ship
 
 
 def main(argv: list[str]) -> int:

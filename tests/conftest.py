@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from hlgfa_lite import HLGFA, fit, preset, save, train_image_paths  # noqa: E402
-from hlgfa_lite.samples import sample_dir  # noqa: E402
+from hlgfa_lite.assets import sample_dir  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

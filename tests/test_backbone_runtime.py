@@ -94,7 +94,7 @@ def test_unknown_runtime_is_refused():
 
 
 def test_cli_refuses_an_unknown_runtime_in_one_line(fitted, sample, capsys):
-    from hlgfa_lite.cli import main
+    from hlgfa_lite.tools.cli import main
 
     _, _, run_dir = fitted
     assert main(["evaluate", str(run_dir), str(sample), "--backbone-runtime", "tensorrt", "--quiet"]) == 2

@@ -9,7 +9,7 @@ from conftest import SMALL
 
 from hlgfa_lite import HLGFA, HLGFAError, load_image, load_test_split, preset, train_image_paths
 from hlgfa_lite.backbone import resize
-from hlgfa_lite.baselines import (PatchCoreBaseline, greedy_coreset, nearest_neighbours, random_coreset,
+from hlgfa_lite.tools.baselines import (PatchCoreBaseline, greedy_coreset, nearest_neighbours, random_coreset,
                                   random_projection, training_free)
 from hlgfa_lite.evaluation import evaluate_samples
 from hlgfa_lite.training import as_float, load_images, split_holdout

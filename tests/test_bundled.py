@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from hlgfa_lite import lesson_heads
-from hlgfa_lite.checkpoint import METADATA, read_metadata
+from hlgfa_lite.lessons import lesson_heads
+from hlgfa_lite.tools.checkpoint import read_metadata
 from hlgfa_lite.config import HLGFAConfig, preset
 from hlgfa_lite.data import load_test_split, train_image_paths
-from hlgfa_lite.samples import CHECKPOINTS, SAMPLES, bundled_checkpoint, sample_dir
+from hlgfa_lite.assets import CHECKPOINTS, SAMPLES, bundled_checkpoint, sample_dir
 
 RESOLVED_BY_THE_FIT = {"map_scale": {"auto": ("std", "max")}}  # a preset's "auto" is saved as what the fit chose
 
@@ -78,7 +78,7 @@ def test_each_sample_is_a_small_licensed_mvtec_folder_with_paired_masks(category
 def test_compact_storage_keeps_each_precision_matrix_to_half_precision():
     import torch
 
-    from hlgfa_lite.checkpoint import PACKED, compact_state, expand_state
+    from hlgfa_lite.tools.checkpoint import PACKED, compact_state, expand_state
 
     torch.manual_seed(0)
     a = torch.randn(5, 7, 7)
@@ -95,7 +95,7 @@ def test_compact_storage_keeps_each_precision_matrix_to_half_precision():
 def test_a_packed_matrix_that_is_not_a_triangle_is_refused():
     import torch
 
-    from hlgfa_lite.checkpoint import PACKED, expand_state
+    from hlgfa_lite.tools.checkpoint import PACKED, expand_state
     from hlgfa_lite.errors import HLGFAError
 
     with pytest.raises(HLGFAError, match="upper triangle"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hlgfa_lite import HLGFAError, load, save
-from hlgfa_lite.checkpoint import METADATA, TENSORS, checksum
-from hlgfa_lite.cli import main
+from hlgfa_lite.tools.checkpoint import METADATA, TENSORS, checksum
+from hlgfa_lite.tools.cli import main
 from hlgfa_lite.device import usable_cpus
 from hlgfa_lite.data import load_image, load_test_split
 from hlgfa_lite.weights import create_feature_extractor, map_in_order

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from hlgfa_lite import HLGFAError
-from hlgfa_lite.cli import main
+from hlgfa_lite.tools.cli import main
 from hlgfa_lite.data import load_image, load_mask, load_test_split, train_image_paths
 
 

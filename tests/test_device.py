@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from hlgfa_lite import HLGFAError, cli
+from hlgfa_lite import HLGFAError
+from hlgfa_lite.tools import cli
 from hlgfa_lite import device as device_module
 from hlgfa_lite.device import resolve_device
-from hlgfa_lite.visualize import colorize, outline, overlay, panel_figure, to_uint8_image
+from hlgfa_lite.tools.visualize import colorize, outline, overlay, panel_figure, to_uint8_image
 
 
 class OffCPU(torch.Tensor):

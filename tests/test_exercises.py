@@ -5,12 +5,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from hlgfa_lite import exercises, metrics
-from hlgfa_lite.exercises import EXERCISES, check, reveal
+from hlgfa_lite import metrics
+from hlgfa_lite.lessons import exercises
+from hlgfa_lite.lessons.exercises import EXERCISES, check, reveal
 
 
 @pytest.mark.parametrize("name", list(EXERCISES))

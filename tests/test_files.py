@@ -1,4 +1,4 @@
-"""The one writing path (hlgfa_lite.files) and the checkpoint saves that go through it: a full disk, a read-only
+"""The one writing path (hlgfa_lite.tools.files) and the checkpoint saves that go through it: a full disk, a read-only
 location, a library's own I/O error or a link in the way is one HLGFAError line that says what to do, the previous
 files stay as they were, and no temporary file or hidden folder is left behind."""
 
@@ -13,11 +13,10 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-import hlgfa_lite.checkpoint as checkpoint
+import hlgfa_lite.tools.checkpoint as checkpoint
 from hlgfa_lite import HLGFA, HLGFAError, load, preset, save
-from hlgfa_lite import files
+from hlgfa_lite.tools import files
 from hlgfa_lite.calibration import calibrate
-from hlgfa_lite.checkpoint import METADATA, TENSORS
 
 # what safetensors raised when its file filled a real 50 MB tmpfs
 SAFETENSORS_FULL_DISK = "Error while serializing: I/O error: No space left on device (os error 28)"

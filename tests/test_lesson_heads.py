@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from hlgfa_lite import lesson_heads
-from hlgfa_lite.checkpoint import METADATA
-from hlgfa_lite.lesson_heads import RECIPES, lesson_head, ship, why_not_shipped
+from hlgfa_lite.lessons import lesson_heads
+from hlgfa_lite.tools.checkpoint import METADATA
+from hlgfa_lite.lessons.lesson_heads import RECIPES, lesson_head, ship, why_not_shipped
 
 
 def test_every_recipe_builds_a_valid_config():

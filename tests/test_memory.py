@@ -1,4 +1,4 @@
-"""The training set's memory bound (hlgfa_lite/cache.py): the estimate is the real size, the policy follows the
+"""The training set's memory bound (hlgfa_lite/tools/cache.py): the estimate is the real size, the policy follows the
 budget, a cache spilled to disk trains exactly what the in-memory cache trains, and fit says its plan first."""
 
 import os
@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hlgfa_lite import HLGFA, cache, fit, preset
+from hlgfa_lite import HLGFA, fit, preset
+from hlgfa_lite.tools import cache
 from hlgfa_lite.errors import HLGFAError
-from hlgfa_lite.samples import sample_dir
+from hlgfa_lite.assets import sample_dir
 from hlgfa_lite.training import fit_normality, train_head
 
 GIB = 2 ** 30
@@ -105,7 +106,8 @@ def test_fit_with_a_spilled_cache_gives_the_same_model_bit_for_bit(tmp_path, cap
 KILLED_FIT = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
-    from hlgfa_lite import cache, fit
+    from hlgfa_lite import fit
+    from hlgfa_lite.tools import cache
     from test_memory import GIB, good_paths, tiny_model
     where = sys.argv[1]  # kill while the cache is written, or while the head trains on it
 
@@ -174,18 +176,21 @@ def test_cross_fitted_scores_are_scaled_like_a_whole_fit_not_by_the_final_head(i
     so its scores do not depend on how well the *final* head aligns: a final head ten times tighter on good images
     (its per-map scale / 10) leaves every cross-fitted score as it was. Scaled by the final model instead, a fold
     head trained for a third of the steps reads as many spreads above normal and the threshold lands above the
-    defects (lesson 04's shipped heads: 52 against good test scores near 2.5). The final statistics are put back."""
-    from hlgfa_lite.training import cross_fit_scores, set_level_statistics
+    defects (lesson 04's shipped heads: 52 against good test scores near 2.5). The fold models are new models:
+    the final one is not changed."""
+    from hlgfa_lite.training import calibrate_model, cross_fit_scores
 
     model = tiny_model()
     held = cache.cache_features(model, images[:4], progress=False)
     fit_normality(model, held)
     train_head(model, held, 3, progress=False)
     holdout = images[4:]
-    set_level_statistics(model, holdout)
-    first = cross_fit_scores(model, held, images[:4], holdout, folds=2, steps=2)
+    calibrate_model(model, holdout)
+    first = cross_fit_scores(model, held, images[:4], holdout, model.cfg.map_scale, folds=2, steps=2)
     model.level_scale.div_(10)  # as if the final head were far better than the fold heads
     final_mean, final_scale = model.level_mean.clone(), model.level_scale.clone()
-    second = cross_fit_scores(model, held, images[:4], holdout, folds=2, steps=2)
+    head = {k: v.clone() for k, v in model.head.state_dict().items()}
+    second = cross_fit_scores(model, held, images[:4], holdout, model.cfg.map_scale, folds=2, steps=2)
     assert len(first) == 4 and second == pytest.approx(first, rel=1e-5)
     assert torch.equal(model.level_mean, final_mean) and torch.equal(model.level_scale, final_scale)
+    assert all(torch.equal(v, head[k]) for k, v in model.head.state_dict().items())

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from hlgfa_lite import HLGFAError, __version__, cli
-from hlgfa_lite.checkpoint import read_metadata
-from hlgfa_lite.mvtec import PAPER, run_all
-from hlgfa_lite.samples import sample_dir
+from hlgfa_lite import HLGFAError, __version__
+from hlgfa_lite.tools import cli
+from hlgfa_lite.tools.checkpoint import read_metadata
+from hlgfa_lite.tools.mvtec import PAPER, run_all
+from hlgfa_lite.assets import sample_dir
 
 TINY = dict(hr_size=128, lr_size=64)  # the runner's bookkeeping is the point here, not the numbers
 

@@ -24,7 +24,7 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 IMAGE_MIMES = ("image/png", "image/jpeg")
 # Lessons whose committed outputs may, for now, come from a FAST run (empty: every lesson is held to a full run)
 FAST_OUTPUTS_FOR_NOW: set[str] = set()
-# the write-this gap of each lesson: its stub's name, which is also its exercise in hlgfa_lite.exercises (lesson 07,
+# the write-this gap of each lesson: its stub's name, which is also its exercise in hlgfa_lite.lessons.exercises (lesson 07,
 # about an extension beyond the paper, has check-yourself questions but no gap)
 WRITE_THIS = {"00_quickstart": "image_score", "01_features": "misalignment", "02_priors": "copy_the_target",
               "03_alignment": "film", "04_augmentation": "brightness", "05_evaluation": "pro_at"}
@@ -110,7 +110,7 @@ def test_notebook_structure(lesson):
 
 def test_every_exercise_has_a_lesson():
     """Each write-this gap the library grades is asked for by exactly one lesson."""
-    from hlgfa_lite.exercises import EXERCISES
+    from hlgfa_lite.lessons.exercises import EXERCISES
 
     assert sorted(WRITE_THIS.values()) == sorted(EXERCISES)
 

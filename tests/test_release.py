@@ -27,7 +27,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from hlgfa_lite import cli
+from hlgfa_lite.tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "hlgfa_lite" / "assets" / "samples" / "bottle" / "test"

@@ -22,8 +22,8 @@ from PIL import Image
 
 from hlgfa_lite import HLGFA, HLGFAError, load, preset, save
 from hlgfa_lite.calibration import calibrate
-from hlgfa_lite.checkpoint import METADATA, TENSORS, checksum
-from hlgfa_lite.cli import main
+from hlgfa_lite.tools.checkpoint import METADATA, TENSORS, checksum
+from hlgfa_lite.tools.cli import main
 from hlgfa_lite.data import load_image, load_mask
 
 TINY = dict(hr_size=64, lr_size=32)
@@ -384,8 +384,8 @@ CRASHER = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})
     import shutil
-    import hlgfa_lite.checkpoint as ck
-    import hlgfa_lite.files as files
+    import hlgfa_lite.tools.checkpoint as ck
+    import hlgfa_lite.tools.files as files
     from test_reliability import tiny_model
     step, target = 0, int(sys.argv[1])
 

@@ -4,17 +4,19 @@
 """
 
 import errno
+import logging
 import os
+import runpy
 import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
-from hlgfa_lite import cli
+from hlgfa_lite.tools import cli
 from hlgfa_lite import HLGFAError
-from hlgfa_lite import space as space_module
-from hlgfa_lite.space import LFS_PATTERNS
+from hlgfa_lite.tools import space as space_module
+from hlgfa_lite.tools.space import LFS_PATTERNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,8 +67,23 @@ def test_every_binary_file_is_stored_with_lfs(space):
     assert not untracked, f"binary files git would push without LFS: {untracked}"
 
 
-def test_app_is_the_repository_entry_point(space):
-    assert space.joinpath("app.py").read_text() == (REPO / "demo" / "app.py").read_text()
+def test_app_is_the_packaged_entry_point(space):
+    assert space.joinpath("app.py").read_text() == (space_module.template_dir() / "app.py").read_text()
+
+
+def test_the_repository_entry_point_runs_the_packaged_one(monkeypatch):
+    """``demo/app.py`` is a launcher, not a copy: run as a script, it runs the Space's entry point from the package."""
+    pytest.importorskip("gradio")
+    from hlgfa_lite.demo import app
+
+    served = []
+    monkeypatch.setattr(app, "launch_demo", lambda run_dir=None, **options: served.append(run_dir))
+    monkeypatch.setattr(logging, "basicConfig", lambda **options: None)
+    monkeypatch.setenv("HLGFA_RUN_DIR", "my_checkpoint")
+    runpy.run_path(str(REPO / "demo" / "app.py"), run_name="__main__")
+    assert served == ["my_checkpoint"]
+    launcher = (REPO / "demo" / "app.py").read_text()
+    assert "hlgfa_lite.demo.space.app" in launcher and "launch_demo" not in launcher
 
 
 def test_an_existing_folder_is_kept_unless_overwrite(space, capsys):
@@ -94,7 +111,7 @@ def test_overwrite_replaces_only_what_the_builder_writes(tmp_path, capsys):
     assert (space / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
     assert (space / "notes.md").read_text() == "my notes"
     assert not (space / "hlgfa_lite" / "stale.py").exists()
-    assert (space / "app.py").read_text() == (REPO / "demo" / "app.py").read_text()
+    assert (space / "app.py").read_text() == (space_module.template_dir() / "app.py").read_text()
     attributes = (space / ".gitattributes").read_text().splitlines()
     assert attributes[0] == "*.bin filter=lfs diff=lfs merge=lfs -text"  # the user's line kept, ours added
     assert {f"{p} filter=lfs diff=lfs merge=lfs -text" for p in LFS_PATTERNS} <= set(attributes)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hlgfa_lite.visualize import outline
+from hlgfa_lite.tools.visualize import outline
 
 
 def four_neighbour_border(mask: np.ndarray) -> np.ndarray:

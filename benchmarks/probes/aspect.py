@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hlgfa_lite import metrics, preset
-from hlgfa_lite.files import write_text
+from hlgfa_lite.tools.files import write_text
 from hlgfa_lite.normality import GaussianNormality
 from hlgfa_lite.scoring import fuse_levels, image_scores, map_statistics
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.probes.map_cache import SCALE_RULES, evaluate, fuse, load_maps
-from hlgfa_lite.files import write_text
+from hlgfa_lite.tools.files import write_text
 
 
 def main(argv: list[str] | None = None) -> int:

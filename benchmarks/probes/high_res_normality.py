@@ -24,7 +24,7 @@ from benchmarks.probes.map_cache import evaluate, load_maps, scale_of, upsample
 from hlgfa_lite import load, load_image, load_test_split
 from hlgfa_lite.backbone import resize
 from hlgfa_lite.data import train_image_paths
-from hlgfa_lite.files import write_text
+from hlgfa_lite.tools.files import write_text
 from hlgfa_lite.normality import GaussianNormality
 from hlgfa_lite.priors import low_pass
 from hlgfa_lite.training import split_holdout

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from hlgfa_lite import load, load_image, load_test_split
 from hlgfa_lite.data import load_mask
-from hlgfa_lite.files import write_text
+from hlgfa_lite.tools.files import write_text
 from hlgfa_lite.scoring import image_scores
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -24,7 +24,7 @@ from benchmarks.probes.map_cache import evaluate, fuse, load_maps
 from hlgfa_lite import load, load_image
 from hlgfa_lite.backbone import resize
 from hlgfa_lite.data import train_image_paths
-from hlgfa_lite.files import write_text
+from hlgfa_lite.tools.files import write_text
 from hlgfa_lite.synthetic import synthetic_defects
 from hlgfa_lite.training import split_holdout
 

@@ -49,7 +49,7 @@
 # %%
 from hlgfa_lite import HLGFA, preset, fit, load_image, load_test_split, train_image_paths, save
 from hlgfa_lite.data import load_mask
-from hlgfa_lite.visualize import overlay, outline, panel_figure, to_uint8_image
+from hlgfa_lite.tools.visualize import overlay, outline, panel_figure, to_uint8_image
 
 train_paths = train_image_paths(SAMPLE)
 test_samples = load_test_split(SAMPLE)
@@ -307,7 +307,7 @@ print("reloaded model scores the same:", torch.allclose(model.score_batch(image)
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below
@@ -329,7 +329,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 # `hlgfa_lite.scoring.image_scores` on random maps. Stuck? `solution("image_score")` prints ours.
 
 # %%
-from hlgfa_lite.exercises import check, solution
+from hlgfa_lite.lessons.exercises import check, solution
 
 
 def image_score(anomaly_map: torch.Tensor, topk: float) -> float:

@@ -47,7 +47,7 @@
 import torch.nn.functional as F
 from hlgfa_lite import HLGFA, preset, load_image, load_test_split, train_image_paths
 from hlgfa_lite.data import load_mask
-from hlgfa_lite.visualize import outline, to_uint8_image
+from hlgfa_lite.tools.visualize import outline, to_uint8_image
 
 model = HLGFA(preset("lite_paper")).to(DEVICE)  # untrained: its head is exactly the identity
 cfg = model.cfg
@@ -259,7 +259,7 @@ plt.show()
 # %%
 from hlgfa_lite.evaluation import evaluate
 from hlgfa_lite.training import calibrate_model, load_images
-from hlgfa_lite.visualize import panel_figure
+from hlgfa_lite.tools.visualize import panel_figure
 
 n_calibration = 6 if FAST else 20
 calibrate_model(model, load_images(train_image_paths(SAMPLE)[:n_calibration], cfg.hr_size))
@@ -332,7 +332,7 @@ for name, value in per_level.items():
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below
@@ -353,7 +353,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 # `priors.target` and `alignment.misalignment` on random features. Stuck? `solution("misalignment")`.
 
 # %%
-from hlgfa_lite.exercises import check, solution
+from hlgfa_lite.lessons.exercises import check, solution
 
 
 def misalignment(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ from hlgfa_lite import HLGFA, preset, load_image, load_test_split
 from hlgfa_lite.data import load_mask
 from hlgfa_lite.priors import low_pass, split, priors_on_low_grid
 from hlgfa_lite.alignment import misalignment
-from hlgfa_lite.visualize import outline, to_uint8_image
+from hlgfa_lite.tools.visualize import outline, to_uint8_image
 
 model = HLGFA(preset("lite_paper")).to(DEVICE)  # no training needed here: the priors come from the frozen backbone
 cfg = model.cfg
@@ -288,7 +288,7 @@ for level, fh in enumerate(ins.high, start=1):
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below
@@ -311,7 +311,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 # `priors_on_low_grid(...).target` on random features. Stuck? `solution("copy_the_target")`.
 
 # %%
-from hlgfa_lite.exercises import check, solution
+from hlgfa_lite.lessons.exercises import check, solution
 
 
 def copy_the_target(structure: torch.Tensor, detail: torch.Tensor, ratio: int) -> torch.Tensor:

@@ -13,7 +13,7 @@
 #
 # **Model**: the `lite_paper` preset, i.e. the abstract's method alone (no normality term), trained 300 steps on the
 # sample's good bottles (and, for the ablation of §5, on the tire sample's, where the method errs and the variants
-# can be ranked): the recipe of the shipped lesson heads (`hlgfa_lite/lesson_heads.py`). The head is what this
+# can be ranked): the recipe of the shipped lesson heads (`hlgfa_lite/lessons/lesson_heads.py`). The head is what this
 # lesson explains, so no other term may blur its map.
 #
 # Lesson 01 found that the low-res features $F_L$ and the pooled high-res target $T$ disagree on defects, but also,
@@ -57,9 +57,9 @@ import torch.nn.functional as F
 from IPython.display import display
 from hlgfa_lite import HLGFA, load_image, load_test_split, train_image_paths
 from hlgfa_lite.evaluation import evaluate_samples
-from hlgfa_lite.lesson_heads import RECIPES, lesson_head, recipe
+from hlgfa_lite.lessons.lesson_heads import RECIPES, lesson_head, recipe
 from hlgfa_lite.training import calibrate_model, load_images, split_holdout
-from hlgfa_lite.visualize import overlay, outline, to_uint8_image
+from hlgfa_lite.tools.visualize import overlay, outline, to_uint8_image
 
 cfg = recipe("03_full_head")  # the lite_paper preset, 300 steps, batch 8: the recipe of every head in this lesson
 model = HLGFA(cfg).to(DEVICE)
@@ -78,7 +78,7 @@ print("untrained head is the identity:", all(torch.equal(o.refined, f) for o, f 
 # head; a few good images are held out to calibrate the per-level normalisation and the colour scale.
 #
 # This lesson compares five heads, and training five heads takes many minutes on a CPU. So the package ships them,
-# trained once with exactly this recipe (`hlgfa_lite/lesson_heads.py`, made by `scripts/train_lesson_heads.py`), and
+# trained once with exactly this recipe (`hlgfa_lite/lessons/lesson_heads.py`, made by `scripts/train_lesson_heads.py`), and
 # the lesson loads them, with their training curves. **To watch a head learn, set `TRAIN_LIVE = True`** (or start
 # Jupyter with `HLGFA_TRAIN_LIVE=1`): every head is then trained here, and the curve below is redrawn while it trains.
 # Each cell that gets a head prints how long that took, loaded or trained (`lesson_head` trains on the CPU; the head
@@ -261,7 +261,7 @@ widgets.interact(explore_head, image=widgets.Dropdown(options=list(picker), valu
 # defective): few, so a difference of a few hundredths is noise; lesson 05 has the full tire test set.
 
 # %%
-from hlgfa_lite.samples import sample_dir
+from hlgfa_lite.assets import sample_dir
 
 TIRE = sample_dir("tire")
 tire_train, tire_holdout = split_holdout(train_image_paths(TIRE), cfg.holdout_fraction, cfg.seed)
@@ -271,7 +271,7 @@ tire_shown = [next(s for s in tire_samples if s.defect_type == t) for t in ("goo
 tire_before = HLGFA(cfg).to(DEVICE)  # the untrained head again, calibrated on tire's held-out image
 _ = calibrate_model(tire_before, load_images(tire_holdout, cfg.hr_size))
 VARIANTS = {"full head": "03_tire_full_head", "no structure": "03_tire_no_structure", "no detail": "03_tire_no_detail",
-            "no gate": "03_tire_no_gate", "no priors": "03_tire_no_priors"}  # name -> recipe in hlgfa_lite.lesson_heads
+            "no gate": "03_tire_no_gate", "no priors": "03_tire_no_priors"}  # name -> recipe in hlgfa_lite.lessons.lesson_heads
 heads, losses = {}, {}
 for name, key in VARIANTS.items():
     started = time.perf_counter()
@@ -416,7 +416,7 @@ widgets.interact(explore_variants, image=widgets.Dropdown(options=list(tire_pick
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below
@@ -452,7 +452,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 
 # %%
 from hlgfa_lite.alignment import AlignmentLevel
-from hlgfa_lite.exercises import check, solution
+from hlgfa_lite.lessons.exercises import check, solution
 
 
 def film(low: torch.Tensor, structure: torch.Tensor, level: AlignmentLevel) -> torch.Tensor:

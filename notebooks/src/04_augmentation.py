@@ -47,9 +47,9 @@ import torchvision.transforms.v2.functional as TF
 from IPython.display import display
 from hlgfa_lite import HLGFA, load_image, load_test_split, train_image_paths
 from hlgfa_lite.augmentation import apply_nuisance, NoiseAugment
-from hlgfa_lite.lesson_heads import RECIPES, lesson_head, recipe
+from hlgfa_lite.lessons.lesson_heads import RECIPES, lesson_head, recipe
 from hlgfa_lite.training import calibrate_model, load_images, split_holdout
-from hlgfa_lite.visualize import overlay, to_uint8_image
+from hlgfa_lite.tools.visualize import overlay, to_uint8_image
 
 cfg = recipe("04_both_views")  # the lite_paper preset, 300 steps, batch 8, a quarter held out: every model below
 print("training-time nuisance ranges (config):", {k: v for k, v in cfg.to_dict().items() if k.startswith("aug_")})
@@ -113,7 +113,7 @@ plt.show()
 # * **low view only**: the same head, steps and seed, with nuisances on the low-res input only (`aug_views="low"`);
 # * **both views**: the same again, with nuisances on the image before both views are made (the default).
 #
-# All four share one config, the recipe of the shipped heads (`hlgfa_lite/lesson_heads.py`): the `lite_paper`
+# All four share one config, the recipe of the shipped heads (`hlgfa_lite/lessons/lesson_heads.py`): the `lite_paper`
 # preset, i.e. the CPU backbone with the abstract's method alone (no normality term, each level's map scaled by its
 # spread), 300 steps, batch 8, a quarter of the 20 training images held out. So they score the same way and differ
 # only in their head. The three heads are shipped with the package and load with their training curves;
@@ -426,7 +426,7 @@ print(f"\none image ranked wrongly against one other moves image AUROC by 1 of {
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below
@@ -464,7 +464,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 # which of the two changes a dark pixel more?
 
 # %%
-from hlgfa_lite.exercises import check, solution
+from hlgfa_lite.lessons.exercises import check, solution
 
 
 def brightness(normalised: torch.Tensor, factor: float, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from hlgfa_lite import HLGFA, preset, fit, load, load_image, train_image_paths
 from hlgfa_lite.evaluation import evaluate, evaluate_samples
 from hlgfa_lite import metrics
-from hlgfa_lite.samples import bundled_checkpoint, sample_dir
-from hlgfa_lite.visualize import as_numpy, overlay, outline, panel_figure, to_uint8_image
+from hlgfa_lite.assets import bundled_checkpoint, sample_dir
+from hlgfa_lite.tools.visualize import as_numpy, overlay, outline, panel_figure, to_uint8_image
 
 CATEGORY = "tire"  # "tire" (MVTec 3D-AD, where the method errs) or "bottle" (MVTec AD, where it does not)
 SHARED = {"tire": "mvtec3d_tire/tire", "bottle": "mvtec_bottle/bottle"}
@@ -374,7 +374,7 @@ plt.show()
 # Commit to your prediction, then show the evidence and open the answer.
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def resolution_evidence():
@@ -407,7 +407,7 @@ reveal(resolution_evidence)
 # ## 8. Against a PatchCore-style baseline, on the same features
 #
 # PatchCore (Roth et al., 2022) keeps a *memory bank* of patch features from the good training images and scores a
-# test patch by its distance to the nearest one. `hlgfa_lite.baselines.PatchCoreBaseline` builds it on the **same
+# test patch by its distance to the nearest one. `hlgfa_lite.tools.baselines.PatchCoreBaseline` builds it on the **same
 # frozen backbone and low-res view**, with the same smoothing, calibration and metrics, so only the method differs.
 # The training-free cross-resolution score (`baselines.training_free`, lesson 01) completes the picture.
 #
@@ -416,7 +416,7 @@ reveal(resolution_evidence)
 # part: the table below answers it for this one, and the line under it says which way.
 
 # %%
-from hlgfa_lite.baselines import PatchCoreBaseline, training_free
+from hlgfa_lite.tools.baselines import PatchCoreBaseline, training_free
 
 train_paths = train_image_paths(DATA)
 patchcore = PatchCoreBaseline(model.cfg, backbone=model.backbone).to(DEVICE)
@@ -629,7 +629,7 @@ else:
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below
@@ -658,7 +658,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 # `metrics.pro_curve` at that threshold. Stuck? `solution("pro_at")`.
 
 # %%
-from hlgfa_lite.exercises import check, solution
+from hlgfa_lite.lessons.exercises import check, solution
 
 
 def pro_at(maps: np.ndarray, masks: np.ndarray, threshold: float) -> float:

@@ -27,7 +27,7 @@
 #
 # The paper reports means over the $C = 15$ categories,
 # $\overline{\mathrm{AUROC}} = \frac{1}{C}\sum_{c=1}^{C} \mathrm{AUROC}_c$: 97.5 % at image level and 97.9 % at
-# pixel level (the abstract's two figures for MVTec AD, kept in `hlgfa_lite.mvtec.PAPER`; the table in section 6
+# pixel level (the abstract's two figures for MVTec AD, kept in `hlgfa_lite.tools.mvtec.PAPER`; the table in section 6
 # prints them beside ours). A mean over fewer categories is *not* comparable with those: easy categories pull it up.
 #
 # Lessons: 00 quickstart · 01 features · 02 priors · 03 alignment · 04 augmentation · 05 evaluation ·
@@ -55,7 +55,7 @@ import urllib.request
 
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, load_image, load_test_split, preset, train_image_paths
 from hlgfa_lite.evaluation import evaluate
-from hlgfa_lite.mvtec import MVTEC_CATEGORIES, PAPER, run_all, summary_table
+from hlgfa_lite.tools.mvtec import MVTEC_CATEGORIES, PAPER, run_all, summary_table
 from hlgfa_lite.training import planned_steps, split_holdout
 
 LESSON_STARTED = time.perf_counter()
@@ -379,7 +379,7 @@ print(summary_table(results["categories"])[0])
 # %%
 import ipywidgets as widgets
 
-from hlgfa_lite.visualize import panel_figure
+from hlgfa_lite.tools.visualize import panel_figure
 
 
 def show(category: str):
@@ -437,7 +437,7 @@ widgets.interact(show, category=widgets.Dropdown(options=names, value=names[0]))
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below

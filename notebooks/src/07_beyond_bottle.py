@@ -163,7 +163,7 @@ else:
 
 # %%
 from hlgfa_lite import HLGFA, fit, load_image, load_test_split, preset, train_image_paths
-from hlgfa_lite.visualize import colorize, to_uint8_image
+from hlgfa_lite.tools.visualize import colorize, to_uint8_image
 
 STEPS = 15 if FAST else 150
 model = HLGFA(preset("lite", steps=STEPS, batch_size=8)).to(DEVICE)
@@ -269,7 +269,7 @@ print(f"normality statistics: {stored:,} floats ({stored * 4 / 2**20:.1f} MiB); 
 #    </details>
 
 # %%
-from hlgfa_lite.exercises import reveal
+from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below

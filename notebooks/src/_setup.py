@@ -37,7 +37,7 @@ FAST = os.environ.get("HLGFA_FAST") == "1"  # CI sets HLGFA_FAST=1: fewer steps 
 DEVICE = resolve_device(os.environ.get("HLGFA_DEVICE", "auto"))  # auto = cuda, then mps, then cpu; or write "cpu"
 import numpy as np
 import torch
-import hlgfa_lite.visualize  # noqa: F401  (it selects the Agg backend on import; inline must come after it)
+import hlgfa_lite.tools.visualize  # noqa: F401  (it selects the Agg backend on import; inline must come after it)
 import matplotlib.pyplot as plt
 %matplotlib inline
 # JPEG keeps the committed photo-like figures small enough for GitHub to render the notebooks
@@ -47,7 +47,7 @@ plt.rcParams.update({"figure.dpi": 90, "font.size": 9})
 torch.manual_seed(0)
 np.random.seed(0)
 
-from hlgfa_lite.samples import sample_dir
+from hlgfa_lite.assets import sample_dir
 SAMPLE = sample_dir()  # the bundled MVTec-layout sample: 20 good training images, 14 test images with masks
 FIGURES = Path("figures")
 

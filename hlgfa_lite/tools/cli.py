@@ -16,13 +16,13 @@ import time
 import warnings
 from pathlib import Path
 
-from .calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
-from .config import PRESETS
-from .device import resolve_device
-from .errors import HLGFAError
+from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
+from ..config import PRESETS
+from ..device import resolve_device
+from ..errors import HLGFAError
 from .files import real_target, write_text
 from .folders import check_output_dir, exclusive
-from .training import DEFAULT_MAX_CACHE_GIB
+from ..training import DEFAULT_MAX_CACHE_GIB
 
 EXIT_USAGE = 2
 MAX_SIDE = 4096  # images are downscaled to this longer side while decoding: memory stays bounded
@@ -61,17 +61,17 @@ def print_metrics(metrics: dict, per_type: dict | None = None) -> None:
 # --- fit ------------------------------------------------------------------------------------------------------
 def fit_command(args) -> dict:
     from .checkpoint import METADATA, save
-    from .config import preset
-    from .data import train_image_paths
-    from .model import HLGFA
-    from .training import fit, split_holdout
+    from ..config import preset
+    from ..data import train_image_paths
+    from ..model import HLGFA
+    from ..training import fit, split_holdout
 
     out = check_output_dir(Path(args.out), [Path(args.data)])
     real_target(out, folder=True)  # a link pointing nowhere: refused now, not after the fit
     if (out / METADATA).exists() and not args.overwrite:
         raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
     paths = train_image_paths(args.data)
-    from .data import load_image
+    from ..data import load_image
 
     for path in paths:  # every image readable before any work or any file is written
         load_image(path, MAX_SIDE)
@@ -119,8 +119,8 @@ def model_checksum(run_dir) -> str:
 
 def evaluate_command(args):
     from .checkpoint import load
-    from .data import load_test_split
-    from .evaluation import evaluate_samples, verdict_rates
+    from ..data import load_test_split
+    from ..evaluation import evaluate_samples, verdict_rates
 
     if args.json and Path(args.json).is_dir():
         raise HLGFAError(f"--json {args.json} is a folder; give a file name such as {Path(args.json) / 'metrics.json'}.")
@@ -152,7 +152,7 @@ def output_name(relative: Path, suffix: str) -> Path:
 
 def _row_problem(row: dict) -> str | None:
     """Why a row of an earlier scores.csv could not be written back as it is (None when it can)."""
-    from .calibration import VERDICTS
+    from ..calibration import VERDICTS
 
     if None in row:
         return "more fields than the header"
@@ -218,7 +218,7 @@ def predict_command(args) -> list[dict]:
     import numpy as np
 
     from .checkpoint import load
-    from .data import IMAGE_EXTENSIONS, load_image
+    from ..data import IMAGE_EXTENSIONS, load_image
     from .visualize import outline, overlay, save_png
 
     source = Path(args.images)
@@ -274,12 +274,12 @@ def quickstart_command(args) -> Path:
     import torch
 
     from .checkpoint import save
-    from .config import preset
-    from .data import load_image, load_mask, load_test_split, train_image_paths
-    from .evaluation import evaluate_samples, verdict_rates
-    from .model import HLGFA
-    from .samples import sample_dir
-    from .training import fit
+    from ..config import preset
+    from ..data import load_image, load_mask, load_test_split, train_image_paths
+    from ..evaluation import evaluate_samples, verdict_rates
+    from ..model import HLGFA
+    from ..assets import sample_dir
+    from ..training import fit
     from .visualize import panel_figure
 
     out = Path(args.out)
@@ -322,7 +322,7 @@ def quickstart_command(args) -> Path:
 
 def demo_command(args) -> None:
     try:
-        from .demo.app import launch_demo
+        from ..demo.app import launch_demo
     except ImportError as exc:
         raise HLGFAError(f'the demo needs its extras: pip install "hlgfa-lite[demo]" ({exc}).') from exc
     import socket

@@ -36,12 +36,12 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
-from .augmentation import NoiseAugment
-from .backbone import resize
-from .data import load_image
-from .errors import HLGFAError
-from .model import HLGFA
-from .priors import Priors
+from ..augmentation import NoiseAugment
+from ..backbone import resize
+from ..data import load_image
+from ..errors import HLGFAError
+from ..model import HLGFA
+from ..priors import Priors
 
 DEFAULT_MAX_CACHE_GIB = 4.0  # host memory for the training set by default (a Colab runtime has ~12 GiB)
 DISK_MARGIN_BYTES = 2 ** 30  # free space the spill file leaves on its disk

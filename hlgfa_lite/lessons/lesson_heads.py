@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load, read_metadata, save
-from .config import HLGFAConfig, preset
-from .data import train_image_paths
-from .errors import HLGFAError
-from .model import HLGFA
-from .samples import sample_dir
-from .training import fit
+from ..tools.checkpoint import load, read_metadata, save
+from ..config import HLGFAConfig, preset
+from ..data import train_image_paths
+from ..errors import HLGFAError
+from ..model import HLGFA
+from ..assets import sample_dir
+from ..training import fit
 
 HEADS_DIR = Path(__file__).resolve().parent / "assets" / "lesson_heads"
 STEPS = 300  # what the lessons always trained in full mode

@@ -5,7 +5,7 @@ quickstart, the lessons or the demo."""
 from importlib.resources import files
 from pathlib import Path
 
-from .errors import HLGFAError
+from ..errors import HLGFAError
 
 SAMPLES = ("bottle", "tire")  # bottle: the clear picture; tire: a category where the method errs
 CHECKPOINTS = ("bottle_lite", "tire_lite")

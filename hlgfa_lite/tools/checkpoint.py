@@ -30,12 +30,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ._version import __version__
-from .calibration import Calibration
-from .config import HLGFAConfig
-from .errors import HLGFAError
+from .._version import __version__
+from ..calibration import Calibration
+from ..config import HLGFAConfig
+from ..errors import HLGFAError
 from .files import real_target, replace_folder
-from .model import HLGFA, upgrade_tensor_names
+from ..model import HLGFA, upgrade_tensor_names
 
 FORMAT_VERSION = 2
 TENSORS, METADATA = "head.safetensors", "model.json"

@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import HLGFAError
+from ..errors import HLGFAError
 
 
 def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") -> Path:

@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .alignment import AlignmentLevel, misalignment as library_misalignment
-from .config import preset
-from .metrics import EIGHT_CONNECTED
-from .priors import Priors, priors_on_low_grid
-from .scoring import image_scores
+from ..alignment import AlignmentLevel, misalignment as library_misalignment
+from ..config import preset
+from ..metrics import EIGHT_CONNECTED
+from ..priors import Priors, priors_on_low_grid
+from ..scoring import image_scores
 
 
 # ---- reference solutions (what `solution(name)` prints) ----
@@ -160,7 +160,7 @@ def _random_regions(generator: np.random.Generator, side: int) -> np.ndarray:
 
 def _pro_from_curve(maps: np.ndarray, masks: np.ndarray, threshold: float) -> float:
     """PRO at ``threshold`` read off ``metrics.pro_curve`` (its points are at every distinct map value)."""
-    from .metrics import pro_curve
+    from ..metrics import pro_curve
 
     _, pro = pro_curve(maps, masks)  # pro[j]: the j highest distinct map values counted as "above"
     return float(pro[len(np.unique(maps[maps > threshold]))])

@@ -38,14 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .backbone import FrozenBackbone, resize
-from .config import HLGFAConfig
-from .errors import HLGFAError
-from .model import HLGFA
-from .priors import low_pass
-from .calibration import CROSS_FIT_BELOW, Calibration, calibrate
-from .scoring import image_scores
-from .training import CROSS_FIT_FOLDS, as_float, calibrate_model, load_images, split_holdout
+from ..backbone import FrozenBackbone, resize
+from ..config import HLGFAConfig
+from ..errors import HLGFAError
+from ..model import HLGFA
+from ..priors import low_pass
+from ..calibration import CROSS_FIT_BELOW, CROSS_FIT_FOLDS, Calibration, calibrate, fold_splits
+from ..scoring import image_scores
+from ..training import as_float, calibrate_model, load_images, split_holdout
 
 # a chunk of a distance matrix holds at most this many floats (16 MiB): memory stays flat whatever the bank size.
 # Measured on a 2-core CPU: 2^22 is fastest for scoring (1 k queries x 19 k bank); for the coreset's update
@@ -281,18 +281,12 @@ class PatchCoreBaseline(nn.Module):
         """Out-of-fold scores of the training images: for each of ``CROSS_FIT_FOLDS`` folds, a bank from the other
         images' patches (the same coreset rule) scores the fold's images, which it never saw."""
         n = len(train_paths)
-        folds = min(CROSS_FIT_FOLDS, n)
-        if folds < 2:
-            return []
         per_image = all_patches.view(n, -1, all_patches.shape[1])  # (n, h w, D): patches in image order
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed + 1))
         final_bank, scores = self.bank, []
         try:
-            for fold in range(folds):
-                held = set(order[fold::folds].tolist())
-                kept = torch.tensor([i for i in range(n) if i not in held])
+            for held, kept in fold_splits(n, CROSS_FIT_FOLDS, self.cfg.seed):
                 self.bank = self._bank_of(per_image[kept.to(per_image.device)].reshape(-1, per_image.shape[2]))
-                images = load_images([train_paths[i] for i in sorted(held)], self.cfg.hr_size)
+                images = load_images([train_paths[i] for i in held.tolist()], self.cfg.hr_size)
                 scores += self._score_all(images, batch_size)[1].tolist()
         finally:
             self.bank = final_bank

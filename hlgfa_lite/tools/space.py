@@ -25,7 +25,7 @@ from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 
-from .errors import HLGFAError
+from ..errors import HLGFAError
 from .files import real_target, replace_entries
 
 DISTRIBUTION = "hlgfa-lite"

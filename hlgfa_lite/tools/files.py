@@ -32,7 +32,7 @@ from typing import Callable
 
 from safetensors import SafetensorError
 
-from .errors import HLGFAError
+from ..errors import HLGFAError
 
 STORAGE_ERRORS = (OSError, SafetensorError)  # what the file system (or a library writing to it) raises
 ADVICE = {errno.ENOSPC: "the disk is full: free space or choose another location",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import HLGFAError
+from ..errors import HLGFAError
 from .files import write_json, write_text
 from .folders import check_output_dir, exclusive
 
@@ -66,7 +66,7 @@ def data_fingerprint(folder: Path) -> str:
 
 def made_by(folder: Path, preset_name: str, steps: int, seed: int, overrides: dict, pretrained: bool) -> dict:
     """The record every result of ``folder`` carries: everything that changes what a fit and its metrics are."""
-    from ._version import __version__
+    from .._version import __version__
 
     return {"producer": PRODUCER, "preset": preset_name, "steps": steps, "seed": seed,
             "overrides": json.loads(json.dumps(overrides, sort_keys=True)), "pretrained": pretrained,
@@ -172,11 +172,11 @@ def run_category(step: Step, device: str, pretrained: bool, overrides: dict, say
                  max_cache_gib: float | None = None, cache_dir: str | None = None) -> dict:
     """Fit (unless ``step`` reuses the checkpoint) and evaluate one category; returns its metrics."""
     from .checkpoint import load, save
-    from .config import preset
-    from .data import train_image_paths
-    from .evaluation import evaluate
-    from .model import HLGFA
-    from .training import fit
+    from ..config import preset
+    from ..data import train_image_paths
+    from ..evaluation import evaluate
+    from ..model import HLGFA
+    from ..training import fit
 
     folder, out, record, run_dir = step.folder, step.target, step.record, step.target / "model"
     if step.action == "evaluate":
@@ -245,7 +245,7 @@ def check_count(name: str, value) -> int:
 def plan_run(found: list[Path], out: Path, preset_name: str, steps: int | None, seed: int, overrides: dict,
              pretrained: bool, overwrite: bool) -> list[Step]:
     """Every category's step, decided before any work; a stored result of another run stops it here."""
-    from .config import preset
+    from ..config import preset
 
     cfg = preset(preset_name, **{**overrides, "seed": seed, **({} if steps is None else {"steps": steps})})
     plans = [plan_category(folder, out / folder.name, made_by(folder, preset_name, cfg.steps, cfg.seed, overrides,
