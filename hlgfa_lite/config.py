@@ -44,12 +44,14 @@ class HLGFAConfig:
     aug_gamma: float = 0.25  # gamma in [1 - this, 1 + this]
     aug_jpeg_quality: tuple[int, int] = (30, 90)
     # --- training -----------------------------------------------------------------------------------------
-    steps: int = 500  # fixed number of optimiser steps: small training sets need many passes
+    steps: int = 500  # optimiser steps: exactly these when passes is 0, else the most a fit takes
+    passes: float = 0.0  # > 0: steps = passes over the training images / batch_size, within [MIN_STEPS, steps]
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
     holdout_fraction: float = 0.1  # good images kept aside to calibrate normalisation and threshold
     seed: int = 0
+    train_precision: str = "float32"  # or "bfloat16": autocast of the head's training steps (RESULTS.md, "Speed")
     # --- normality term (beyond the paper; see normality.py) -------------------------------------------------
     normality: str = "position"  # "position", "global" or "none" (RESULTS.md, "The normality term")
     normality_shrinkage: float = 0.01  # least ridge added to each covariance, relative to its mean variance
@@ -85,6 +87,8 @@ class HLGFAConfig:
             raise HLGFAError(f"backbone_runtime must be one of {list(RUNTIMES)}, got {self.backbone_runtime!r}.")
         if self.map_scale not in ("std", "max", "auto"):
             raise HLGFAError(f"map_scale must be 'std', 'max' or 'auto', got {self.map_scale!r}.")
+        if self.train_precision not in ("float32", "bfloat16"):
+            raise HLGFAError(f"train_precision must be 'float32' or 'bfloat16', got {self.train_precision!r}.")
         if self.normality_draws not in ("clean", "all"):
             raise HLGFAError(f"normality_draws must be 'clean' or 'all', got {self.normality_draws!r}.")
         if not self.out_indices:
@@ -97,6 +101,7 @@ class HLGFAConfig:
         ("hr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("lr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
+        ("passes", lambda v: 0 <= v <= 1e6, "in [0, 1e6]"),
         ("aug_copies", lambda v: v >= 0, ">= 0"), ("lr", lambda v: 0 < v < 10, "in (0, 10)"),
         ("weight_decay", lambda v: 0 <= v < 10, "in [0, 10)"),
         ("holdout_fraction", lambda v: 0 < v < 1, "in (0, 1)"), ("prior_sigma", lambda v: 0 < v <= 64, "in (0, 64]"),

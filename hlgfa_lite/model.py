@@ -139,7 +139,13 @@ class HLGFA(nn.Module):
         hr_image, lr_image = self.views(images)
         if low_view is not None:
             lr_image = resize(low_view.to(self.device), self.cfg.lr_size)
-        high, low = self.backbone(hr_image), self.backbone(lr_image)
+        return self.inspect_features(hr_image, lr_image, self.backbone(hr_image), self.backbone(lr_image))
+
+    @torch.no_grad()
+    def inspect_features(self, hr_image: torch.Tensor, lr_image: torch.Tensor, high: list[torch.Tensor],
+                         low: list[torch.Tensor]) -> Inspection:
+        """``inspect`` from the frozen features of both views, already computed (they never change while heads
+        are compared on the same images: the backbone is frozen)."""
         priors, outputs = self.align(low, high)
         level_maps = [misalignment(o.refined, p.target) for o, p in zip(outputs, priors)]
         normality_maps = self.normality(low) if self.normality is not None else []

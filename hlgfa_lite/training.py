@@ -5,8 +5,9 @@
    they fit within ``max_cache_gib``, else in a file on disk read back batch by batch (the same values, so the same
    head), else computed on the fly; ``fit`` says which, and how much memory, before any work. The normality term's
    Gaussians are fitted over them too (``fit_normality``).
-3. Train for a fixed number of steps (not epochs: a 20-image set needs as many updates as a 200-image one):
-   AdamW, cosine learning-rate decay, loss = sum over levels of mean(1 - cos(F_hat, T)).
+3. Train the head for ``head_steps`` steps: a number of passes over the training images (``passes``) within
+   [``MIN_STEPS``, ``steps``], or exactly ``steps`` when ``passes`` is 0; AdamW, cosine learning-rate decay,
+   loss = sum over levels of mean(1 - cos(F_hat, T)), optionally under bfloat16 autocast (``train_precision``).
 4. Calibrate, by values: the raw maps of the held-out images are computed once; from them come the map scale
    (with ``map_scale="auto"``, the one that best localises synthetic defects made on those images,
    ``choose_map_scale``, ``synthetic.py``) and each map's mean and scale (``level_statistics``); with fewer than
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ from .synthetic import synthetic_defects
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
            "choose_map_scale", "cross_fit_scores", "fit", "fit_normality", "good_level_maps", "level_statistics",
-           "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc",
+           "head_steps", "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc",
            "set_calibration", "set_statistics", "split_holdout", "train_head"]
 
 
@@ -49,6 +51,7 @@ __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", 
 class FitReport:
     losses: list[float] = field(default_factory=list)  # one per step
     n_train: int = 0
+    steps: int = 0  # optimiser steps of the head (``head_steps``)
     n_holdout: int = 0
     cache_seconds: float = 0.0  # feature extraction
     train_seconds: float = 0.0  # head optimisation
@@ -69,6 +72,8 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
     n_images, copies = cache.n_images, cache.draws
     optimiser = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
+    # bfloat16 autocast: the convolutions in 8-bit mantissas, the weights and the optimiser in float32
+    bfloat16 = cfg.train_precision == "bfloat16"
     model.head.train()
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress)
@@ -77,7 +82,8 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
         images = torch.randint(n_images, (cfg.batch_size,), generator=generator)
         views = torch.randint(copies, (cfg.batch_size,), generator=generator)
         low, priors = cache.batch(images, views, model.device)
-        loss = alignment_loss(model.head(low, priors), priors)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            loss = alignment_loss(model.head(low, priors), priors)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -93,23 +99,26 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
 
 
 @torch.no_grad()
-def fit_normality(model: HLGFA, cache: Features, chunk: int = 32) -> None:
+def fit_normality(model: HLGFA, cache: Features, chunk: int = 32, progress: bool = False) -> None:
     """The normality term's Gaussians from the training features: the clean draw (index 0) of every image, or
     with ``normality_draws="all"`` every draw (clean and augmented), wherever ``cache`` holds them."""
     if model.normality is None:
         return
     every = model.cfg.normality_draws == "all"
-    for start in range(0, cache.n_images, chunk):  # (chunk * draws, C, h, w) or (chunk, C, h, w) per level
+    for start in tqdm(range(0, cache.n_images, chunk), desc="normality statistics", disable=not progress, leave=False):
+        # (chunk * draws, C, h, w) or (chunk, C, h, w) per level
         model.normality.accumulate(cache.low_draws(slice(start, start + chunk), every, model.device))
     model.normality.finish()
 
 
 @torch.no_grad()
-def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1) -> list[torch.Tensor]:
+def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1,
+                    desc: str | None = None) -> list[torch.Tensor]:
     """Raw maps [(N, h, w)] of uint8 images (misalignment per level, then any normality maps), through the
-    model's own ``inspect``; their fusion there used the old statistics and is recomputed by the caller."""
+    model's own ``inspect``; their fusion there used the old statistics and is recomputed by the caller.
+    ``desc``: a progress bar with that name."""
     maps = [model.inspect(as_float(hr_images[i:i + batch_size])).all_maps
-            for i in range(0, len(hr_images), batch_size)]
+            for i in tqdm(range(0, len(hr_images), batch_size), desc=desc, disable=desc is None, leave=False)]
     return [torch.cat(level) for level in zip(*maps)]
 
 
@@ -131,7 +140,7 @@ def scale_auroc(good_maps: list[torch.Tensor], defect_maps: list[torch.Tensor], 
 
 @torch.no_grad()
 def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torch.Tensor], batch_size: int = 1,
-                     size: int = 128, limit: int = 32) -> dict[str, float]:
+                     size: int = 128, limit: int = 32, progress: bool = False) -> dict[str, float]:
     """``map_scale="auto"``: how well each scale's fused maps localise synthetic defects made on held-out good
     images (uint8, N >= 1, the first ``limit`` of them, which bounds the memory; ``synthetic.py``), by pixel AUROC
     at ``size`` px (``scale_auroc``). ``good_maps``: those images' raw maps [(N, h, w)], computed once by the
@@ -139,7 +148,8 @@ def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torc
     hr_images, good_maps = hr_images[:limit], [m[:limit] for m in good_maps]
     defective, masks = synthetic_defects(as_float(hr_images), torch.Generator().manual_seed(model.cfg.seed),
                                          as_uint8=True)  # 8-bit like every held image: a quarter of the memory
-    defect_maps = good_level_maps(model, defective, batch_size)  # [(3N, h, w)]
+    defect_maps = good_level_maps(model, defective, batch_size,  # [(3N, h, w)]
+                                  desc="map scale: synthetic defects" if progress else None)
     masks = F.interpolate(masks[:, None].float(), size=(size, size), mode="area")[:, 0] > 0.5
 
     def fuse(raw_maps, mean, spread):  # a few images at a time: the maps at full size would take ~0.5 GB at once
@@ -167,12 +177,12 @@ class LevelStatistics:
 
 
 def level_statistics(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torch.Tensor],
-                     map_scale: str | None = None) -> LevelStatistics:
+                     map_scale: str | None = None, progress: bool = False) -> LevelStatistics:
     """The statistics of held-out good images (uint8, N >= 1) whose raw maps are ``good_maps`` [(N, h, w)], under
     ``map_scale`` (default: the config's; "auto" is chosen here, ``choose_map_scale``). Changes nothing in ``model``."""
     rule, auroc = map_scale or model.cfg.map_scale, {}
     if rule == "auto":
-        auroc = choose_map_scale(model, hr_images, good_maps)
+        auroc = choose_map_scale(model, hr_images, good_maps, progress=progress)
         rule = pick_map_scale(auroc)
     mean, scale = map_statistics(good_maps, rule)
     return LevelStatistics(rule, mean, scale, auroc)
@@ -231,7 +241,8 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, hol
     spreads above normal, and the threshold lands above the defects.) ``model`` is not changed. ``on_step(i,
     loss)`` counts the steps of all folds."""
     splits = fold_splits(len(hr_images), folds, model.cfg.seed)
-    fold_steps = steps if steps is not None else max(1, model.cfg.steps // len(splits)) if splits else 0
+    fold_steps = steps if steps is not None else max(1, head_steps(model.cfg, len(hr_images)) // len(splits)) \
+        if splits else 0
     scores: list[float] = []
     for fold, (held, kept) in enumerate(splits):
         torch.manual_seed(model.cfg.seed + 100 + fold)  # the fold head's initialisation
@@ -253,15 +264,27 @@ def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[P
     return [paths[i] for i in sorted(order[n_holdout:])], [paths[i] for i in sorted(order[:n_holdout])]
 
 
+MIN_STEPS = 50  # the fewest steps ``passes`` gives: a few images still need some updates (RESULTS.md, "Speed")
+
+
+def head_steps(cfg, n_train: int) -> int:
+    """Optimiser steps of the head on ``n_train`` training images: ``cfg.steps`` when ``cfg.passes`` is 0, else
+    ceil(passes * n_train / batch_size) kept within [MIN_STEPS, cfg.steps], so the work follows the data."""
+    if not cfg.passes:
+        return cfg.steps
+    return min(cfg.steps, max(MIN_STEPS, math.ceil(cfg.passes * n_train / cfg.batch_size)))
+
+
 def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_steps: int | None = None) -> int:
     """Optimiser steps ``fit`` will take on ``n_images`` good images, the cross-fitted heads included: ``fit``'s
     ``on_step`` counts up to this (for progress bars)."""
     n_holdout = min(n_images - 1, max(1, round(cfg.holdout_fraction * n_images)))
+    steps = head_steps(cfg, n_images - n_holdout)
     folds = min(CROSS_FIT_FOLDS, n_images - n_holdout)
     crossing = cross_fit if cross_fit is not None else n_holdout < CROSS_FIT_BELOW
     if not crossing or folds < 2:
-        return cfg.steps
-    return cfg.steps + folds * (max(1, cfg.steps // folds) if cross_fit_steps is None else cross_fit_steps)
+        return steps
+    return steps + folds * (max(1, steps // folds) if cross_fit_steps is None else cross_fit_steps)
 
 
 def fit(model: HLGFA, paths: list[Path], progress: bool = True,
@@ -280,30 +303,35 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     when not even the images fit, ``HLGFAError`` says so instead."""
     cfg = model.cfg
     train_paths, holdout_paths = split_holdout(list(paths), cfg.holdout_fraction, cfg.seed)
-    report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths))
+    report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths),
+                       steps=head_steps(cfg, len(train_paths)))
     report.cache_plan = plan = plan_cache(model, len(train_paths), max_cache_gib, cache_dir)
     if plan.policy == "stop":
         raise HLGFAError(plan.describe())
     if say:
-        say(plan.describe())
+        passes = report.steps * cfg.batch_size / report.n_train
+        rule = f"{cfg.passes:g} passes asked, at most {cfg.steps} steps" if cfg.passes else "a fixed count"
+        say(f"{plan.describe()}; the head trains {report.steps} steps of {cfg.batch_size} images ({passes:.1f} passes "
+            f"over the {report.n_train} training images; {rule})")
     started = time.perf_counter()
     train_images = load_images(train_paths, cfg.hr_size)
     cache = hold_features(model, train_images, plan, progress=progress)
     try:
-        fit_normality(model, cache)
+        fit_normality(model, cache, progress=progress)
         report.cache_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        report.losses = train_head(model, cache, cfg.steps, progress=progress, on_step=on_step)
+        report.losses = train_head(model, cache, report.steps, progress=progress, on_step=on_step)
         report.train_seconds = time.perf_counter() - started
         holdout_images = load_images(holdout_paths, cfg.hr_size)
-        good_maps = good_level_maps(model, holdout_images)  # [(N, h, w)]: computed once, used by every step below
-        statistics = level_statistics(model, holdout_images, good_maps)
+        good_maps = good_level_maps(model, holdout_images,  # [(N, h, w)]: computed once, used by every step below
+                                    desc="held-out images" if progress else None)
+        statistics = level_statistics(model, holdout_images, good_maps, progress=progress)
         report.map_scale_auroc = statistics.scale_auroc
         if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:
             started = time.perf_counter()
             report.cross_fit_scores = cross_fit_scores(
                 model, cache, train_images, holdout_images, statistics.map_scale, steps=cross_fit_steps,
-                progress=progress, on_step=(lambda i, loss: on_step(cfg.steps + i, loss)) if on_step else None)
+                progress=progress, on_step=(lambda i, loss: on_step(report.steps + i, loss)) if on_step else None)
             report.cross_fit_seconds = time.perf_counter() - started
     finally:
         cache.close()  # a spill file is deleted here, whatever happened

@@ -1,6 +1,6 @@
 """Build the lesson notebooks from their reviewable sources: ``notebooks/src/NN_name.py`` -> ``notebooks/NN_name.ipynb``.
 
-A source is a plain Python file in the "percent" format (the one jupytext reads too)::
+A source is a plain Python file in jupytext's "percent" format::
 
     # %% [markdown]
     # # A title
@@ -32,6 +32,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+import jupytext
 import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -51,7 +52,6 @@ def repository(pyproject: Path = PYPROJECT) -> tuple[str, str]:
 
 
 GITHUB_REPO, BRANCH = repository()
-CELL_MARKER = re.compile(r"^# %%(?:\s*\[(?P<kind>[a-z]+)\])?\s*$")
 
 
 def colab_url(name: str) -> str:
@@ -63,21 +63,15 @@ def colab_badge(name: str) -> str:
 
 
 def parse(text: str) -> list[tuple[str, str]]:
-    """Source text -> [(kind, body)], kind in {"markdown", "code", "setup"}; empty cells dropped."""
-    cells: list[tuple[str, list[str]]] = []
-    for line in text.splitlines():
-        marker = CELL_MARKER.match(line)
-        if marker:
-            cells.append((marker.group("kind") or "code", []))
-        elif cells:
-            cells[-1][1].append(line)
+    """Source text -> [(kind, body)], kind in {"markdown", "code", "setup"}: jupytext reads the percent format; a
+    ``# %% [setup]`` marker reaches us as the title of an empty code cell. Empty cells are dropped."""
     parsed = []
-    for kind, lines in cells:
-        if kind == "markdown":
-            lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines]
-        body = "\n".join(lines).strip("\n")
-        if body or kind == "setup":
-            parsed.append((kind, body))
+    for cell in jupytext.reads(text, fmt="py:percent").cells:
+        kind = "setup" if cell.metadata.get("title") == "[setup]" else cell.cell_type
+        if kind not in ("markdown", "code", "setup"):
+            raise SystemExit(f"a lesson holds a {kind} cell; use markdown or code cells")
+        if cell.source.strip() or kind == "setup":
+            parsed.append((kind, cell.source.strip("\n")))
     return parsed
 
 

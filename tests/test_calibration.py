@@ -98,3 +98,17 @@ def test_calibration_refuses_broken_inputs():
         calibrate(torch.tensor([2.0, float("nan")]), MAPS)
     with pytest.raises(HLGFAError, match="at least one"):
         calibrate(torch.tensor([]), MAPS)
+
+
+def test_fold_splits_partition_every_image_once():
+    from hlgfa_lite.calibration import fold_splits
+    for n, folds in [(9, 3), (2, 3), (10, 3), (4, 2)]:
+        splits = fold_splits(n, folds, seed=0)
+        assert len(splits) == min(n, folds)
+        held = torch.cat([h for h, _ in splits])
+        assert sorted(held.tolist()) == list(range(n))  # each image held out exactly once
+        for h, k in splits:
+            assert set(h.tolist()).isdisjoint(k.tolist()) and len(h) + len(k) == n
+            assert h.tolist() == sorted(h.tolist())
+    assert fold_splits(1, 3, seed=0) == []
+    assert [h.tolist() for h, _ in fold_splits(9, 3, 0)] != [h.tolist() for h, _ in fold_splits(9, 3, 1)]

@@ -144,3 +144,29 @@ def test_paper_preset_builds_wide_resnet_levels():
     out = model.inspect(torch.rand(1, 3, 100, 100))
     assert [m.shape for m in out.level_maps] == [(1, 16, 16), (1, 8, 8), (1, 4, 4)]
     assert out.anomaly_map.shape == (1, 64, 64)
+
+
+def test_inspect_from_held_features_is_inspect(lite_model):
+    """``inspect_features`` on features computed once gives exactly ``inspect``'s maps and scores."""
+    images = torch.rand(2, 3, 300, 260)
+    whole = lite_model.inspect(images)
+    again = lite_model.inspect_features(whole.hr_image, whole.lr_image, whole.high, whole.low)
+    assert torch.equal(whole.anomaly_map, again.anomaly_map) and torch.equal(whole.scores, again.scores)
+
+
+def test_a_fold_model_shares_the_frozen_backbone_and_nothing_else(lite_model):
+    fold = HLGFA(lite_model.cfg, backbone=lite_model.backbone)
+    assert fold.backbone is lite_model.backbone and fold.head is not lite_model.head
+    assert (fold.normality is None) == (lite_model.normality is None)
+    assert fold.normality is None or fold.normality is not lite_model.normality
+
+
+def test_bfloat16_training_keeps_float32_weights_and_lowers_the_loss(sample):
+    """The head trained under bfloat16 autocast: its weights and every map stay float32; the loss falls."""
+    from hlgfa_lite import fit
+    from hlgfa_lite.data import train_image_paths
+    model = HLGFA(preset("lite", steps=12, aug_copies=1, batch_size=4, train_precision="bfloat16"))
+    report = fit(model, train_image_paths(sample)[:6], progress=False, say=None)
+    assert all(p.dtype == torch.float32 for p in model.head.parameters())
+    assert model.inspect(torch.rand(1, 3, 64, 64)).anomaly_map.dtype == torch.float32
+    assert sum(report.losses[-3:]) < sum(report.losses[:3])

@@ -86,3 +86,10 @@ def test_weighted_fusion_is_the_weighted_sum_of_each_normalised_map():
     # a family fused alone is its own plain mean, whatever its share of the whole
     torch.testing.assert_close(fuse_levels(maps[2:], mean[2:], scale[2:], 16, 0.0, weights[2:]),
                                fuse_levels(maps[2:], mean[2:], scale[2:], 16, 0.0))
+
+
+def test_unknown_train_precision_is_refused_in_one_line():
+    from hlgfa_lite import HLGFAError
+
+    with pytest.raises(HLGFAError, match="train_precision must be"):
+        preset("lite", train_precision="float16")

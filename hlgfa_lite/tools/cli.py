@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
 from ..config import PRESETS
+from ..data import MAX_SIDE  # images are downscaled to this longer side while decoding
 from ..device import resolve_device
 from ..errors import HLGFAError
 from .files import real_target, write_text
@@ -25,7 +26,6 @@ from .folders import check_output_dir, exclusive
 from ..training import DEFAULT_MAX_CACHE_GIB
 
 EXIT_USAGE = 2
-MAX_SIDE = 4096  # images are downscaled to this longer side while decoding: memory stays bounded
 
 
 # --- argument types: every value checked when parsed ----------------------------------------------------------
@@ -64,7 +64,7 @@ def fit_command(args) -> dict:
     from ..config import preset
     from ..data import train_image_paths
     from ..model import HLGFA
-    from ..training import fit, split_holdout
+    from ..training import fit
 
     out = check_output_dir(Path(args.out), [Path(args.data)])
     real_target(out, folder=True)  # a link pointing nowhere: refused now, not after the fit
@@ -79,23 +79,23 @@ def fit_command(args) -> dict:
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
     if args.steps is not None:
-        overrides["steps"] = args.steps
+        overrides.update(steps=args.steps, passes=0.0)  # exactly these steps, whatever the data
+    if args.epochs is not None:
+        overrides["passes"] = float(args.epochs)
     if args.backbone_runtime:
         overrides["backbone_runtime"] = args.backbone_runtime
     cfg = preset(args.preset, **overrides)
-    if args.epochs is not None:
-        n_train = len(split_holdout(paths, cfg.holdout_fraction, cfg.seed)[0])
-        cfg = cfg.replace(steps=max(1, math.ceil(args.epochs * n_train / cfg.batch_size)))
     device = resolve_device(args.device)
     model = HLGFA(cfg, pretrained=not args.random_weights, weights=args.weights).to(device)
     print(f"backbone {cfg.backbone} ({model.backbone.weights_source}), {len(paths)} good images, "
-          f"{cfg.steps} steps, batch {cfg.batch_size}, device {device}")
+          f"batch {cfg.batch_size}, device {device}")
     started = time.perf_counter()
     report = fit(model, paths, progress=not args.quiet, target_fpr=args.target_fpr, confidence=args.confidence,
                  max_cache_gib=args.max_cache_gib, cache_dir=args.cache_dir)
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
         "preset": args.preset, "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
+        "steps": report.steps,
         "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1],
         "map_scale_auroc": report.map_scale_auroc}})
     cal = model.calibration
@@ -403,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder for the checkpoint")
     p.add_argument("--preset", default="lite", choices=sorted(PRESETS))
     count_options(p, "optimiser steps (preset default: 500 lite)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="alternative to --steps: passes over the images")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="passes over the training images (steps follow the data, at most the preset's steps)")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--target-fpr", type=fpr_float, default=DEFAULT_TARGET_FPR,
                    help="share of good parts allowed above the image threshold (default %(default)s)")
