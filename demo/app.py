@@ -1,15 +1,7 @@
-"""Entry point of the Hugging Face Space (``python app.py``); the demo itself is ``hlgfa_lite.demo``.
+"""``python demo/app.py``: the demo from a clone, served as a Space serves it (same environment variables)."""
 
-``hlgfa-lite space OUT_DIR`` writes this file into a Space folder next to a copy of the library; ``demo/app.py`` in
-the repository is the same file. It serves ``HLGFA_RUN_DIR`` when set, else the checkpoint bundled in the package;
-``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT`` (set by a Space) choose where it listens.
-"""
-
-import logging
-import os
-
-from hlgfa_lite.demo.app import launch_demo
+import runpy
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    launch_demo(os.environ.get("HLGFA_RUN_DIR") or None)
+    # the Space's entry point ships in the package and `hlgfa-lite space` copies it: run it, so there is one copy
+    runpy.run_module("hlgfa_lite.demo.space.app", run_name="__main__")

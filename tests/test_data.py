@@ -58,6 +58,20 @@ def test_exif_rotation_is_honoured(tmp_path):
     assert load_image(tmp_path / "phone.jpg").shape == (3, 30, 10)
 
 
+
+def test_one_pixel_limit_refuses_before_decoding(tmp_path, monkeypatch):
+    """``data.MAX_PIXELS`` is the one limit (the library, the CLI and the demo decode through ``data.decode``)."""
+    from hlgfa_lite import data
+
+    from PIL import ImageFile
+
+    path = write(tmp_path / "wide.png", np.zeros((100, 100, 3), dtype=np.uint8))
+    monkeypatch.setattr(data, "MAX_PIXELS", 5000)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: pytest.fail("decoded past the limit"))
+    with pytest.raises(data.TooManyPixels, match="100 x 100 pixels, over the limit of 0 million"):
+        load_image(path)
+
+
 def test_mask_any_nonzero_is_defect_and_is_resized_to_the_image(tmp_path):
     mask = np.zeros((20, 20), dtype=np.uint8)
     mask[0:10, 0:10] = 1  # value 1, not 255: still a defect

@@ -14,7 +14,8 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 httpx = pytest.importorskip("httpx")  # comes with gradio
 from hlgfa_lite.demo import app  # noqa: E402
-from hlgfa_lite.demo import logic  # noqa: E402
+from hlgfa_lite.demo import examples as demo_examples  # noqa: E402
+from hlgfa_lite.demo import models, uploads, visitor_files, visitor_fit  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def examples():
-    return dict(logic.example_images())
+    return dict(demo_examples.example_images())
 
 
 def inspect(url, path, model=app.BOTTLE, sensitivity=1.0):
@@ -68,9 +69,9 @@ def test_huge_image_is_downscaled_and_oversized_upload_refused(server, examples,
     Image.new("RGB", (10000, 10000), (90, 70, 50)).save(huge, compress_level=1)
     overlay, mask, score, verdict = inspect(server, huge)
     assert score is not None and "downscaled from 10000 x 10000" in verdict
-    assert max(Image.open(overlay).size) == logic.MAX_SIDE
+    assert max(Image.open(overlay).size) == uploads.DEMO_MAX_SIDE
     # the server's upload route itself refuses a file over the bound, before any of our code runs
-    too_big = ("big.png", bytes(logic.MAX_UPLOAD_BYTES + 1), "image/png")
+    too_big = ("big.png", bytes(uploads.MAX_UPLOAD_BYTES + 1), "image/png")
     assert httpx.post(server + "gradio_api/upload", files={"files": too_big}, timeout=60).status_code == 413
     assert inspect(server, examples["good"])[2] is not None  # and keeps answering
 
@@ -92,7 +93,7 @@ def test_eight_parallel_clients_all_succeed(server, examples):
 
 
 def test_fit_then_inspect_with_my_part_in_one_session(server, sample, monkeypatch):
-    monkeypatch.setattr(logic, "FIT_STEPS", 2)  # the server runs in this process: keep the test short
+    monkeypatch.setattr(visitor_fit, "FIT_STEPS", 2)  # the server runs in this process: keep the test short
     client = gradio_client.Client(server, verbose=False)
     assert "at least 2" in client.predict([], api_name="/fit")[0]
     paths = sorted((sample / "train" / "good").glob("*.png"))[:3]
@@ -117,8 +118,8 @@ def test_no_visitor_reaches_files_the_demo_wrote_or_the_server_holds(server, exa
     picture = Path(client.predict(gradio_client.handle_file(examples["good"]), app.BOTTLE, 1.0,
                                   api_name="/inspect")[0]["path"])
     assert httpx.get(server + f"gradio_api/file={picture}", timeout=60).status_code == 200  # its owner gets it
-    for forbidden in (picture.parent, logic.process_dir(), logic.DEMO_ROOT, "/etc/passwd",
-                      logic.BUNDLED_CHECKPOINT / "model.json"):
+    for forbidden in (picture.parent, visitor_files.process_dir(), visitor_files.DEMO_ROOT, "/etc/passwd",
+                      models.BUNDLED_CHECKPOINT / "model.json"):
         assert httpx.get(server + f"gradio_api/file={forbidden}", timeout=60).status_code == 403, forbidden
     as_input = call_raw(server, "inspect", [{"path": str(picture), "meta": {"_type": "gradio.FileData"}},
                                             app.BOTTLE, 1.0])

@@ -93,9 +93,9 @@ def score_in(verdict: str) -> float:
 
 
 def test_click_example_shows_overlay_and_verdict(sync_playwright, server):
-    from hlgfa_lite.demo import logic
+    from hlgfa_lite.demo import examples as demo_examples
 
-    captions = [caption for caption, _ in logic.bundled_test_images()]
+    captions = [caption for caption, _ in demo_examples.bundled_test_images()]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
@@ -166,10 +166,10 @@ def test_closing_the_page_removes_its_fitted_part(sync_playwright, server, sampl
     removed when the session ends, not an hour later when Gradio drops the session's state."""
     import time
 
-    from hlgfa_lite.demo import logic
+    from hlgfa_lite.demo import visitor_files, visitor_fit
 
-    monkeypatch.setattr(logic, "FIT_STEPS", 2)  # the server runs in this process and reads it at call time
-    before = set(logic.process_dir().glob("fit-*"))
+    monkeypatch.setattr(visitor_fit, "FIT_STEPS", 2)  # the server runs in this process and reads it at call time
+    before = set(visitor_files.process_dir().glob("fit-*"))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
@@ -180,7 +180,7 @@ def test_closing_the_page_removes_its_fitted_part(sync_playwright, server, sampl
             page.locator("#fit-button").click()
             page.wait_for_function("() => /Fitted on/.test(document.querySelector('#fit-summary')?.innerText || '')",
                                    timeout=300_000)
-            fitted = set(logic.process_dir().glob("fit-*")) - before
+            fitted = set(visitor_files.process_dir().glob("fit-*")) - before
             assert len(fitted) == 1 and all(folder.is_dir() for folder in fitted)
             page.close()
         finally:

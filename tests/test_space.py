@@ -130,7 +130,7 @@ def test_space_into_the_current_folder(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.chdir(folder)
     assert cli.main(["space", "."]) == 0  # an empty current folder
-    assert (folder / "app.py").is_file() and (folder / "hlgfa_lite" / "space.py").is_file()
+    assert (folder / "app.py").is_file() and (folder / "hlgfa_lite" / "tools" / "space.py").is_file()
     (folder / ".git").mkdir()
     assert cli.main(["space", ".", "--overwrite"]) == 0
     assert (folder / ".git").is_dir() and (folder / "app.py").is_file()
