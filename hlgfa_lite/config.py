@@ -45,13 +45,13 @@ class HLGFAConfig:
     aug_jpeg_quality: tuple[int, int] = (30, 90)
     # --- training -----------------------------------------------------------------------------------------
     steps: int = 500  # optimiser steps: exactly these when passes is 0, else the most a fit takes
-    passes: float = 0.0  # > 0: steps = passes over the training images / batch_size, within [MIN_STEPS, steps]
+    passes: float = 5.0  # steps = passes over the training images / batch, within [MIN_STEPS, steps]; 0: steps
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
     holdout_fraction: float = 0.1  # good images kept aside to calibrate normalisation and threshold
     seed: int = 0
-    train_precision: str = "float32"  # or "bfloat16": autocast of the head's training steps (RESULTS.md, "Speed")
+    train_precision: str = "auto"  # head steps under bfloat16 autocast: "bfloat16", "float32", "auto" (where native)
     # --- normality term (beyond the paper; see normality.py) -------------------------------------------------
     normality: str = "position"  # "position", "global" or "none" (RESULTS.md, "The normality term")
     normality_shrinkage: float = 0.01  # least ridge added to each covariance, relative to its mean variance
@@ -87,8 +87,8 @@ class HLGFAConfig:
             raise HLGFAError(f"backbone_runtime must be one of {list(RUNTIMES)}, got {self.backbone_runtime!r}.")
         if self.map_scale not in ("std", "max", "auto"):
             raise HLGFAError(f"map_scale must be 'std', 'max' or 'auto', got {self.map_scale!r}.")
-        if self.train_precision not in ("float32", "bfloat16"):
-            raise HLGFAError(f"train_precision must be 'float32' or 'bfloat16', got {self.train_precision!r}.")
+        if self.train_precision not in ("auto", "float32", "bfloat16"):
+            raise HLGFAError(f"train_precision must be 'auto', 'float32' or 'bfloat16', got {self.train_precision!r}.")
         if self.normality_draws not in ("clean", "all"):
             raise HLGFAError(f"normality_draws must be 'clean' or 'all', got {self.normality_draws!r}.")
         if not self.out_indices:
@@ -132,7 +132,8 @@ class HLGFAConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "HLGFAConfig":
         # checkpoints written before a switch existed behave as they did then
-        values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, **values}
+        values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
+                  "train_precision": "float32", **values}
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -149,7 +150,7 @@ PRESETS: dict[str, HLGFAConfig] = {
     # the abstract's method alone, on the CPU backbone: what the paper's components do without our additions
     # (normality_weight 0.5: no normality maps to weigh, and the value every checkpoint before the field had)
     "lite_paper": HLGFAConfig(normality="none", map_scale="std", normality_weight=0.5),
-    "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000,
+    "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000, passes=0.0,
                          normality="none", map_scale="std", normality_weight=0.5),
 }
 

@@ -52,3 +52,24 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     except (OSError, ValueError):
         pass
     return max(1, cores)
+
+
+def has_fast_bfloat16(device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that says so (Ampere and later; not a T4), or a CPU
+    with AVX512-BF16 or AMX that oneDNN uses. Elsewhere bfloat16 is emulated, slower than float32."""
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            return False
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch before 2.4 has no emulation to exclude
+            return torch.cuda.is_bf16_supported()
+    if kind == "cpu":
+        try:  # oneDNN's own test of the instruction set (the CPU flags avx512_bf16 / amx_bf16)
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False

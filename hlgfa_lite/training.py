@@ -34,6 +34,7 @@ from .tools.cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheF
                     cache_features, hold_features, load_images, plan_cache)
 from .calibration import (CROSS_FIT_BELOW, CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration,
                           calibrate, fold_splits)
+from .device import has_fast_bfloat16
 from .errors import HLGFAError
 from .metrics import pixel_auroc
 from .model import HLGFA
@@ -52,6 +53,7 @@ class FitReport:
     losses: list[float] = field(default_factory=list)  # one per step
     n_train: int = 0
     steps: int = 0  # optimiser steps of the head (``head_steps``)
+    precision: str = "float32"  # of those steps (``training_precision``)
     n_holdout: int = 0
     cache_seconds: float = 0.0  # feature extraction
     train_seconds: float = 0.0  # head optimisation
@@ -72,8 +74,7 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
     n_images, copies = cache.n_images, cache.draws
     optimiser = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
-    # bfloat16 autocast: the convolutions in 8-bit mantissas, the weights and the optimiser in float32
-    bfloat16 = cfg.train_precision == "bfloat16"
+    bfloat16 = training_precision(cfg, model.device) == "bfloat16"
     model.head.train()
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress)
@@ -264,7 +265,16 @@ def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[P
     return [paths[i] for i in sorted(order[n_holdout:])], [paths[i] for i in sorted(order[:n_holdout])]
 
 
-MIN_STEPS = 50  # the fewest steps ``passes`` gives: a few images still need some updates (RESULTS.md, "Speed")
+MIN_STEPS = 125  # the fewest steps ``passes`` gives: tire, 63 images, needs them (RESULTS.md, "Steps that follow the data")
+
+
+def training_precision(cfg, device) -> str:
+    """"bfloat16" or "float32": the head's steps under bfloat16 autocast (the convolutions with 8-bit mantissas; the
+    weights, the optimiser and every map stay float32) when asked, or with "auto" where the device computes
+    bfloat16 natively (``device.has_fast_bfloat16``; elsewhere it is emulated and slower)."""
+    if cfg.train_precision == "auto":
+        return "bfloat16" if has_fast_bfloat16(device) else "float32"
+    return cfg.train_precision
 
 
 def head_steps(cfg, n_train: int) -> int:
@@ -304,7 +314,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     cfg = model.cfg
     train_paths, holdout_paths = split_holdout(list(paths), cfg.holdout_fraction, cfg.seed)
     report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths),
-                       steps=head_steps(cfg, len(train_paths)))
+                       steps=head_steps(cfg, len(train_paths)), precision=training_precision(cfg, model.device))
     report.cache_plan = plan = plan_cache(model, len(train_paths), max_cache_gib, cache_dir)
     if plan.policy == "stop":
         raise HLGFAError(plan.describe())
@@ -312,7 +322,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         passes = report.steps * cfg.batch_size / report.n_train
         rule = f"{cfg.passes:g} passes asked, at most {cfg.steps} steps" if cfg.passes else "a fixed count"
         say(f"{plan.describe()}; the head trains {report.steps} steps of {cfg.batch_size} images ({passes:.1f} passes "
-            f"over the {report.n_train} training images; {rule})")
+            f"over the {report.n_train} training images; {rule}), in {report.precision}")
     started = time.perf_counter()
     train_images = load_images(train_paths, cfg.hr_size)
     cache = hold_features(model, train_images, plan, progress=progress)

@@ -22,7 +22,7 @@ CONFIGS = {"lite": {}, "lite_paper": {}}  # the default and the abstract's metho
 def reference_fit() -> dict:
     """Two short fits on 10 bottle images (one held out, so three fold models cross-fit), after a warm-up fit: the
     first backward pass of a process may pick other CPU kernels, whose rounding would show in the losses."""
-    from hlgfa_lite import HLGFA, fit, preset
+    from hlgfa_lite import HLGFA, HLGFAConfig, fit, preset
     from hlgfa_lite.data import train_image_paths
     try:
         from hlgfa_lite.assets import sample_dir
@@ -32,10 +32,12 @@ def reference_fit() -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fit(HLGFA(preset("lite", steps=2, aug_copies=1, batch_size=4)), paths[:4], progress=False, say=None)
+        # the arithmetic of the reference: float32 steps (bfloat16 autocast, a later switch, rounds otherwise)
+        fixed = {"train_precision": "float32"} if "train_precision" in HLGFAConfig.__dataclass_fields__ else {}
+        fit(HLGFA(preset("lite", steps=2, aug_copies=1, batch_size=4, **fixed)), paths[:4], progress=False, say=None)
         values = {}
         for name, overrides in CONFIGS.items():
-            model = HLGFA(preset(name, steps=6, aug_copies=1, batch_size=4, **overrides))
+            model = HLGFA(preset(name, steps=6, aug_copies=1, batch_size=4, **fixed, **overrides))
             report = fit(model, paths, progress=False, say=None)
             values[name] = {
                 "losses": report.losses, "holdout_scores": report.holdout_scores,

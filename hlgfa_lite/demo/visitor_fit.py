@@ -57,8 +57,8 @@ def fit_estimate(steps: int, n_images: int) -> str:
     """Time a fit of ``steps`` on ``n_images`` takes on the measured machine, in words; every optimiser step counts,
     the cross-fitted calibration heads of a small set included (``planned_steps``)."""
     n_images = min(n_images, MAX_FIT_IMAGES)
-    seconds = FIT_SECONDS_PER_IMAGE * n_images + FIT_SECONDS_PER_STEP * planned_steps(preset("lite", steps=steps),
-                                                                                       n_images)
+    planned = planned_steps(preset("lite", steps=steps, passes=0.0), n_images)
+    seconds = FIT_SECONDS_PER_IMAGE * n_images + FIT_SECONDS_PER_STEP * planned
     return f"{max(10, round(seconds / 10) * 10):.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
@@ -132,7 +132,7 @@ def _fit_part(paths, store, steps, tell, seed, notes, cancel) -> FittedPart:
         if len(kept) < FEW_FIT_IMAGES:
             notes.append(f"with {len(kept)} images the threshold rests on few good scores: expect many borderline "
                          "verdicts")
-        cfg = preset("lite", steps=steps, seed=seed)
+        cfg = preset("lite", steps=steps, passes=0.0, seed=seed)  # the length the visitor chose, not the data's
         tell(0.1, "preparing the frozen backbone")
         model = HLGFA(cfg).to(store.device)
         tell(0.12, f"caching features of {len(kept)} images")

@@ -34,7 +34,7 @@ from ..model import HLGFA
 from ..assets import sample_dir
 from ..training import fit
 
-HEADS_DIR = Path(__file__).resolve().parent / "assets" / "lesson_heads"
+HEADS_DIR = Path(__file__).resolve().parent.parent / "assets" / "lesson_heads"
 STEPS = 300  # what the lessons always trained in full mode
 BATCH_SIZE = 8
 # name -> config switches on top of the lite_paper preset (lesson 04 holds out a quarter of the 20 images: 5, not 2)
@@ -70,7 +70,9 @@ def recipe(name: str, steps: int | None = None) -> HLGFAConfig:
         raise HLGFAError(f"no lesson head called {name!r}; choose one of {sorted(RECIPES)}.")
     # the lessons teach the abstract's method and its parts: what lies beyond the paper (the normality term, the
     # max map scale) stays off in their heads, whatever the lite preset's defaults become
-    return preset("lite_paper", steps=STEPS if steps is None else steps, batch_size=BATCH_SIZE, **RECIPES[name])
+    # and they train a fixed number of steps in float32, as they always did, whatever the machine
+    return preset("lite_paper", steps=STEPS if steps is None else steps, passes=0.0, train_precision="float32",
+                  batch_size=BATCH_SIZE, **RECIPES[name])
 
 
 def why_not_shipped(name: str, folder: Path = HEADS_DIR) -> str | None:

@@ -95,7 +95,7 @@ def fit_command(args) -> dict:
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
         "preset": args.preset, "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
-        "steps": report.steps,
+        "steps": report.steps, "precision": report.precision,
         "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1],
         "map_scale_auroc": report.map_scale_auroc}})
     cal = model.calibration
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
     p.add_argument("--out", required=True, help="run folder for the checkpoint")
     p.add_argument("--preset", default="lite", choices=sorted(PRESETS))
-    count_options(p, "optimiser steps (preset default: 500 lite)")
+    count_options(p, "exactly this many head steps (default: the preset's rule, lite: 5 passes within 125-500)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="passes over the training images (steps follow the data, at most the preset's steps)")
     p.add_argument("--batch-size", type=positive_int, default=None)

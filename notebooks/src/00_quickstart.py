@@ -77,20 +77,20 @@ plt.show()
 # ## 2. Fit
 #
 # `fit` does five things: keeps a few good images aside for calibration, computes the frozen backbone's features
-# of the training images **once** (the backbone never learns), trains the small alignment head for a fixed number
-# of steps, fits the normality term's Gaussians on the same features, and calibrates a threshold and a colour scale
+# of the training images **once** (the backbone never learns), trains the small alignment head for a number of steps
+# that follows the data (five passes over the training images, at least 125 steps, at most 500), fits the normality term's Gaussians on the same features, and calibrates a threshold and a colour scale
 # on the held-out good images. With this few held-out images it also trains three short *cross-fitted* heads, each
 # without a third of the training images, so that the threshold rests on more than two good scores (section 4).
 # The model lives on `DEVICE` (the setup cell's choice: a GPU when there is one). In FAST mode (CI) the head trains
-# for only a few steps, so its maps are rougher.
+# for only a few steps, so its maps are rougher. Setting `STEPS` fixes the count instead of the data's rule.
 
 # %%
-STEPS = 20 if FAST else 200
-model = HLGFA(preset("lite", steps=STEPS)).to(DEVICE)
+STEPS = 20 if FAST else None  # None: the preset's rule; a number: exactly that many steps
+model = HLGFA(preset("lite", **({} if STEPS is None else {"steps": STEPS, "passes": 0.0}))).to(DEVICE)
 print(f"backbone {model.cfg.backbone}: frozen; alignment head: {model.trainable_parameters():,} trainable parameters; "
       f"on {DEVICE}")
 report = fit(model, train_paths, progress=False)
-print(f"trained on {report.n_train} images for {STEPS} steps, calibrated on {report.n_holdout} held-out good images "
+print(f"trained on {report.n_train} images for {report.steps} steps ({report.precision}), calibrated on {report.n_holdout} held-out good images "
       f"and {len(report.cross_fit_scores)} cross-fitted scores")
 print(f"feature caching {report.cache_seconds:.1f} s, head training {report.train_seconds:.1f} s, "
       f"cross-fitted heads {report.cross_fit_seconds:.1f} s")

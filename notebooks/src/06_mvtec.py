@@ -56,7 +56,7 @@ import urllib.request
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, load_image, load_test_split, preset, train_image_paths
 from hlgfa_lite.evaluation import evaluate
 from hlgfa_lite.tools.mvtec import MVTEC_CATEGORIES, PAPER, run_all, summary_table
-from hlgfa_lite.training import planned_steps, split_holdout
+from hlgfa_lite.training import head_steps, planned_steps, split_holdout
 
 LESSON_STARTED = time.perf_counter()
 ON_COLAB = "google.colab" in sys.modules
@@ -229,7 +229,7 @@ print(f"{len(MVTEC_CATEGORIES) - len(missing)} of 15 categories present" + (f"; 
 # | part | what it does | grows with |
 # |---|---|---|
 # | features | the frozen backbone on 1 + `aug_copies` views of each training image | training images |
-# | head steps | a fixed number of optimiser steps (not epochs); small sets add cross-fitted heads | steps |
+# | head steps | five passes over the training images, within 125-500 steps; small sets add cross-fitted heads | training images (above 400) |
 # | calibration | the maps of the held-out good images | held-out images |
 # | test | maps, scores and metrics of the test split | test images |
 #
@@ -270,7 +270,7 @@ def measure_costs(preset_name: str, sample: Path, n_images: int, steps: int) -> 
 def estimate_seconds(costs: dict, cfg, n_good: int, n_test: int) -> dict:
     """Seconds of each part for a category of ``n_good`` training and ``n_test`` test images under ``cfg``."""
     train, holdout = split_holdout(list(range(n_good)), cfg.holdout_fraction, cfg.seed)
-    extra_steps = planned_steps(cfg, n_good) - cfg.steps  # the cross-fitted heads also score the training images
+    extra_steps = planned_steps(cfg, n_good) - head_steps(cfg, len(train))  # cross-fitted heads score the training images
     return {"features": costs["feature_s_per_image"] * len(train),
             "head steps": costs["step_s"] * planned_steps(cfg, n_good),
             "calibration": costs["calibration_s_per_image"] * (len(holdout) + (len(train) if extra_steps else 0)),
@@ -294,7 +294,7 @@ print(f"{'category':>11} {'train':>5} {'test':>5} " + " ".join(f"{p:>12}" for p 
 for name, estimate in ESTIMATE.items():
     print(f"{name:>11} {MVTEC_COUNTS[name][0]:>5} {MVTEC_COUNTS[name][1]:>5} "
           + " ".join(f"{s / 60:12.1f}" for s in estimate.values()) + f"   {sum(estimate.values()) / 60:11.1f}")
-print(f"all 15 categories, {PRESET} preset ({FULL_CONFIG.steps} steps) on {DEVICE}: about {total_minutes:.0f} min "
+print(f"all 15 categories, {PRESET} preset (at most {FULL_CONFIG.steps} steps) on {DEVICE}: about {total_minutes:.0f} min "
       f"= {total_minutes / 60:.1f} h")
 
 fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -311,8 +311,8 @@ save_figure(fig, "06_cost_estimate.png")
 plt.show()
 
 # %% [markdown]
-# Read the bars before you start: the share of `head steps` is the same for most categories (a fixed number of
-# steps), while `features` grows with the number of training images. A Colab session that ends every few hours costs
+# Read the bars before you start: the share of `head steps` is the same for most categories (125 steps, the least the
+# rule gives, for any set under 400 images), while `features` grows with the number of training images. A Colab session that ends every few hours costs
 # you at most the category it was working on, so the total above is the sum of the sessions you will need, not the
 # length of one.
 #
@@ -431,9 +431,9 @@ widgets.interact(show, category=widgets.Dropdown(options=names, value=names[0]))
 #
 #    <details><summary>Answer</summary>
 #
-#    Toothbrush, by far. Training takes a fixed number of steps whatever the number of images, and a tenth of 60
-#    leaves only 6 held-out images, too few for a threshold: `fit` then trains cross-fitted heads too, one more
-#    schedule's worth of steps. Hazelnut spreads one schedule over six times as many images.
+#    Toothbrush, by far. Training takes at least 125 steps however few the images, and a tenth of 60 leaves only 6
+#    held-out images, too few for a threshold: `fit` then trains cross-fitted heads too, one more schedule's worth
+#    of steps. Hazelnut spreads about the same schedule over six times as many images.
 #    </details>
 
 # %%

@@ -166,7 +166,7 @@ from hlgfa_lite import HLGFA, fit, load_image, load_test_split, preset, train_im
 from hlgfa_lite.tools.visualize import colorize, to_uint8_image
 
 STEPS = 15 if FAST else 150
-model = HLGFA(preset("lite", steps=STEPS, batch_size=8)).to(DEVICE)
+model = HLGFA(preset("lite", steps=STEPS, passes=0.0, batch_size=8)).to(DEVICE)  # exactly STEPS steps
 fit(model, train_image_paths(SAMPLE), progress=False)
 print(f"fitted on {DEVICE}: normality_weight {model.cfg.normality_weight}, map_scale chosen by this fit: "
       f"{model.cfg.map_scale!r}")
