@@ -151,6 +151,8 @@ def run_model(spec: dict) -> dict:
             module.model(batch)  # training mode: features are stored
         module.fit()  # PatchCore: coreset of the stored patches; PaDiM: mean and covariance per position
     fit_seconds = time.perf_counter() - started
+    if spec.get("fit_only"):  # benchmarks.fit_speed: the fit's cost alone
+        return {"fit_seconds": fit_seconds, "n_train": len(paths), "peak_rss_mb": peak_rss_mb()}
     evaluation = evaluate_samples(AnomalibScorer(module), load_test_split(spec["path"]), 256, progress=False)
     state = {k: v for k, v in module.model.state_dict().items() if "feature_extractor" not in k}
     return {

@@ -32,7 +32,7 @@ import torch
 
 from benchmarks.harness import exit_code
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, preset
-from hlgfa_lite.calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, calibrate
+from hlgfa_lite.calibration import CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, calibrate
 from hlgfa_lite.tools.cli import positive_int
 from hlgfa_lite.data import evenly_spaced, load_image, load_test_split, train_image_paths
 from hlgfa_lite.evaluation import verdict_rates
@@ -46,7 +46,8 @@ def rates(cal, labels: np.ndarray, scores: np.ndarray) -> dict:
             "borderline_threshold": cal.borderline_threshold, "n_calibration_scores": cal.n_images}
 
 
-def one_run(data: str, size: str, seed: int, steps: int | None, reuse_full: str | None) -> dict:
+def one_run(data: str, size: str, seed: int, steps: int | None, reuse_full: str | None,
+            cross_fit_steps: int | None = None) -> dict:
     paths = train_image_paths(data)
     chosen = paths if size == "all" else evenly_spaced(paths, int(size))
     samples = load_test_split(data)
@@ -61,11 +62,14 @@ def one_run(data: str, size: str, seed: int, steps: int | None, reuse_full: str 
     else:
         overrides = {"seed": seed} | ({} if steps is None else {"steps": steps})
         model = HLGFA(preset("lite", **overrides))
-        report = fit(model, chosen, progress=False)
+        report = fit(model, chosen, progress=False, cross_fit_steps=cross_fit_steps, say=None)
         holdout_scores, cross_scores, source = report.holdout_scores, report.cross_fit_scores, "fit"
     fit_seconds = time.perf_counter() - started
     test = [(s.label, model.predict([load_image(s.path)])[0][1]) for s in samples]
-    return {"size": size, "n_images": len(chosen), "seed": seed, "steps": model.cfg.steps, "source": source,
+    steps_taken = report.steps if source == "fit" else model.cfg.steps
+    folds = (len(cross_scores) > 0) * CROSS_FIT_FOLDS
+    return {"size": size, "n_images": len(chosen), "seed": seed, "steps": steps_taken, "source": source,
+            "cross_fit_steps": (cross_fit_steps or max(1, steps_taken // folds)) if folds else 0,
             "holdout_scores": holdout_scores, "cross_fit_scores": cross_scores,
             "test_labels": [label for label, _ in test], "test_scores": [score for _, score in test],
             "fit_seconds_shared_machine": round(fit_seconds, 1)}
@@ -80,11 +84,12 @@ def recalibrate(run: dict, target_fpr: float, confidence: float) -> dict:
 
 def table(runs: list[dict], target_fpr: float, confidence: float) -> str:
     lines = [f"target false-alarm rate {target_fpr}, confidence {confidence}", "",
-             "| images | seed | steps | calibration scores | threshold | good flagged | good borderline "
+             "| images | seed | steps (each cross-fitted head) | calibration scores | threshold | good flagged | good borderline "
              "| defects flagged | defects borderline |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         r = recalibrate(run, target_fpr, confidence)
-        lines.append(f"| {run['n_images']} | {run['seed']} | {run['steps']} | {r['n_calibration_scores']} "
+        lines.append(f"| {run['n_images']} | {run['seed']} | {run['steps']} ({run.get('cross_fit_steps', '?')}) "
+                     f"| {r['n_calibration_scores']} "
                      f"| {r['threshold']:.2f} | {100 * r['image_fpr']:.0f} % | {100 * r['good_borderline']:.0f} % "
                      f"| {100 * r['image_tpr']:.1f} % | {100 * r['defect_borderline']:.1f} % |")
     return "\n".join(lines)
@@ -96,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", nargs="+", default=["all", "20", "10"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
+    parser.add_argument("--cross-fit-steps", type=positive_int, default=None,
+                        help="steps of each cross-fitted head (default: fit's, a third of the head's)")
     parser.add_argument("--reuse-full", default=None, metavar="CHECKPOINT")
     parser.add_argument("--out", default="benchmarks/results/calibration.json")
     parser.add_argument("--recalibrate", nargs="+", default=None, metavar="RESULTS.json",
@@ -116,7 +123,7 @@ def measure(args) -> None:
         for seed in args.seeds:
             if any(r["size"] == size and r["seed"] == seed for r in done):
                 continue
-            run = one_run(args.data, size, seed, args.steps, args.reuse_full)
+            run = one_run(args.data, size, seed, args.steps, args.reuse_full, args.cross_fit_steps)
             done.append(run)
             record = {"command": "python -m benchmarks.calibration " + shlex.join(sys.argv[1:]), "runs": done}
             write_text(out, json.dumps(record, indent=1) + "\n")

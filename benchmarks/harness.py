@@ -77,15 +77,17 @@ def child_environment(threads: int | None = None, **extra: str) -> dict[str, str
     return env
 
 
-def run_in_fresh_process(module: str, spec: dict, threads: int, what: str) -> dict:
+def run_in_fresh_process(module: str, spec: dict, threads: int, what: str, python: str = sys.executable,
+                         **environment: str) -> dict:
     """``python -m module WORKER_FLAG spec result`` and its result, so that the child's memory high-water mark and
     caches are the measurement's alone. ``what`` names it in the error when the child dies without a result; an
-    ``HLGFAError`` the child caught comes back as one."""
+    ``HLGFAError`` the child caught comes back as one. ``python``: another interpreter (e.g. anomalib's venv);
+    ``environment``: more variables for the child."""
     with tempfile.TemporaryDirectory() as folder:
         spec_path, result_path = Path(folder) / "spec.json", Path(folder) / "result.json"
         spec_path.write_text(json.dumps(spec))
-        done = subprocess.run([sys.executable, "-m", module, WORKER_FLAG, str(spec_path), str(result_path)],
-                              env=child_environment(threads))
+        done = subprocess.run([python, "-m", module, WORKER_FLAG, str(spec_path), str(result_path)],
+                              env=child_environment(threads, **environment))
         if not result_path.is_file():
             raise RunFailed(f"{what} failed with exit code {done.returncode}; its traceback is above.")
         result = json.loads(result_path.read_text())

@@ -9,13 +9,15 @@ heads: they move the threshold, not these metrics) and scored on the whole test 
     HF_HUB_OFFLINE=1 python -m benchmarks.steps_curve ../shared/data/mvtec3d_tire/tire --steps 60 125 250 500 \\
         --precisions float32 bfloat16 --out benchmarks/results/steps_tire.json
 
-A pass is one look at every held training view: steps x batch / (training images x (1 + aug_copies)).
+A pass is one look at every held training view: steps x batch / (training images x draws per image). ``--copies``
+fixes the augmented copies per image (no budget), to ask how many draws a large set needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import time
 
 import torch
@@ -70,8 +72,8 @@ def weight_table(model: HLGFA, holdout: torch.Tensor, memo: FeatureMemo, samples
 
 
 def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], n_images: int | None,
-          weights: list[float] = ()) -> dict:
-    base = preset("lite")
+          weights: list[float] = (), copies: list[int | None] = (None,), preset_name: str = "lite") -> dict:
+    base = preset(preset_name)
     paths = train_image_paths(data)
     if n_images:
         paths = [paths[round(i * (len(paths) - 1) / max(n_images - 1, 1))] for i in range(n_images)]
@@ -79,9 +81,10 @@ def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], 
     shared = HLGFA(base).eval()
     memo = FeatureMemo(shared)
     rows = []
-    for seed in seeds:
+    for seed, aug_copies in itertools.product(seeds, copies):
         train_paths, holdout_paths = split_holdout(paths, base.holdout_fraction, seed)
-        cfg = base.replace(seed=seed)
+        cfg = base.replace(seed=seed) if aug_copies is None else base.replace(seed=seed, aug_copies=aug_copies,
+                                                                               aug_budget=0)
         holder = HLGFA(cfg, backbone=shared.backbone).eval()
         started = time.perf_counter()
         cache = hold_features(holder, load_images(train_paths, cfg.hr_size), plan_cache(holder, len(train_paths), 8.0,
@@ -103,19 +106,19 @@ def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], 
                     memo.model = model
                     result = evaluate_samples(memo, samples, cfg.eval_size, warmup=0, progress=False)
                     row = {"seed": seed, "precision": precision, "steps": n_steps, "n_train": len(train_paths),
-                           "passes": n_steps * cfg.batch_size / (len(train_paths) * (1 + cfg.aug_copies)),
+                           "draws": cache.draws, "passes": n_steps * cfg.batch_size / (len(train_paths) * cache.draws),
                            "map_scale": model.cfg.map_scale, "last_loss": losses[-1], "train_s": train_s,
                            "features_s": features_s,
                            **{k: result.metrics[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")}}
                     if weights and n_steps == max(steps) and model.normality is not None:
                         row["weights"] = weight_table(model, holdout, memo, samples, weights)
                     rows.append(row)
-                    print(f"seed {seed} {precision} {n_steps} steps ({row['passes']:.1f} passes): image "
+                    print(f"seed {seed}, {cache.draws} draws, {precision} {n_steps} steps ({row['passes']:.1f} passes): image "
                           f"{row['image_auroc']:.3f}, pixel {row['pixel_auroc']:.3f}, AUPRO {row['pixel_aupro']:.3f}, "
                           f"scale {row['map_scale']}, head {train_s:.0f} s", flush=True)
         finally:
             cache.close()
-    return {"data": check_dataset(data), "n_images": n_images, "rows": rows, "machine": machine_info("cpu", torch.get_num_threads())}
+    return {"data": check_dataset(data), "preset": preset_name, "n_images": n_images, "rows": rows, "machine": machine_info("cpu", torch.get_num_threads())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,10 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=None, help="fit on this many evenly spaced training images")
     parser.add_argument("--weights", type=float, nargs="*", default=[],
                         help="at the most steps, also score these normality-map shares (normality_weight)")
+    parser.add_argument("--copies", type=int, nargs="+", default=[None],
+                        help="augmented copies per training image, each held apart (default: the preset's rule)")
+    parser.add_argument("--preset", default="lite", choices=["lite", "lite_paper"])
     parser.add_argument("--out", required=True, help="results JSON")
     args = parser.parse_args(argv)
     return exit_code(lambda: write_json(args.out, curve(args.data, args.steps, args.precisions, args.seeds,
-                                                        args.images, args.weights)))
+                                                        args.images, args.weights, args.copies,
+                                                        args.preset)))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class HLGFAConfig:
     noise_aug: bool = True
     aug_views: str = "both"  # nuisances on "both" views or the "low" one only (RESULTS.md, "Robustness")
     aug_copies: int = 3  # augmented views pre-drawn per training image (features cached once)
+    aug_budget: int = 0  # most augmented draws in all, >= 1 copy each; 0: none (RESULTS.md, "Augmented draws")
     aug_prob: float = 0.5  # probability of each nuisance
     aug_noise_std: float = 0.04  # max std of additive Gaussian sensor noise, images in [0, 1]
     aug_blur_sigma: float = 2.0  # max std (px of the augmented image) of Gaussian blur
@@ -102,7 +103,8 @@ class HLGFAConfig:
         ("lr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
         ("passes", lambda v: 0 <= v <= 1e6, "in [0, 1e6]"),
-        ("aug_copies", lambda v: v >= 0, ">= 0"), ("lr", lambda v: 0 < v < 10, "in (0, 10)"),
+        ("aug_copies", lambda v: v >= 0, ">= 0"), ("aug_budget", lambda v: v >= 0, ">= 0"),
+        ("lr", lambda v: 0 < v < 10, "in (0, 10)"),
         ("weight_decay", lambda v: 0 <= v < 10, "in [0, 10)"),
         ("holdout_fraction", lambda v: 0 < v < 1, "in (0, 1)"), ("prior_sigma", lambda v: 0 < v <= 64, "in (0, 64]"),
         ("prior_width", lambda v: 0 < v <= 8, "in (0, 8]"), ("hidden_width", lambda v: 0 < v <= 8, "in (0, 8]"),
@@ -133,7 +135,7 @@ class HLGFAConfig:
     def from_dict(cls, values: dict) -> "HLGFAConfig":
         # checkpoints written before a switch existed behave as they did then
         values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
-                  "train_precision": "float32", **values}
+                  "train_precision": "float32", "aug_budget": 0, **values}
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:

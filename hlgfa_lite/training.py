@@ -1,10 +1,10 @@
 """Fitting the alignment head on good images, then calibrating on held-out good images.
 
 1. Split the good images: ``holdout_fraction`` of them (at least one) are kept aside for calibration.
-2. Hold the frozen features of 1 + aug_copies draws per training image, computed once (``cache``): in memory when
-   they fit within ``max_cache_gib``, else in a file on disk read back batch by batch (the same values, so the same
-   head), else computed on the fly; ``fit`` says which, and how much memory, before any work. The normality term's
-   Gaussians are fitted over them too (``fit_normality``).
+2. Hold the frozen features of K draws per training image (clean + augmented: ``cache.wanted_draws``), computed
+   once (``cache``): in memory when they fit within ``max_cache_gib``, else in a file on disk read back batch by
+   batch (the same values, so the same head), else computed on the fly; ``fit`` says which, and how much memory,
+   before any work. The normality term's Gaussians are fitted over them too (``fit_normality``).
 3. Train the head for ``head_steps`` steps: a number of passes over the training images (``passes``) within
    [``MIN_STEPS``, ``steps``], or exactly ``steps`` when ``passes`` is 0; AdamW, cosine learning-rate decay,
    loss = sum over levels of mean(1 - cos(F_hat, T)), optionally under bfloat16 autocast (``train_precision``).
@@ -325,6 +325,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
             f"over the {report.n_train} training images; {rule}), in {report.precision}")
     started = time.perf_counter()
     train_images = load_images(train_paths, cfg.hr_size)
+    holdout_images = load_images(holdout_paths, cfg.hr_size)  # now: an unreadable image stops the fit before any work
     cache = hold_features(model, train_images, plan, progress=progress)
     try:
         fit_normality(model, cache, progress=progress)
@@ -332,7 +333,6 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         started = time.perf_counter()
         report.losses = train_head(model, cache, report.steps, progress=progress, on_step=on_step)
         report.train_seconds = time.perf_counter() - started
-        holdout_images = load_images(holdout_paths, cfg.hr_size)
         good_maps = good_level_maps(model, holdout_images,  # [(N, h, w)]: computed once, used by every step below
                                     desc="held-out images" if progress else None)
         statistics = level_statistics(model, holdout_images, good_maps, progress=progress)

@@ -194,3 +194,44 @@ def test_cross_fitted_scores_are_scaled_like_a_whole_fit_not_by_the_final_head(i
     assert len(first) == 4 and second == pytest.approx(first, rel=1e-5)
     assert torch.equal(model.level_mean, final_mean) and torch.equal(model.level_scale, final_scale)
     assert all(torch.equal(v, head[k]) for k, v in model.head.state_dict().items())
+
+
+@pytest.mark.parametrize("n_images, copies, budget, draws", [
+    (63, 3, 256, 4),  # 189 augmented draws: within the budget, every copy kept
+    (85, 3, 256, 4),  # 255
+    (86, 3, 256, 3),  # 258 would pass it: two copies each
+    (188, 3, 256, 2),  # one copy each
+    (685, 3, 256, 2),  # still one: every image keeps a nuisance draw
+    (685, 3, 0, 4),  # no budget: aug_copies whatever the set
+    (10, 1, 256, 2),  # never more than aug_copies
+])
+def test_a_large_set_caches_fewer_augmented_copies_per_image(n_images, copies, budget, draws):
+    cfg = preset("lite", aug_copies=copies, aug_budget=budget)
+    assert cache.wanted_draws(cfg, n_images) == draws
+    assert cache.wanted_draws(cfg.replace(noise_aug=False), n_images) == 1
+
+
+def test_the_cache_and_its_plan_hold_the_budgeted_draws(images):
+    model = HLGFA(preset("lite", hr_size=128, lr_size=64, aug_budget=4), pretrained=False)  # 4 images: 1 copy each
+    held = cache.cache_features(model, images[:4], progress=False)
+    assert held.draws == cache.plan_cache(model, 4).draws == 2
+    assert held.low[0].shape[1] == 2
+
+
+def test_checkpoints_from_before_the_budget_and_the_lite_preset_keep_every_copy():
+    from hlgfa_lite import HLGFAConfig
+
+    assert HLGFAConfig.from_dict({}).aug_budget == 0 == preset("lite").aug_budget  # lite keeps every copy
+
+
+def test_images_load_in_threads_with_the_values_of_one_after_another(tmp_path):
+    from hlgfa_lite.backbone import resize
+    from hlgfa_lite.data import load_image
+
+    paths = sorted((sample_dir() / "train" / "good").glob("*.png"))[:5]
+    loaded = cache.load_images(paths, 96)
+    for path, held in zip(paths, loaded):
+        assert torch.equal(held, (resize(load_image(path)[None], 96)[0] * 255).round().to(torch.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(HLGFAError, match="cannot read image .*broken.png"):
+        cache.load_images([paths[0], tmp_path / "broken.png", paths[1]], 96)

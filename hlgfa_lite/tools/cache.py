@@ -1,9 +1,10 @@
 """The frozen features ``fit`` trains on, held where they fit: in memory, in a file on disk, or computed on the fly.
 
-The backbone is frozen, so the features of a fixed input never change: each training image is drawn K = 1 +
-aug_copies times (the clean image, then noise-augmented copies: ``draw_views``) and the features of every draw are
-computed once. With ``aug_views="both"`` a draw changes the image before both views are made (priors and target follow
-the nuisance: Kp = K prior draws); with ``"low"`` only the low-res view changes and the clean priors are kept once
+The backbone is frozen, so the features of a fixed input never change: each training image is drawn K = 1 + c
+times (the clean image, then c noise-augmented copies: ``draw_views``) and the features of every draw are computed
+once; c is ``aug_copies``, fewer on a large set (``aug_budget`` caps the augmented draws in all: ``wanted_draws``).
+With ``aug_views="both"`` a draw changes the image before both views are made (priors and target follow the
+nuisance: Kp = K prior draws); with ``"low"`` only the low-res view changes and the clean priors are kept once
 (Kp = 1). Where the features live is decided before any work (``plan_cache``) from the bytes of one draw and the
 host-memory budget ``max_cache_gib``, which covers what ``fit`` holds of the training set (uint8 images + cache):
 
@@ -29,6 +30,7 @@ import math
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -38,7 +40,7 @@ from tqdm.auto import tqdm
 
 from ..augmentation import NoiseAugment
 from ..backbone import resize
-from ..data import load_image
+from ..data import MAX_SIDE, load_image
 from ..errors import HLGFAError
 from ..model import HLGFA
 from ..priors import Priors
@@ -49,10 +51,16 @@ GIB = 2 ** 30
 
 
 def load_images(paths: list[Path], size: int) -> torch.Tensor:
-    """Images resized to (size, size), stored as uint8 (N, 3, size, size) to keep memory small."""
+    """Images resized to (size, size), stored as uint8 (N, 3, size, size) to keep memory small (one over
+    ``MAX_SIDE`` is downscaled while decoding). Decoded by a few threads, as Pillow and torch release the GIL while
+    they work: the same values as one after another."""
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
-    for i, path in enumerate(paths):
-        out[i] = (resize(load_image(path)[None], size)[0] * 255).round().to(torch.uint8)
+
+    def load_one(i: int) -> None:
+        out[i] = (resize(load_image(paths[i], MAX_SIDE)[None], size)[0] * 255).round().to(torch.uint8)
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(load_one, range(len(paths))))  # list(): the first error is raised here, as a loop would
     return out
 
 
@@ -85,9 +93,17 @@ def draw_views(model: HLGFA, clean: torch.Tensor, copies: int,
     return high_views, low_views
 
 
-def wanted_draws(cfg) -> int:
-    """K = 1 + aug_copies draws per image (1 without augmentation)."""
-    return 1 + (cfg.aug_copies if cfg.noise_aug else 0)
+def wanted_draws(cfg, n_images: int) -> int:
+    """K = 1 + c draws per image, c = min(aug_copies, max(1, aug_budget // n_images)) (1 without augmentation).
+
+    Every draw costs a backbone pass at both resolutions, the bulk of a fit on a large set, so a budget saves time
+    there; but fewer copies cost the magnetic tile 0.5 (two copies) to 0.8 (one) image-AUROC points, so ``lite``
+    keeps every copy (budget 0; RESULTS.md, "Augmented draws"). Every image keeps at least one augmented copy."""
+    if not cfg.noise_aug:
+        return 1
+    if cfg.aug_budget == 0 or n_images == 0:
+        return 1 + cfg.aug_copies
+    return 1 + min(cfg.aug_copies, max(1, cfg.aug_budget // n_images))
 
 
 @torch.no_grad()
@@ -97,7 +113,7 @@ def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1,
     in order; one seeded ``NoiseAugment`` for the whole pass, so every holder gets the same draws."""
     cfg = model.cfg
     augment = NoiseAugment(cfg) if cfg.noise_aug else None
-    copies = wanted_draws(cfg)
+    copies = wanted_draws(cfg, len(hr_images))
     for start in tqdm(range(0, len(hr_images), batch_size), desc="caching features", disable=not progress,
                       leave=False):
         clean = as_float(hr_images[start:start + batch_size]).to(model.device)  # (b, 3, hr, hr)
@@ -150,7 +166,7 @@ class FeatureCache:
 
 @torch.no_grad()
 def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, progress: bool = True) -> FeatureCache:
-    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features F_L of 1 + aug_copies draws, in memory.
+    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features F_L of K draws each, in memory.
 
     One image at a time by default: on a CPU, 512 px batches of 8 measured slower per image than single images."""
     cache: FeatureCache | None = None
@@ -376,7 +392,7 @@ class CachePlan:
 
     policy: str  # "memory", "disk", "on the fly", or "stop" (not even the images fit within the budget)
     n_images: int
-    draws: int  # K draws per image (1 + aug_copies)
+    draws: int  # K draws per image (``wanted_draws``)
     prior_draws: int  # Kp: K when the nuisance reaches both views, else 1
     low_bytes: int  # one draw of one image's low-res features, float16
     prior_bytes: int  # one draw of one image's priors, float16
@@ -431,7 +447,7 @@ def plan_cache(model: HLGFA, n_images: int, max_cache_gib: float = DEFAULT_MAX_C
     """The first policy that fits: memory (images + cache within ``max_cache_gib``), disk (the cache on the disk of
     ``folder``, default the system's temporary folder, leaving 1 GiB free), on the fly, else stop."""
     cfg = model.cfg
-    draws = wanted_draws(cfg)
+    draws = wanted_draws(cfg, n_images)
     prior_draws = draws if cfg.noise_aug and cfg.aug_views == "both" else 1
     low, prior = draw_bytes(model)
     folder = str(folder or tempfile.gettempdir())

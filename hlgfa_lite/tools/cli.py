@@ -70,11 +70,7 @@ def fit_command(args) -> dict:
     real_target(out, folder=True)  # a link pointing nowhere: refused now, not after the fit
     if (out / METADATA).exists() and not args.overwrite:
         raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
-    paths = train_image_paths(args.data)
-    from ..data import load_image
-
-    for path in paths:  # every image readable before any work or any file is written
-        load_image(path, MAX_SIDE)
+    paths = train_image_paths(args.data)  # fit reads every image before any work, and nothing is written before it ends
     overrides = {"seed": args.seed}
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
@@ -356,7 +352,7 @@ def space_command(args) -> Path:
     print(f"Space folder written to {out}: {', '.join(SPACE_ENTRIES)} (any other file there is kept)")
     print("publish it (create an empty Gradio Space first), either route:")
     print(f"  hf upload YOU/SPACE {out} . --repo-type space")
-    print(f"  git clone https://huggingface.co/spaces/YOU/SPACE space && hlgfa-lite space space --overwrite && "
+    print("  git clone https://huggingface.co/spaces/YOU/SPACE space && hlgfa-lite space space --overwrite && "
           "cd space && git add . && git commit -m demo && git push    (needs git-lfs)")
     return out
 

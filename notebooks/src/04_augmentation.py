@@ -48,6 +48,7 @@ from IPython.display import display
 from hlgfa_lite import HLGFA, load_image, load_test_split, train_image_paths
 from hlgfa_lite.augmentation import apply_nuisance, NoiseAugment
 from hlgfa_lite.lessons.lesson_heads import RECIPES, lesson_head, recipe
+from hlgfa_lite.tools.cache import wanted_draws
 from hlgfa_lite.training import calibrate_model, load_images, split_holdout
 from hlgfa_lite.tools.visualize import overlay, to_uint8_image
 
@@ -151,7 +152,7 @@ for name, key in HEADS.items():
     started = time.perf_counter()
     head = lesson_head(key, live=TRAIN_LIVE, steps=STEPS, device=DEVICE)
     models[name], losses[name] = head.model, head.losses
-    draws = 1 + (cfg.aug_copies if head.model.cfg.noise_aug else 0)
+    draws = wanted_draws(head.model.cfg, len(train_paths))
     print(f"{name:<16} {str(RECIPES[key]):<50} ({head.source} in {time.perf_counter() - started:3.0f} s) final loss "
           f"{head.losses[-1]:.4f} ({len(train_paths)} training images x {draws} cached draws)")
 

@@ -56,6 +56,7 @@ import urllib.request
 from hlgfa_lite import HLGFA, HLGFAError, fit, load, load_image, load_test_split, preset, train_image_paths
 from hlgfa_lite.evaluation import evaluate
 from hlgfa_lite.tools.mvtec import MVTEC_CATEGORIES, PAPER, run_all, summary_table
+from hlgfa_lite.tools.cache import wanted_draws
 from hlgfa_lite.training import head_steps, planned_steps, split_holdout
 
 LESSON_STARTED = time.perf_counter()
@@ -228,7 +229,7 @@ print(f"{len(MVTEC_CATEGORIES) - len(missing)} of 15 categories present" + (f"; 
 #
 # | part | what it does | grows with |
 # |---|---|---|
-# | features | the frozen backbone on 1 + `aug_copies` views of each training image | training images |
+# | features | the frozen backbone on each cached draw: the clean image and `aug_copies` noisy ones | training images |
 # | head steps | five passes over the training images, within 125-500 steps; small sets add cross-fitted heads | training images (above 400) |
 # | calibration | the maps of the held-out good images | held-out images |
 # | test | maps, scores and metrics of the test split | test images |
@@ -261,7 +262,7 @@ def measure_costs(preset_name: str, sample: Path, n_images: int, steps: int) -> 
     checkpoint_mib = sum(v.numel() * v.element_size() for v in model.fitted_state().values()) / 2 ** 20
     print(f"one {preset_name} checkpoint holds {checkpoint_mib:.0f} MiB of fitted tensors, so a real run's 15 take "
           f"about {15 * checkpoint_mib:.0f} MiB in {shown(RESULTS_HOME)}")
-    return {"feature_s_per_image": report.cache_seconds / report.n_train,
+    return {"feature_s_per_draw": report.cache_seconds / (report.n_train * report.cache_plan.draws),
             "step_s": report.train_seconds / steps,
             "calibration_s_per_image": (fit_seconds - report.cache_seconds - report.train_seconds) / report.n_holdout,
             "test_s_per_image": test_seconds / evaluation.metrics["n_test_images"]}
@@ -271,7 +272,7 @@ def estimate_seconds(costs: dict, cfg, n_good: int, n_test: int) -> dict:
     """Seconds of each part for a category of ``n_good`` training and ``n_test`` test images under ``cfg``."""
     train, holdout = split_holdout(list(range(n_good)), cfg.holdout_fraction, cfg.seed)
     extra_steps = planned_steps(cfg, n_good) - head_steps(cfg, len(train))  # cross-fitted heads score the training images
-    return {"features": costs["feature_s_per_image"] * len(train),
+    return {"features": costs["feature_s_per_draw"] * len(train) * wanted_draws(cfg, len(train)),
             "head steps": costs["step_s"] * planned_steps(cfg, n_good),
             "calibration": costs["calibration_s_per_image"] * (len(holdout) + (len(train) if extra_steps else 0)),
             "test": costs["test_s_per_image"] * n_test}
