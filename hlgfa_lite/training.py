@@ -44,7 +44,7 @@ from .synthetic import synthetic_defects
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
            "choose_map_scale", "cross_fit_scores", "fit", "fit_normality", "good_level_maps", "level_statistics",
-           "head_steps", "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc",
+           "head_steps", "fold_head_steps", "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc",
            "set_calibration", "set_statistics", "split_holdout", "train_head"]
 
 
@@ -233,17 +233,16 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, hol
 
     The images are split into ``folds`` groups (``calibration.fold_splits``); for each, a fold model (a new
     ``HLGFA`` on ``model``'s frozen backbone) repeats the whole fit without that group: a fresh head trained for
-    ``steps`` (default: the config's divided by ``folds``, so all folds together cost one more training) on the
+    ``steps`` (default ``fold_head_steps``: all folds together cost half a training more) on the
     cached features of the others, normality statistics from those others, and per-map statistics under
     ``map_scale`` (the final model's rule) from the held-out images (``holdout_images``, uint8). The fold model
     then scores its group: a good image it never saw, on a scale set by good images it never saw, as the final
-    model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained for a third
+    model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained for a fraction
     of the steps on a scale made for a better one: its misalignment, a little higher everywhere, reads as many
     spreads above normal, and the threshold lands above the defects.) ``model`` is not changed. ``on_step(i,
     loss)`` counts the steps of all folds."""
     splits = fold_splits(len(hr_images), folds, model.cfg.seed)
-    fold_steps = steps if steps is not None else max(1, head_steps(model.cfg, len(hr_images)) // len(splits)) \
-        if splits else 0
+    fold_steps = steps if steps is not None else fold_head_steps(model.cfg, len(hr_images), len(splits))
     scores: list[float] = []
     for fold, (held, kept) in enumerate(splits):
         torch.manual_seed(model.cfg.seed + 100 + fold)  # the fold head's initialisation
@@ -266,6 +265,9 @@ def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[P
 
 
 MIN_STEPS = 125  # the fewest steps ``passes`` gives: tire, 63 images, needs them (RESULTS.md, "Steps that follow the data")
+# the fold heads of a cross-fit train this share of the head's steps in all: half gave the thresholds and verdicts of
+# a whole share (benchmarks/CALIBRATION.md, "Cheaper cross-fitted heads")
+CROSS_FIT_SHARE = 0.5
 
 
 def training_precision(cfg, device) -> str:
@@ -285,6 +287,11 @@ def head_steps(cfg, n_train: int) -> int:
     return min(cfg.steps, max(MIN_STEPS, math.ceil(cfg.passes * n_train / cfg.batch_size)))
 
 
+def fold_head_steps(cfg, n_train: int, folds: int) -> int:
+    """Steps of each of ``folds`` cross-fitted heads: CROSS_FIT_SHARE of ``head_steps``, split evenly (at least 1)."""
+    return max(1, int(CROSS_FIT_SHARE * head_steps(cfg, n_train)) // max(folds, 1))
+
+
 def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_steps: int | None = None) -> int:
     """Optimiser steps ``fit`` will take on ``n_images`` good images, the cross-fitted heads included: ``fit``'s
     ``on_step`` counts up to this (for progress bars)."""
@@ -294,7 +301,8 @@ def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_s
     crossing = cross_fit if cross_fit is not None else n_holdout < CROSS_FIT_BELOW
     if not crossing or folds < 2:
         return steps
-    return steps + folds * (max(1, steps // folds) if cross_fit_steps is None else cross_fit_steps)
+    n_train = n_images - n_holdout
+    return steps + folds * (fold_head_steps(cfg, n_train, folds) if cross_fit_steps is None else cross_fit_steps)
 
 
 def fit(model: HLGFA, paths: list[Path], progress: bool = True,
@@ -306,7 +314,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
 
     ``cross_fit`` (default: when fewer than ``CROSS_FIT_BELOW`` images are held out) adds out-of-fold scores of
     the training images to the calibration: ``CROSS_FIT_FOLDS`` more heads trained on the held features for
-    ``cross_fit_steps`` each (default: a third of the config's steps). ``on_step`` counts every step
+    ``cross_fit_steps`` each (default ``fold_head_steps``: a sixth of the head's steps). ``on_step`` counts every step
     (``planned_steps`` in all); an exception raised by it (e.g. a cancelled demo fit) stops the fit between steps.
     ``say`` (None: silent) hears, before any work, one line: how much memory the training set will take and where
     the features go within ``max_cache_gib`` (a spill file goes in ``cache_dir``, default the temporary folder);

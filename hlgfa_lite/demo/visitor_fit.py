@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 from PIL import Image
 
 from ..config import preset
@@ -20,7 +21,7 @@ from ..errors import HLGFAError
 from ..model import HLGFA
 from ..tools.checkpoint import save
 from ..tools.visualize import to_uint8_image
-from ..training import fit, planned_steps
+from ..training import fit, planned_steps, training_precision
 from .models import ModelStore
 from .uploads import read_upload
 from .visitor_files import process_dir
@@ -30,9 +31,11 @@ FEW_FIT_IMAGES = 8  # below this the calibrated threshold rests on a single held
 MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
 # optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
 FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))
-# seconds per image (features, 4 draws) and per step (head), from the measured 20-image, 150-step fit on a quiet
-# 2-core CPU: 8 s + 67 s (benchmarks/DEMO_RESULTS.md); the page's time estimate is only as good as that machine
-FIT_SECONDS_PER_IMAGE, FIT_SECONDS_PER_STEP = 8 / 20, 67 / 150
+# a fit's seconds on a quiet 2-core CPU = fixed + per image + per step, from the quick (8 images) and normal (20) fits
+# of benchmarks.demo_latency --fit (benchmarks/DEMO_RESULTS.md); a step in float32, where bfloat16 is not native,
+# from the earlier float32 fit there. The page's time estimate is only as good as that machine
+FIT_SECONDS_FIXED, FIT_SECONDS_PER_IMAGE = 6.3, 0.11
+FIT_SECONDS_PER_STEP = {"bfloat16": 0.087, "float32": 67 / 150}
 # set by a stop signal: running fits end at their next step, so the process can exit without waiting for them
 SERVER_STOPPING = threading.Event()
 
@@ -57,8 +60,9 @@ def fit_estimate(steps: int, n_images: int) -> str:
     """Time a fit of ``steps`` on ``n_images`` takes on the measured machine, in words; every optimiser step counts,
     the cross-fitted calibration heads of a small set included (``planned_steps``)."""
     n_images = min(n_images, MAX_FIT_IMAGES)
-    planned = planned_steps(preset("lite", steps=steps, passes=0.0), n_images)
-    seconds = FIT_SECONDS_PER_IMAGE * n_images + FIT_SECONDS_PER_STEP * planned
+    cfg = preset("lite", steps=steps, passes=0.0)
+    per_step = FIT_SECONDS_PER_STEP[training_precision(cfg, torch.device("cpu"))]
+    seconds = FIT_SECONDS_FIXED + FIT_SECONDS_PER_IMAGE * n_images + per_step * planned_steps(cfg, n_images)
     return f"{max(10, round(seconds / 10) * 10):.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 

@@ -97,7 +97,7 @@ def wanted_draws(cfg, n_images: int) -> int:
     """K = 1 + c draws per image, c = min(aug_copies, max(1, aug_budget // n_images)) (1 without augmentation).
 
     Every draw costs a backbone pass at both resolutions, the bulk of a fit on a large set, so a budget saves time
-    there; but fewer copies cost the magnetic tile 0.5 (two copies) to 0.8 (one) image-AUROC points, so ``lite``
+    there; but fewer copies cost the magnetic tile 0.4 (two copies) to 0.7 (one) image-AUROC points, so ``lite``
     keeps every copy (budget 0; RESULTS.md, "Augmented draws"). Every image keeps at least one augmented copy."""
     if not cfg.noise_aug:
         return 1
