@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import json
 import time
 
 import torch
@@ -72,8 +73,9 @@ def weight_table(model: HLGFA, holdout: torch.Tensor, memo: FeatureMemo, samples
 
 
 def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], n_images: int | None,
-          weights: list[float] = (), copies: list[int | None] = (None,), preset_name: str = "lite") -> dict:
-    base = preset(preset_name)
+          weights: list[float] = (), copies: list[int | None] = (None,), preset_name: str = "lite",
+          overrides: dict | None = None) -> dict:
+    base = preset(preset_name, **(overrides or {}))
     paths = train_image_paths(data)
     if n_images:
         paths = [paths[round(i * (len(paths) - 1) / max(n_images - 1, 1))] for i in range(n_images)]
@@ -118,7 +120,20 @@ def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], 
                           f"scale {row['map_scale']}, head {train_s:.0f} s", flush=True)
         finally:
             cache.close()
-    return {"data": check_dataset(data), "preset": preset_name, "n_images": n_images, "rows": rows, "machine": machine_info("cpu", torch.get_num_threads())}
+    return {"data": check_dataset(data), "preset": preset_name, "overrides": overrides or {}, "n_images": n_images,
+            "rows": rows, "machine": machine_info("cpu", torch.get_num_threads())}
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """["normality_pool=1", "map_scale=std"] -> {"normality_pool": 1, "map_scale": "std"}."""
+    overrides = {}
+    for pair in pairs:
+        field, _, value = pair.partition("=")
+        try:
+            overrides[field] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[field] = value
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, nargs="+", default=[None],
                         help="augmented copies per training image, each held apart (default: the preset's rule)")
     parser.add_argument("--preset", default="lite", choices=["lite", "lite_paper"])
+    parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="config fields to change, e.g. normality_pool=1 smooth_sigma=2 (numbers as JSON)")
     parser.add_argument("--out", required=True, help="results JSON")
     args = parser.parse_args(argv)
     return exit_code(lambda: write_json(args.out, curve(args.data, args.steps, args.precisions, args.seeds,
                                                         args.images, args.weights, args.copies,
-                                                        args.preset)))
+                                                        args.preset, parse_overrides(args.set))))
 
 
 if __name__ == "__main__":
