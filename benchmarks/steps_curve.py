@@ -72,9 +72,33 @@ def weight_table(model: HLGFA, holdout: torch.Tensor, memo: FeatureMemo, samples
     return rows
 
 
+def variant_table(model: HLGFA, holdout: torch.Tensor, memo: FeatureMemo, samples, variants: list[dict]) -> list[dict]:
+    """The same fitted head and normality term with scoring fields changed after the fit (``--after``): each
+    variant's statistics are chosen again on the held-out images (an "auto" rule chooses here, as ``fit`` does),
+    then the whole test set is scored. Paired by construction: only the fusion differs."""
+    rows, kept = [], model.cfg
+    good_maps = good_level_maps(model, holdout)
+    try:
+        for variant in variants:
+            model.cfg = kept.replace(**variant)
+            statistics = level_statistics(model, holdout, good_maps)
+            set_calibration(model, statistics, good_maps)
+            memo.model = model
+            result = evaluate_samples(memo, samples, kept.eval_size, warmup=0, progress=False)
+            rows.append({"after": variant, "map_scale": statistics.map_scale,
+                         "normality_levels": statistics.normality_levels, "synthetic_auroc": statistics.scale_auroc,
+                         **{k: result.metrics[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")}})
+            print(f"    {variant}: image {rows[-1]['image_auroc']:.3f}, pixel {rows[-1]['pixel_auroc']:.3f}, "
+                  f"AUPRO {rows[-1]['pixel_aupro']:.3f}; chose {statistics.map_scale}/{statistics.normality_levels} "
+                  f"{statistics.scale_auroc}", flush=True)
+    finally:
+        model.cfg = kept
+    return rows
+
+
 def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], n_images: int | None,
           weights: list[float] = (), copies: list[int | None] = (None,), preset_name: str = "lite",
-          overrides: dict | None = None) -> dict:
+          overrides: dict | None = None, after: list[dict] = ()) -> dict:
     base = preset(preset_name, **(overrides or {}))
     paths = train_image_paths(data)
     if n_images:
@@ -114,6 +138,8 @@ def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], 
                            **{k: result.metrics[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")}}
                     if weights and n_steps == max(steps) and model.normality is not None:
                         row["weights"] = weight_table(model, holdout, memo, samples, weights)
+                    if after:
+                        row["after"] = variant_table(model, holdout, memo, samples, list(after))
                     rows.append(row)
                     print(f"seed {seed}, {cache.draws} draws, {precision} {n_steps} steps ({row['passes']:.1f} passes): image "
                           f"{row['image_auroc']:.3f}, pixel {row['pixel_auroc']:.3f}, AUPRO {row['pixel_aupro']:.3f}, "
@@ -150,11 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="lite", choices=["lite", "lite_paper"])
     parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                         help="config fields to change, e.g. normality_pool=1 smooth_sigma=2 (numbers as JSON)")
+    parser.add_argument("--after", nargs="+", default=[], metavar="FIELDS",
+                        help="score each fitted head again with scoring fields changed, one variant per argument: "
+                             "normality_levels=all normality_levels=auto (several fields: a,b joined by commas)")
     parser.add_argument("--out", required=True, help="results JSON")
     args = parser.parse_args(argv)
+    after = [parse_overrides(variant.split(",")) for variant in args.after]
     return exit_code(lambda: write_json(args.out, curve(args.data, args.steps, args.precisions, args.seeds,
                                                         args.images, args.weights, args.copies,
-                                                        args.preset, parse_overrides(args.set))))
+                                                        args.preset, parse_overrides(args.set), after)))
 
 
 if __name__ == "__main__":

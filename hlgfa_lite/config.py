@@ -61,6 +61,7 @@ class HLGFAConfig:
     # --- scoring ---------------------------------------------------------------------------------------
     map_scale: str = "auto"  # "std", "max", or "auto": chosen per fit (scoring.py; RESULTS.md, "The map scale")
     normality_weight: float = 0.75  # the normality maps' share, tuned on test data (RESULTS.md, "Part weights")
+    normality_levels: str = "all"  # normality maps fused: "all", "fine" (not the coarsest), "auto": chosen per fit
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
     score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max
     eval_size: int = 256  # pixel metrics are computed on maps and masks resized to this square
@@ -88,6 +89,8 @@ class HLGFAConfig:
             raise HLGFAError(f"backbone_runtime must be one of {list(RUNTIMES)}, got {self.backbone_runtime!r}.")
         if self.map_scale not in ("std", "max", "auto"):
             raise HLGFAError(f"map_scale must be 'std', 'max' or 'auto', got {self.map_scale!r}.")
+        if self.normality_levels not in ("all", "fine", "auto"):
+            raise HLGFAError(f"normality_levels must be 'all', 'fine' or 'auto', got {self.normality_levels!r}.")
         if self.train_precision not in ("auto", "float32", "bfloat16"):
             raise HLGFAError(f"train_precision must be 'auto', 'float32' or 'bfloat16', got {self.train_precision!r}.")
         if self.normality_draws not in ("clean", "all"):
@@ -135,7 +138,7 @@ class HLGFAConfig:
     def from_dict(cls, values: dict) -> "HLGFAConfig":
         # checkpoints written before a switch existed behave as they did then
         values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
-                  "train_precision": "float32", "aug_budget": 0, **values}
+                  "train_precision": "float32", "aug_budget": 0, "normality_levels": "all", **values}
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:

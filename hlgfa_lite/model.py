@@ -104,15 +104,19 @@ class HLGFA(nn.Module):
 
     # --- scoring -----------------------------------------------------------------------------------------
     def fuse(self, raw_maps: list[torch.Tensor], first: int = 0,
-             statistics: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+             statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
+             normality_levels: str | None = None) -> torch.Tensor:
         """Raw maps -> one map on the calibrated scale; ``first``: the index of ``raw_maps[0]`` among all raw maps
         (misalignment levels, then normality levels), whose good-image statistics normalise it. ``statistics``:
-        (mean, scale) of every raw map to use instead of the model's own (the calibration weighing a candidate)."""
+        (mean, scale) of every raw map to use instead of the model's own, ``normality_levels`` the level set instead
+        of the config's (the calibration weighing a candidate)."""
         mean, scale = statistics if statistics is not None else (self.level_mean, self.level_scale)
         stats = slice(first, first + len(raw_maps))
-        weights = map_weights(len(self.backbone.channels), self.normality is not None, self.cfg.normality_weight)
-        return fuse_levels(raw_maps, mean[stats], scale[stats], self.cfg.lr_size, self.cfg.smooth_sigma,
-                           weights[stats])
+        weights = map_weights(len(self.backbone.channels), self.normality is not None, self.cfg.normality_weight,
+                              normality_levels or self.cfg.normality_levels)[stats]
+        if weights.sum() == 0:  # a map the fusion leaves out, shown alone (lessons, benchmarks/object_maps.py)
+            weights = torch.ones_like(weights)
+        return fuse_levels(raw_maps, mean[stats], scale[stats], self.cfg.lr_size, self.cfg.smooth_sigma, weights)
 
     def raw_map_range(self, index: int) -> tuple[float, float]:
         """Colour range for raw map ``index`` (its place in ``Inspection.all_maps``) that matches the fused map's

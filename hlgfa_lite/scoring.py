@@ -34,6 +34,7 @@ from .priors import low_pass
 
 
 SCALES = ("std", "max")  # a fit with map_scale="auto" picks one of these (training.choose_map_scale)
+LEVEL_SETS = ("all", "fine")  # normality maps fused: every level, or all but the coarsest ("auto" picks one)
 
 
 def map_statistics(good_maps: list[torch.Tensor], map_scale: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,12 +48,18 @@ def map_statistics(good_maps: list[torch.Tensor], map_scale: str) -> tuple[torch
     return mean, scale.clamp_min(1e-6)  # a constant map (a single pixel, an untrained head) must not divide by 0
 
 
-def map_weights(n_levels: int, with_normality: bool, normality_weight: float) -> torch.Tensor:
-    """w_l of every raw map (misalignment levels, then normality levels), summing to 1."""
+def map_weights(n_levels: int, with_normality: bool, normality_weight: float,
+                normality_levels: str = "all") -> torch.Tensor:
+    """w_l of every raw map (misalignment levels, then normality levels), summing to 1. ``normality_levels``
+    "fine" gives the coarsest normality map no weight (its share goes to the finer ones); "auto", before a fit has
+    chosen, counts as "all"."""
     if not with_normality:
         return torch.full((n_levels,), 1 / n_levels)
+    normality = torch.ones(n_levels)
+    if normality_levels == "fine" and n_levels > 1:
+        normality[-1] = 0  # the coarsest level comes last (out_indices in order)
     return torch.cat([torch.full((n_levels,), (1 - normality_weight) / n_levels),
-                      torch.full((n_levels,), normality_weight / n_levels)])
+                      normality_weight * normality / normality.sum()])
 
 
 def fuse_levels(level_maps: list[torch.Tensor], level_mean: torch.Tensor, level_scale: torch.Tensor,

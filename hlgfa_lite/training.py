@@ -38,7 +38,7 @@ from .device import has_fast_bfloat16
 from .errors import HLGFAError
 from .metrics import pixel_auroc
 from .model import HLGFA
-from .scoring import SCALES, image_scores, map_statistics
+from .scoring import LEVEL_SETS, SCALES, image_scores, map_statistics
 from .synthetic import synthetic_defects
 
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
@@ -123,29 +123,45 @@ def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1,
     return [torch.cat(level) for level in zip(*maps)]
 
 
+def fusion_candidates(cfg, with_normality: bool) -> dict[str, tuple[str, str]]:
+    """The fusions an "auto" fit weighs, by name: each map scale of ``scoring.SCALES`` (``map_scale="auto"``)
+    and, with ``normality_levels="auto"``, each level set of ``scoring.LEVEL_SETS`` ("std/fine": scale "std", the
+    coarsest normality map left out). A rule that is fixed is the only candidate for its part."""
+    scales = SCALES if cfg.map_scale == "auto" else (cfg.map_scale,)
+    choose_levels = cfg.normality_levels == "auto" and with_normality
+    levels = LEVEL_SETS if choose_levels else ("all" if cfg.normality_levels == "auto" else cfg.normality_levels,)
+    return {(f"{scale}/{level}" if choose_levels else scale): (scale, level) for scale in scales for level in levels}
+
+
 def scale_auroc(good_maps: list[torch.Tensor], defect_maps: list[torch.Tensor], masks: torch.Tensor,
-                fuse: Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
-    """Pixel AUROC of the fused maps under each scale of ``scoring.SCALES``: raw maps [(N, h, w)] of good and
-    [(M, h, w)] of defective images, masks (M, H, W) of the defects; ``fuse(raw_maps, mean, scale)`` -> (N + M, H, W).
-    The statistics come from the good maps, whose pixels then count as normal beside the defects' surroundings."""
+                fuse: Callable[..., torch.Tensor],
+                candidates: dict[str, tuple[str, str]] | None = None) -> dict[str, float]:
+    """Pixel AUROC of the fused maps under each candidate (``fusion_candidates``; default: each scale of
+    ``scoring.SCALES``): raw maps [(N, h, w)] of good and [(M, h, w)] of defective images, masks (M, H, W) of the
+    defects; ``fuse(raw_maps, mean, scale)`` -> (N + M, H, W), or ``fuse(raw_maps, mean, scale, levels)`` when a
+    candidate names a level set. The statistics come from the good maps, whose pixels then count as normal beside
+    the defects' surroundings."""
+    candidates = candidates or {scale: (scale, None) for scale in SCALES}
     truth = torch.cat([masks, torch.zeros(len(good_maps[0]), *masks.shape[1:], dtype=torch.bool)])
     if not truth.any():
-        return {scale: 0.5 for scale in SCALES}
+        return {name: 0.5 for name in candidates}
     auroc = {}
-    for scale in SCALES:
+    for name, (scale, levels) in candidates.items():
         mean, spread = map_statistics(good_maps, scale)
-        fused = fuse([torch.cat([d, g]) for d, g in zip(defect_maps, good_maps)], mean, spread)
-        auroc[scale] = pixel_auroc(fused.cpu().numpy(), truth.cpu().numpy())
+        raw = [torch.cat([d, g]) for d, g in zip(defect_maps, good_maps)]
+        fused = fuse(raw, mean, spread) if levels is None else fuse(raw, mean, spread, levels)
+        auroc[name] = pixel_auroc(fused.cpu().numpy(), truth.cpu().numpy())
     return auroc
 
 
 @torch.no_grad()
 def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torch.Tensor], batch_size: int = 1,
                      size: int = 128, limit: int = 32, progress: bool = False) -> dict[str, float]:
-    """``map_scale="auto"``: how well each scale's fused maps localise synthetic defects made on held-out good
-    images (uint8, N >= 1, the first ``limit`` of them, which bounds the memory; ``synthetic.py``), by pixel AUROC
-    at ``size`` px (``scale_auroc``). ``good_maps``: those images' raw maps [(N, h, w)], computed once by the
-    caller. Changes nothing in ``model``; ``pick_map_scale`` reads the answer."""
+    """``map_scale="auto"`` (and ``normality_levels="auto"``): how well each candidate fusion
+    (``fusion_candidates``) localises synthetic defects made on held-out good images (uint8, N >= 1, the first
+    ``limit`` of them, which bounds the memory; ``synthetic.py``), by pixel AUROC at ``size`` px (``scale_auroc``).
+    ``good_maps``: those images' raw maps [(N, h, w)], computed once by the caller. Changes nothing in ``model``;
+    ``pick_map_scale`` reads the answer."""
     hr_images, good_maps = hr_images[:limit], [m[:limit] for m in good_maps]
     defective, masks = synthetic_defects(as_float(hr_images), torch.Generator().manual_seed(model.cfg.seed),
                                          as_uint8=True)  # 8-bit like every held image: a quarter of the memory
@@ -153,17 +169,19 @@ def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torc
                                   desc="map scale: synthetic defects" if progress else None)
     masks = F.interpolate(masks[:, None].float(), size=(size, size), mode="area")[:, 0] > 0.5
 
-    def fuse(raw_maps, mean, spread):  # a few images at a time: the maps at full size would take ~0.5 GB at once
-        return torch.cat([F.interpolate(model.fuse([m[i:i + 8] for m in raw_maps], statistics=(mean, spread))[:, None],
+    def fuse(raw_maps, mean, spread, levels=None):  # a few images at a time: ~0.5 GB at full size at once
+        return torch.cat([F.interpolate(model.fuse([m[i:i + 8] for m in raw_maps], statistics=(mean, spread),
+                                                   normality_levels=levels)[:, None],
                                         size=(size, size), mode="bilinear", align_corners=False)[:, 0]
                           for i in range(0, len(raw_maps[0]), 8)])
 
-    return scale_auroc(good_maps, defect_maps, masks, fuse)
+    return scale_auroc(good_maps, defect_maps, masks, fuse,
+                       fusion_candidates(model.cfg, model.normality is not None))
 
 
 def pick_map_scale(auroc: dict[str, float]) -> str:
-    """The scale with the best synthetic-defect AUROC; a tie keeps "max"."""
-    return max(SCALES, key=lambda scale: (auroc[scale], scale == "max"))
+    """The candidate with the best synthetic-defect AUROC; a tie keeps "max", then every level."""
+    return max(auroc, key=lambda name: (auroc[name], name.startswith("max"), not name.endswith("/fine")))
 
 
 @dataclass
@@ -174,25 +192,35 @@ class LevelStatistics:
     map_scale: str  # "std" or "max" (never "auto": chosen by then)
     mean: torch.Tensor  # (maps,)
     scale: torch.Tensor  # (maps,)
-    scale_auroc: dict[str, float] = field(default_factory=dict)  # "auto" only: synthetic AUROC of each scale
+    scale_auroc: dict[str, float] = field(default_factory=dict)  # "auto" only: synthetic AUROC of each candidate
+    normality_levels: str = "all"  # "all" or "fine" (never "auto")
 
 
 def level_statistics(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torch.Tensor],
-                     map_scale: str | None = None, progress: bool = False) -> LevelStatistics:
+                     map_scale: str | None = None, progress: bool = False,
+                     normality_levels: str | None = None) -> LevelStatistics:
     """The statistics of held-out good images (uint8, N >= 1) whose raw maps are ``good_maps`` [(N, h, w)], under
-    ``map_scale`` (default: the config's; "auto" is chosen here, ``choose_map_scale``). Changes nothing in ``model``."""
-    rule, auroc = map_scale or model.cfg.map_scale, {}
-    if rule == "auto":
-        auroc = choose_map_scale(model, hr_images, good_maps, progress=progress)
-        rule = pick_map_scale(auroc)
+    ``map_scale`` and ``normality_levels`` (default: the config's; "auto" is chosen here, ``choose_map_scale``).
+    Changes nothing in ``model``."""
+    cfg = model.cfg.replace(map_scale=map_scale or model.cfg.map_scale,
+                            normality_levels=normality_levels or model.cfg.normality_levels)
+    candidates = fusion_candidates(cfg, model.normality is not None)
+    auroc = {}
+    if len(candidates) > 1:
+        kept, model.cfg = model.cfg, cfg
+        try:
+            auroc = choose_map_scale(model, hr_images, good_maps, progress=progress)
+        finally:
+            model.cfg = kept
+    rule, levels = candidates[pick_map_scale(auroc) if auroc else next(iter(candidates))]
     mean, scale = map_statistics(good_maps, rule)
-    return LevelStatistics(rule, mean, scale, auroc)
+    return LevelStatistics(rule, mean, scale, auroc, levels)
 
 
 @torch.no_grad()
 def set_statistics(model: HLGFA, statistics: LevelStatistics) -> None:
     """The one place a model's map-scale rule and per-map statistics are set."""
-    model.cfg = model.cfg.replace(map_scale=statistics.map_scale)
+    model.cfg = model.cfg.replace(map_scale=statistics.map_scale, normality_levels=statistics.normality_levels)
     model.level_mean.copy_(statistics.mean)
     model.level_scale.copy_(statistics.scale)
 
@@ -228,6 +256,7 @@ def _scores_of(model: HLGFA, hr_images: torch.Tensor) -> list[float]:
 
 def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, holdout_images: torch.Tensor,
                      map_scale: str, folds: int = CROSS_FIT_FOLDS, steps: int | None = None,
+                     normality_levels: str = "all",
                      on_step: Callable[[int, float], None] | None = None, progress: bool = False) -> list[float]:
     """Out-of-fold good scores of the training images (uint8 (N, 3, hr, hr), their features in ``cache``).
 
@@ -235,9 +264,9 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, hol
     ``HLGFA`` on ``model``'s frozen backbone) repeats the whole fit without that group: a fresh head trained for
     ``steps`` (default ``fold_head_steps``: all folds together cost half a training more) on the
     cached features of the others, normality statistics from those others, and per-map statistics under
-    ``map_scale`` (the final model's rule) from the held-out images (``holdout_images``, uint8). The fold model
-    then scores its group: a good image it never saw, on a scale set by good images it never saw, as the final
-    model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained for a fraction
+    ``map_scale`` and ``normality_levels`` (the final model's rules) from the held-out images (``holdout_images``,
+    uint8). The fold model then scores its group: a good image it never saw, on a scale set by good images it
+    never saw, as the final model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained for a fraction
     of the steps on a scale made for a better one: its misalignment, a little higher everywhere, reads as many
     spreads above normal, and the threshold lands above the defects.) ``model`` is not changed. ``on_step(i,
     loss)`` counts the steps of all folds."""
@@ -252,7 +281,8 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, hol
                    on_step=(lambda i, loss, o=fold * fold_steps: on_step(o + i, loss)) if on_step else None,
                    desc=f"cross-fitted head {fold + 1}/{len(splits)}")
         good_maps = good_level_maps(fold_model, holdout_images)  # its scale; no threshold of its own is needed
-        set_statistics(fold_model, level_statistics(fold_model, holdout_images, good_maps, map_scale))
+        set_statistics(fold_model, level_statistics(fold_model, holdout_images, good_maps, map_scale,
+                                                    normality_levels=normality_levels))
         scores += _scores_of(fold_model, hr_images[held])
     return scores
 
@@ -349,6 +379,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
             started = time.perf_counter()
             report.cross_fit_scores = cross_fit_scores(
                 model, cache, train_images, holdout_images, statistics.map_scale, steps=cross_fit_steps,
+                normality_levels=statistics.normality_levels,
                 progress=progress, on_step=(lambda i, loss: on_step(report.steps + i, loss)) if on_step else None)
             report.cross_fit_seconds = time.perf_counter() - started
     finally:

@@ -98,7 +98,8 @@ def fit_command(args) -> dict:
     print(f"fit done in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head {report.train_seconds:.0f} s); "
           f"loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}")
     if report.map_scale_auroc:
-        print(f"map scale {model.cfg.map_scale!r}, chosen on synthetic defects (pixel AUROC " + ", ".join(
+        levels = f", normality levels {model.cfg.normality_levels!r}" if "/" in next(iter(report.map_scale_auroc)) else ""
+        print(f"map scale {model.cfg.map_scale!r}{levels}, chosen on synthetic defects (pixel AUROC " + ", ".join(
             f"{scale} {value:.4f}" for scale, value in report.map_scale_auroc.items()) + ")")
     print(f"threshold {cal.image_threshold:.3f} (borderline above {cal.borderline_threshold:.3f}) for a "
           f"{100 * cal.target_fpr:g} % false-alarm target, from {cal.n_images} good scores "
