@@ -60,7 +60,8 @@ class HLGFAConfig:
     normality_pool: int = 3  # features averaged over k x k neighbours first (RESULTS.md, "The normality term")
     # --- scoring ---------------------------------------------------------------------------------------
     map_scale: str = "auto"  # "std", "max", or "auto": chosen per fit (scoring.py; RESULTS.md, "The map scale")
-    normality_weight: float = 0.75  # the normality maps' share, tuned on test data (RESULTS.md, "Part weights")
+    normality_weight: float = 0.75  # the normality maps' share of the fusion the image score reads ("Part weights")
+    map_normality_weight: float | None = 0.25  # their share of the map; None: the score's share ("Two fusions")
     normality_levels: str = "all"  # normality maps fused: "all", "fine" (not the coarsest), "auto": chosen per fit
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
     score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max
@@ -95,6 +96,10 @@ class HLGFAConfig:
             raise HLGFAError(f"train_precision must be 'auto', 'float32' or 'bfloat16', got {self.train_precision!r}.")
         if self.normality_draws not in ("clean", "all"):
             raise HLGFAError(f"normality_draws must be 'clean' or 'all', got {self.normality_draws!r}.")
+        weight = self.map_normality_weight
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                   or not 0 <= weight < 1):
+            raise HLGFAError(f"config field map_normality_weight must be in [0, 1) or None, got {weight!r}.")
         if not self.out_indices:
             raise HLGFAError("out_indices is empty: name at least one backbone level, e.g. (1, 2, 3).")
         return self
@@ -138,7 +143,8 @@ class HLGFAConfig:
     def from_dict(cls, values: dict) -> "HLGFAConfig":
         # checkpoints written before a switch existed behave as they did then
         values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
-                  "train_precision": "float32", "aug_budget": 0, "normality_levels": "all", **values}
+                  "train_precision": "float32", "aug_budget": 0, "normality_levels": "all",
+                  "map_normality_weight": None, **values}
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -154,9 +160,9 @@ PRESETS: dict[str, HLGFAConfig] = {
     "lite": HLGFAConfig(),
     # the abstract's method alone, on the CPU backbone: what the paper's components do without our additions
     # (normality_weight 0.5: no normality maps to weigh, and the value every checkpoint before the field had)
-    "lite_paper": HLGFAConfig(normality="none", map_scale="std", normality_weight=0.5),
+    "lite_paper": HLGFAConfig(normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None),
     "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000, passes=0.0,
-                         normality="none", map_scale="std", normality_weight=0.5),
+                         normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None),
 }
 
 

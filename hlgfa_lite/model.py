@@ -103,20 +103,35 @@ class HLGFA(nn.Module):
         return priors, self.head(low, priors)
 
     # --- scoring -----------------------------------------------------------------------------------------
+    @property
+    def map_share(self) -> float:
+        """The normality family's share of the anomaly map (``map_normality_weight``, else the score's share)."""
+        weight = self.cfg.map_normality_weight
+        return self.cfg.normality_weight if weight is None else weight
+
     def fuse(self, raw_maps: list[torch.Tensor], first: int = 0,
              statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
-             normality_levels: str | None = None) -> torch.Tensor:
+             normality_levels: str | None = None, normality_weight: float | None = None) -> torch.Tensor:
         """Raw maps -> one map on the calibrated scale; ``first``: the index of ``raw_maps[0]`` among all raw maps
         (misalignment levels, then normality levels), whose good-image statistics normalise it. ``statistics``:
         (mean, scale) of every raw map to use instead of the model's own, ``normality_levels`` the level set instead
-        of the config's (the calibration weighing a candidate)."""
+        of the config's (the calibration weighing a candidate), ``normality_weight`` the normality family's share
+        instead of the map's (``score_map``)."""
         mean, scale = statistics if statistics is not None else (self.level_mean, self.level_scale)
         stats = slice(first, first + len(raw_maps))
-        weights = map_weights(len(self.backbone.channels), self.normality is not None, self.cfg.normality_weight,
+        share = self.map_share if normality_weight is None else normality_weight
+        weights = map_weights(len(self.backbone.channels), self.normality is not None, share,
                               normality_levels or self.cfg.normality_levels)[stats]
         if weights.sum() == 0:  # a map the fusion leaves out, shown alone (lessons, benchmarks/object_maps.py)
             weights = torch.ones_like(weights)
         return fuse_levels(raw_maps, mean[stats], scale[stats], self.cfg.lr_size, self.cfg.smooth_sigma, weights)
+
+    def score_map(self, raw_maps: list[torch.Tensor], anomaly_map: torch.Tensor) -> torch.Tensor:
+        """The map the image score reads: the families weighed by ``normality_weight``. It is ``anomaly_map``
+        itself (fused from the same ``raw_maps``) unless ``map_normality_weight`` gives the map its own share."""
+        if self.normality is None or self.map_share == self.cfg.normality_weight:
+            return anomaly_map
+        return self.fuse(raw_maps, normality_weight=self.cfg.normality_weight)
 
     def raw_map_range(self, index: int) -> tuple[float, float]:
         """Colour range for raw map ``index`` (its place in ``Inspection.all_maps``) that matches the fused map's
@@ -128,8 +143,8 @@ class HLGFA(nn.Module):
     def part_maps(self, inspection: Inspection) -> dict[str, torch.Tensor]:
         """Each family of raw maps fused alone, on its calibrated scale: ``"alignment"`` (the abstract's method) and,
         with the normality term, ``"normality"``; each (B, lr, lr). With both, the anomaly map is
-        (1 - normality_weight) * alignment + normality_weight * normality (normalising, upsampling, averaging and
-        smoothing are all linear)."""
+        (1 - w) * alignment + w * normality (normalising, upsampling, averaging and
+        smoothing are all linear), w = ``map_share``."""
         parts = {"alignment": self.fuse(inspection.level_maps)}
         if inspection.normality_maps:
             parts["normality"] = self.fuse(inspection.normality_maps, first=len(inspection.level_maps))
@@ -154,8 +169,9 @@ class HLGFA(nn.Module):
         level_maps = [misalignment(o.refined, p.target) for o, p in zip(outputs, priors)]
         normality_maps = self.normality(low) if self.normality is not None else []
         anomaly_map = self.fuse(level_maps + normality_maps)
+        score_map = self.score_map(level_maps + normality_maps, anomaly_map)
         return Inspection(hr_image, lr_image, high, low, priors, outputs, level_maps, normality_maps, anomaly_map,
-                          image_scores(anomaly_map, self.cfg.score_topk))
+                          image_scores(score_map, self.cfg.score_topk))
 
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

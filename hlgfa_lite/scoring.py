@@ -3,9 +3,9 @@
 For raw maps e_l, l = 1..L (the misalignment of each level, and with ``normality`` on, each level's normality map
 too; on grids of different sizes):
 
-    z_l   = (e_l - mu_l) / s_l                mu_l: mean of e_l over the pixels of N held-out good images
-    A     = G_s * sum_l w_l up(z_l)           upsampled to the low-res image size, fused, Gaussian-smoothed
-    score = mean of the top-k fraction of A   (k = 0: the max)
+    z_l   = (e_l - mu_l) / s_l                 mu_l: mean of e_l over the pixels of N held-out good images
+    A     = G_s * sum_l w_l up(z_l)            upsampled to the low-res image size, fused, Gaussian-smoothed
+    score = mean of the top-k fraction of A'   (k = 0: the max)
 
 with weights w_l summing to 1: each family of maps (misalignment, normality) shares its part of the weight equally
 among its levels, the normality family ``normality_weight`` of it (0.5: every map alike), and the scale s_l
@@ -23,6 +23,12 @@ fuses best depends on the data (bottle: "std", magnetic tile: "max"), so ``"auto
 synthetic defects made on its held-out good images (``synthetic.py``, ``training.choose_map_scale``). The same good
 images give the image threshold and a fixed colour scale (``calibration.py``), so a map means the same thing on
 every image (no per-image min-max, which makes every good image look anomalous).
+
+Two fusions. A' is A itself unless ``map_normality_weight`` gives the map a share of its own: then A weighs the
+normality family by that share and A' (what the score reads) by ``normality_weight``. Whether an image is defective
+and where its defect lies are two questions: the normality maps rank images well, but on an object their coarse
+per-position Gaussians light normal pixels around the part too, and every such pixel costs the map (RESULTS.md, "Two
+fusions"). Both come from the same raw maps and the same statistics, so the second fusion costs one weighted sum.
 """
 
 from __future__ import annotations

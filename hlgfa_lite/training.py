@@ -160,8 +160,9 @@ def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torc
     """``map_scale="auto"`` (and ``normality_levels="auto"``): how well each candidate fusion
     (``fusion_candidates``) localises synthetic defects made on held-out good images (uint8, N >= 1, the first
     ``limit`` of them, which bounds the memory; ``synthetic.py``), by pixel AUROC at ``size`` px (``scale_auroc``).
-    ``good_maps``: those images' raw maps [(N, h, w)], computed once by the caller. Changes nothing in ``model``;
-    ``pick_map_scale`` reads the answer."""
+    ``good_maps``: those images' raw maps [(N, h, w)], computed once by the caller. The candidates are fused as the
+    image score fuses them (``normality_weight``), so a map with a share of its own (``map_normality_weight``)
+    changes the map and nothing else. Changes nothing in ``model``; ``pick_map_scale`` reads the answer."""
     hr_images, good_maps = hr_images[:limit], [m[:limit] for m in good_maps]
     defective, masks = synthetic_defects(as_float(hr_images), torch.Generator().manual_seed(model.cfg.seed),
                                          as_uint8=True)  # 8-bit like every held image: a quarter of the memory
@@ -171,7 +172,8 @@ def choose_map_scale(model: HLGFA, hr_images: torch.Tensor, good_maps: list[torc
 
     def fuse(raw_maps, mean, spread, levels=None):  # a few images at a time: ~0.5 GB at full size at once
         return torch.cat([F.interpolate(model.fuse([m[i:i + 8] for m in raw_maps], statistics=(mean, spread),
-                                                   normality_levels=levels)[:, None],
+                                                   normality_levels=levels,
+                                                   normality_weight=model.cfg.normality_weight)[:, None],
                                         size=(size, size), mode="bilinear", align_corners=False)[:, 0]
                           for i in range(0, len(raw_maps[0]), 8)])
 
@@ -233,7 +235,7 @@ def set_calibration(model: HLGFA, statistics: LevelStatistics, good_maps: list[t
     held-out images' scores (N,)."""
     set_statistics(model, statistics)
     fused = model.fuse(good_maps)  # (N, lr, lr)
-    scores = image_scores(fused, model.cfg.score_topk).cpu()
+    scores = image_scores(model.score_map(good_maps, fused), model.cfg.score_topk).cpu()
     model.calibration = calibrate(scores.tolist() + list(extra_scores), fused.cpu(), target_fpr=target_fpr,
                                   confidence=confidence)
     return scores

@@ -107,12 +107,22 @@ def test_normality_is_fitted_saved_and_loaded_with_the_model(mode, sample, tmp_p
     assert len(before.normality_maps) == 3 and len(model.level_mean) == 6
     again = load(save(model, tmp_path / "run")).inspect(image)
     torch.testing.assert_close(again.anomaly_map, before.anomaly_map)
-    # the fused map is the weighted mean of its two parts: every step of the fusion is linear
-    parts, weight = model.part_maps(before), model.cfg.normality_weight
-    assert weight == 0.75
-    torch.testing.assert_close((1 - weight) * parts["alignment"] + weight * parts["normality"], before.anomaly_map,
+    # each fusion is a weighted mean of the two parts (every step of it is linear): the map with the map's share,
+    # the map the image score reads with the score's
+    from hlgfa_lite.scoring import image_scores
+
+    parts = model.part_maps(before)
+    assert (model.map_share, model.cfg.normality_weight) == (0.25, 0.75)
+    torch.testing.assert_close(0.75 * parts["alignment"] + 0.25 * parts["normality"], before.anomaly_map,
                                rtol=1e-4, atol=1e-4)
-    assert not torch.allclose((parts["alignment"] + parts["normality"]) / 2, before.anomaly_map, rtol=1e-4, atol=1e-4)
+    score_map = 0.25 * parts["alignment"] + 0.75 * parts["normality"]
+    torch.testing.assert_close(before.scores, image_scores(score_map, model.cfg.score_topk), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(before.scores, image_scores(before.anomaly_map, model.cfg.score_topk), rtol=1e-3)
+    # one map for both (checkpoints before the map had a share of its own): the score reads the map itself
+    model.cfg = model.cfg.replace(map_normality_weight=None)
+    one = model.inspect(image)
+    torch.testing.assert_close(one.anomaly_map, score_map, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(one.scores, before.scores)
 
 
 def test_checkpoints_written_before_the_part_weight_keep_the_plain_mean():
@@ -120,3 +130,13 @@ def test_checkpoints_written_before_the_part_weight_keep_the_plain_mean():
 
     assert HLGFAConfig.from_dict({"normality": "position"}).normality_weight == 0.5
     assert HLGFAConfig().normality_weight == 0.75
+    assert HLGFAConfig.from_dict({"normality": "position"}).map_normality_weight is None  # one map for both
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.0, float("nan"), "0.25", True])
+def test_a_map_share_outside_zero_to_one_is_refused(weight):
+    from hlgfa_lite import HLGFAConfig
+    from hlgfa_lite.errors import HLGFAError
+
+    with pytest.raises(HLGFAError, match="map_normality_weight must be in"):
+        HLGFAConfig(map_normality_weight=weight).validate()

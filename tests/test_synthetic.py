@@ -164,7 +164,7 @@ def test_a_fit_choosing_its_levels_names_each_candidate_and_its_folds_keep_the_c
     from hlgfa_lite.training import level_statistics, set_statistics
 
     model, _, _ = fitted
-    kept = model.cfg
+    kept, kept_statistics = model.cfg, (model.level_mean.clone(), model.level_scale.clone())
     _, held_out = split_holdout(train_image_paths(sample), kept.holdout_fraction, kept.seed)
     images = load_images(held_out, kept.hr_size)
     good = good_level_maps(model, images)
@@ -178,5 +178,34 @@ def test_a_fit_choosing_its_levels_names_each_candidate_and_its_folds_keep_the_c
         assert model.cfg.normality_levels in ("all", "fine") and model.cfg.map_scale in ("std", "max")
         fixed = level_statistics(model, images, good, "std", normality_levels="fine")  # a fold: no choice left
         assert (fixed.map_scale, fixed.normality_levels, fixed.scale_auroc) == ("std", "fine", {})
+    finally:  # the fixture's model is shared: leave it as the checkpoint on disk has it
+        model.cfg = kept
+        model.level_mean.copy_(kept_statistics[0])
+        model.level_scale.copy_(kept_statistics[1])
+
+
+def test_the_maps_own_share_leaves_the_choice_and_the_image_scores_as_they_were(fitted, sample):
+    from hlgfa_lite.training import level_statistics, set_calibration
+
+    model, _, _ = fitted
+    kept, kept_calibration = model.cfg, model.calibration
+    kept_statistics = model.level_mean.clone(), model.level_scale.clone()
+    _, held_out = split_holdout(train_image_paths(sample), kept.holdout_fraction, kept.seed)
+    images = load_images(held_out, kept.hr_size)
+    good = good_level_maps(model, images)
+    chosen, thresholds = [], []
+    try:
+        for share in (None, 0.1):
+            model.cfg = kept.replace(map_scale="auto", map_normality_weight=share)
+            statistics = level_statistics(model, images, good)
+            scores = set_calibration(model, statistics, good)
+            chosen.append((statistics.map_scale, statistics.scale_auroc, scores))
+            thresholds.append((model.calibration.image_threshold, model.calibration.map_vmax))
+        assert chosen[0][:2] == chosen[1][:2]  # the candidates are weighed with the score's share
+        torch.testing.assert_close(chosen[0][2], chosen[1][2])
+        assert thresholds[0][0] == thresholds[1][0] and thresholds[0][1] != thresholds[1][1]  # only the map moved
     finally:
         model.cfg = kept
+        model.level_mean.copy_(kept_statistics[0])
+        model.level_scale.copy_(kept_statistics[1])
+        model.calibration = kept_calibration

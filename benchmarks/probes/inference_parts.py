@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         outputs = model.head(low, priors); lap("head")
         level_maps = [misalignment(o.refined, p.target) for o, p in zip(outputs, priors)]; lap("misalignment maps")
         normality_maps = model.normality(low); lap("normality maps")
-        model.fuse(level_maps + normality_maps); lap("fusion and smoothing")
+        anomaly_map = model.fuse(level_maps + normality_maps); lap("fusion and smoothing")
+        model.score_map(level_maps + normality_maps, anomaly_map); lap("the score's own fusion")
         return seconds
 
     with torch.no_grad():

@@ -76,8 +76,9 @@ authors' code.
 **How to read it.** Colours use one **fixed scale** per model, calibrated on held-out good images: dark blue is the
 typical good pixel, the middle of the scale is the brightest pixel any good image produced, red is twice as far.
 So a good image stays calm and a defect stands out (no per-image stretching). The white outline and the mask
-mark pixels above the defect threshold. The verdict compares the image score (mean of its brightest 1 % of
-pixels) with two thresholds from good images the head never trained on: **normal** below the first, **borderline**
+mark pixels above the defect threshold. The map leans on the alignment (which says *where*); the image score
+leans on a Gaussian model of good features (which says *whether*): the mean of the brightest 1 % of pixels of
+that second mix. The verdict compares it with two thresholds from good images the head never trained on: **normal** below the first, **borderline**
 between them (within the calibration's own uncertainty: look at the part), **anomalous** above the second, which
 is set so that at most 1 % of good parts like the calibration images exceed it. **Sensitivity** > 1 flags more,
 < 1 fewer.

@@ -137,7 +137,8 @@ plt.show()
 #
 # The `lite` map is a weighted mean of two maps, each on the calibrated scale (`model.part_maps`):
 #
-# $$A = (1 - w)\,A_{\text{alignment}} + w\,A_{\text{normality}}, \qquad w = \texttt{normality\_weight}$$
+# $$A = (1 - w_{map})\,A_{\text{alignment}} + w_{map}\,A_{\text{normality}}, \qquad
+#   w_{map} = \texttt{model.map\_share}$$
 #
 # * the **alignment part** is the abstract's method: $1 - \cos$ between the head's prediction from the 256 px view
 #   and the 512 px features, high where the two resolutions stop agreeing;
@@ -146,16 +147,19 @@ plt.show()
 #
 # The alignment part finds *what changes between resolutions* (fine cracks, edges); the normality part finds *what
 # is unusual at all* (a missing piece, a colour). Lessons 01-04 open the first, lesson 07 the second and why it was
-# added. Below, one defective bottle, each part alone and the sum (the weight is printed under the figure):
+# added. The image score of section 4 reads the same two parts weighed differently, $w$ = `normality_weight` for
+# the normality part: it ranks images best when the normality part leads, while the map localises best when the
+# alignment part leads (lesson 07 measures both). Below, one defective bottle, each part alone and the map (both
+# weights are printed under the figure):
 
 # %%
 defect_index = next(i for i, s in enumerate(evaluation.samples) if s.label)
 sample = evaluation.samples[defect_index]
 image = load_image(sample.path)[None]
 parts = model.part_maps(model.inspect(image))  # {"alignment": (1, 256, 256), "normality": (1, 256, 256)} on DEVICE
-w = model.cfg.normality_weight
+w_map = model.map_share
 shown_maps = {"alignment part": parts["alignment"][0], "normality part": parts["normality"][0],
-              f"anomaly map = {1 - w:g} x alignment + {w:g} x normality": model.score_batch(image)[0][0]}
+              f"anomaly map = {1 - w_map:g} x alignment + {w_map:g} x normality": model.score_batch(image)[0][0]}
 small = torch.nn.functional.interpolate(image, size=evaluation.maps.shape[-2:], mode="bilinear", antialias=True)[0]
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
 axes[0].imshow(to_uint8_image(small))
@@ -168,18 +172,19 @@ for ax in axes:
 fig.tight_layout()
 save_figure(fig, "00_parts.png")
 plt.show()
-print(f"{sample.defect_type}/{sample.path.name}: normality_weight w = {w}; peak of each map: "
+print(f"{sample.defect_type}/{sample.path.name}: the map's share w_map = {w_map}, the score's "
+      f"normality_weight w = {model.cfg.normality_weight}; peak of each map: "
       + ", ".join(f"{name.split(' =')[0]} {m.max().item():.2f}" for name, m in shown_maps.items()))
 
 # %% [markdown]
 # ## 4. The score histogram
 #
-# One number per image: the mean of the top 1 % of its map $A$ (`cfg.score_topk`). The thresholds come from the
+# One number per image: the mean of the top 1 % of $A'$ (`cfg.score_topk`), the two parts weighed $1 - w$ and $w$. The thresholds come from the
 # scores $s_i$ of good images the head never trained on (held-out images; with fewer than 8 of them, also
 # cross-fitted scores of the training images), so you never need a defective example to deploy it. With
 # $x_i = \log s_i$ (mean $\bar x$, std $s_x$, $n$ scores) and a target false-alarm rate $a$ (`target_fpr`):
 #
-# $$\text{score} = \operatorname{mean}\big(\text{top } 1\,\%\text{ of } A(u)\big), \qquad
+# $$\text{score} = \operatorname{mean}\big(\text{top } 1\,\%\text{ of } A'(u)\big), \qquad
 #   t_{borderline} = e^{\bar x + z_{1-a} s_x}, \qquad t_{anomalous} = e^{\bar x + k(n) s_x}$$
 #
 # $k(n)$ is the one-sided tolerance factor (`calibration.tolerance_factor`): with few images it grows, so the
@@ -324,7 +329,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 # %% [markdown]
 # ## Write this: the image score
 #
-# Section 4's score is the mean of the top 1 % of the values of the anomaly map. Write it for one map (a 2-D tensor)
+# Section 4's score is the mean of the top 1 % of the values of a map ($A'$). Write it for one map (a 2-D tensor)
 # and a fraction `topk` (at least one value counts). `check` compares your function with the library's
 # `hlgfa_lite.scoring.image_scores` on random maps. Stuck? `solution("image_score")` prints ours.
 

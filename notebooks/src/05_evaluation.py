@@ -59,7 +59,8 @@ DATA = CATEGORY_SAMPLE if FAST or FULL_DATA is None else FULL_DATA
 model = load(CHECKPOINT, device=DEVICE)
 cfg = model.cfg
 print(f"checkpoint {CHECKPOINT.name}: backbone {cfg.backbone}, {cfg.steps} steps, seed {cfg.seed}, "
-      f"normality term {cfg.normality!r} (weight {cfg.normality_weight}), map scale {cfg.map_scale!r}, "
+      f"normality term {cfg.normality!r} (weight {cfg.normality_weight} in the score, {model.map_share} in the map), "
+      f"map scale {cfg.map_scale!r}, "
       f"thresholds from {model.calibration.n_images} good scores (held-out images, and cross-fitted ones when few "
       f"were held out); on {DEVICE}")
 print("test data:", f"the bundled {CATEGORY} sample" if DATA == CATEGORY_SAMPLE else f"the full {CATEGORY} test set")
@@ -682,6 +683,7 @@ check("pro_at", pro_at)
 #    good images would you need in the test set to tell a 1 % false-alarm rate from a 5 % one?
 # 4. **Change the mix, measure the map.** Section 8's table splits the map into its alignment and Gaussian parts.
 #    Which part localises the tire's defects better (pixel AUROC, AUPRO)? Set
-#    `model.cfg = model.cfg.replace(normality_weight=0.25)` (the Gaussian part's share of the map, 0.75 by default),
-#    run `evaluate(model, DATA)` again and compare image AUROC, pixel AUROC and AUPRO. Is there one weight that is
-#    best for both finding *which* tyres are defective and *where*? Could a fit choose it from good images alone?
+#    `model.cfg = model.cfg.replace(map_normality_weight=None)` (one map for both: the Gaussian part's share of the
+#    map becomes the score's, `normality_weight`, 0.75), run `evaluate(model, DATA)` again and compare image AUROC,
+#    pixel AUROC and AUPRO with the default's share of 0.25. Then move `normality_weight`. Is there one weight that
+#    is best for both finding *which* tyres are defective and *where*? Could a fit choose it from good images alone?

@@ -5,7 +5,8 @@
 # - where the abstract's method alone breaks down (a grayscale texture, magnetic tile), from the maps of its worst misses;
 # - the lever that fixes most of it, a **normality term** beside the alignment map, and how the two parts are weighed;
 # - how to take a fitted model's map apart into its two parts, and what the term costs;
-# - on an object beyond bottle (tire), the map before and after the term: what it gains in ranking, loses in sharpness.
+# - on an object beyond bottle (tire), the map before and after the term: what it gains in ranking, what it costs in
+#   sharpness, and why the map and the image score weigh the two parts differently.
 #
 # **Prerequisites**: lessons 01–03 (the views, the priors, the head) and 05 (image and pixel AUROC); PyTorch tensors.
 # **Duration**: about 15 min to read, under 1 min to run on a 2-core CPU in full mode (section 4 fits a model live). Every
@@ -45,10 +46,12 @@
 #
 # $$n(u) = \sqrt{(P(u) - \mu(u))^\top \Sigma(u)^{-1} (P(u) - \mu(u))}$$
 #
-# Both families of maps are normalised with the statistics of held-out good images and averaged, so the anomaly map is
+# Both families of maps are normalised with the statistics of held-out good images and averaged, so every fusion is
 # exactly a weighted mean of an *alignment part* and a *normality part* (`model.part_maps`): $(1 - w)$ times the first
-# plus $w$ times the second, with $w$ = `normality_weight` (printed below for each preset; section 3 tells how `lite`'s
-# was chosen). Fitting the term costs one pass over features that training caches anyway; it needs no gradient, no
+# plus $w$ times the second. `lite` fuses twice: the image score reads the fusion with $w$ = `normality_weight`
+# (section 3 tells how it was chosen), and the anomaly map you see uses a share of its own, $w_{map}$ =
+# `map_normality_weight` (section 5 tells why; both printed below for each preset, "None" meaning one map for both).
+# Fitting the term costs one pass over features that training caches anyway; it needs no gradient, no
 # memory bank and no nearest-neighbour search.
 #
 # *How* each level's map is normalised before the average is a choice of its own (`map_scale`). With $m_l$ the mean
@@ -70,7 +73,7 @@ from hlgfa_lite import preset
 for name in ("lite_paper", "lite"):
     settings = preset(name)
     print(f"preset {name!r:<13} normality {settings.normality!r:<11} normality_weight {settings.normality_weight:<5} "
-          f"map_scale {settings.map_scale!r}")
+          f"map_normality_weight {str(settings.map_normality_weight):<5} map_scale {settings.map_scale!r}")
 
 # %% [markdown]
 # ## 2. The texture: magnetic tile
@@ -151,7 +154,7 @@ else:
 # its gain comes from (section 2's per-type table). The thin crack and the small fray at the border stay faint in every
 # part: that is the gap that remains (the crack column of that table, the lowest of both parts together). Note also
 # that on this texture the normality part *alone* ranks tiles better than the plain average of both parts (the image
-# AUROC column, seed 0). That is why `lite` gives the normality part 3/4 of the map (`normality_weight`, section 1);
+# AUROC column, seed 0). That is why `lite` gives the normality part 3/4 of the score (`normality_weight`, section 1);
 # section 2's second table measures the result end to end, over three seeds and beside PaDiM, with bottle's image
 # AUROC unchanged. The weight was chosen by looking at test data (`benchmarks/RESULTS.md`, "Part weights"), which a
 # careful reader should hold against it.
@@ -169,8 +172,8 @@ from hlgfa_lite.tools.visualize import colorize, to_uint8_image
 STEPS = 15 if FAST else 150
 model = HLGFA(preset("lite", steps=STEPS, passes=0.0, batch_size=8)).to(DEVICE)  # exactly STEPS steps
 fit(model, train_image_paths(SAMPLE), progress=False)
-print(f"fitted on {DEVICE}: normality_weight {model.cfg.normality_weight}, map_scale chosen by this fit: "
-      f"{model.cfg.map_scale!r}")
+print(f"fitted on {DEVICE}: normality_weight {model.cfg.normality_weight} (the score), {model.map_share} (the map), "
+      f"map_scale chosen by this fit: {model.cfg.map_scale!r}")
 samples = load_test_split(SAMPLE)
 shown = [next(s for s in samples if s.defect_type == t) for t in ("good", "broken_small", "contamination")]
 cal = model.calibration
@@ -192,10 +195,10 @@ plt.show()
 # %% [markdown]
 # ### Try it: mix the two parts yourself
 #
-# The model weighs the parts with `normality_weight`. Slide the weight $w$ of the normality part,
-# $A_w = (1 - w)\,A_{\text{alignment}} + w\,A_{\text{normality}}$, and watch which defects appear and which good
-# regions start to glow. ($w = 0$ is the abstract's method with this head; the slider starts at the model's own
-# weight, printed in section 4, where $A_w$ is the model's anomaly map.)
+# Slide the weight $w$ of the normality part, $A_w = (1 - w)\,A_{\text{alignment}} + w\,A_{\text{normality}}$, and
+# watch which defects appear and which good regions start to glow. ($w = 0$ is the abstract's method with this head;
+# the slider starts at the weight the image score reads, `normality_weight`; at `model.map_share`, printed in section
+# 4, $A_w$ is the model's anomaly map.)
 
 # %%
 import ipywidgets as widgets
@@ -222,12 +225,13 @@ widgets.interact(mix_parts, image=widgets.Dropdown(options=list(inspected)),
                                             description="w"));
 
 # %% [markdown]
-# ## 5. An object beyond bottle: tire, where the term blurs the map
+# ## 5. An object beyond bottle: tire, where one map for both questions blurs
 #
 # The term is not free on every part. MVTec 3D-AD *tire* (lesson 05's part) is an object, like bottle, but one where
-# no model here gets near 1.000. The shipped `tire_lite` checkpoint holds both parts, so the same features give the map
-# before the lever (the alignment part: the abstract's method with this head) and after it (the `lite` map, the
-# normality part weighted 3/4). Each row is one defect type of the bundled tire sample, beside its mask.
+# no model here gets near 1.000. The shipped `tire_lite` checkpoint holds both parts, so the same features give three
+# maps: the alignment part alone (the abstract's method with this head), the fusion the image score reads (the
+# normality part weighted $w$ = 3/4), and the `lite` anomaly map (weighted $w_{map}$ = 1/4). `model.fuse` fuses any
+# raw maps with any share. Each row is one defect type of the bundled tire sample, beside its mask.
 
 # %%
 from hlgfa_lite import load
@@ -238,15 +242,18 @@ tire = load(bundled_checkpoint("tire_lite"), device=DEVICE)
 tire_samples = [s for s in load_test_split(sample_dir("tire")) if s.label == 1]
 tire_shown = [next(s for s in tire_samples if s.defect_type == t) for t in sorted({s.defect_type for s in tire_samples})]
 tire_cal = tire.calibration
-fig, axes = plt.subplots(len(tire_shown), 4, figsize=(10, 2.6 * len(tire_shown)))
+w_score, w_map = tire.cfg.normality_weight, tire.map_share
+fig, axes = plt.subplots(len(tire_shown), 5, figsize=(12, 2.6 * len(tire_shown)))
 for row, sample in zip(axes, tire_shown):
     out = tire.inspect(load_image(sample.path)[None])
     parts = tire.part_maps(out)
     mask = load_mask(sample.mask_path, tuple(out.lr_image.shape[-2:]))
     panels = [(to_uint8_image(out.lr_image[0]), f"{sample.defect_type}: score {out.scores.item():.2f}"),
               (mask.cpu().numpy(), "mask"),
-              (colorize(parts["alignment"][0], tire_cal.map_vmin, tire_cal.map_vmax), "before: alignment part"),
-              (colorize(out.anomaly_map[0], tire_cal.map_vmin, tire_cal.map_vmax), "after: the lite map")]
+              (colorize(parts["alignment"][0], tire_cal.map_vmin, tire_cal.map_vmax), "alignment part"),
+              (colorize(tire.fuse(out.all_maps, normality_weight=w_score)[0], tire_cal.map_vmin, tire_cal.map_vmax),
+               f"before: one map, w = {w_score:g}"),
+              (colorize(out.anomaly_map[0], tire_cal.map_vmin, tire_cal.map_vmax), f"after: the map, w_map = {w_map:g}")]
     for ax, (picture, title) in zip(row, panels):
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         ax.set_title(title, fontsize=8)
@@ -255,15 +262,29 @@ save_figure(fig, "07_tire_parts.png")
 plt.show()
 
 # %% [markdown]
-# Compare the last two columns. The alignment part stays low over the background and rises over the tread, with its
-# peak on the defect for the contamination and the hole. The `lite` map lights far more of the picture: the edges of
-# the frame, the tread at large, and on the holed tire several peaks, only one of them on the hole. The normality
-# term pools its features over 3 x 3 neighbours and fits one Gaussian per position from 63 tires, so its evidence is
-# coarse and it is surprised by much that is normal, and 3/4 of the map is that evidence. Pixel AUROC counts every
-# pixel, so each of those glowing normal pixels costs it. Whole test set, three seeds each (the results files behind
-# `benchmarks/RESULTS.md`, "Steps that follow the data"):
+# Compare the last three columns. The alignment part stays low over the background and rises over the tread, with its
+# peak on the defect for the contamination and the hole. The fusion weighted 3/4 towards the normality part lights
+# far more of the picture: the edges of the frame, the tread at large, and on the holed tire several peaks, only one
+# of them on the hole. The normality term pools its features over 3 x 3 neighbours and fits one Gaussian per position
+# from 63 tires, so its evidence is coarse and it is surprised by much that is normal. Pixel AUROC counts every pixel,
+# so each glowing normal pixel costs a map; the image score, which reads only each image's hottest pixels, gains from
+# the same evidence. So the two questions get two fusions: the map is led by the alignment part, the score by the
+# normality part. Whole test set, three seeds, each head fitted once and scored both ways (the results files behind
+# `benchmarks/RESULTS.md`, "Two fusions"):
 
 # %%
+def share_rows(name: str) -> dict[str, list[dict]]:
+    """{map share: the seed rows} of benchmarks/results/NAME.json (steps_curve --after), or {} outside a clone."""
+    path = RESULTS / f"{name}.json" if RESULTS is not None else None
+    if path is None or not path.is_file():
+        return {}
+    shares: dict[str, list[dict]] = {}
+    for row in json.loads(path.read_text())["rows"]:
+        for variant in row["after"]:
+            shares.setdefault(str(variant["after"].get("map_normality_weight")), []).append(variant)
+    return shares
+
+
 def curve_rows(name: str, steps: int = 125) -> list[dict]:
     """The seed rows of benchmarks/results/NAME.json at ``steps`` head steps, or none outside a clone."""
     path = RESULTS / f"{name}.json" if RESULTS is not None else None
@@ -272,28 +293,30 @@ def curve_rows(name: str, steps: int = 125) -> list[dict]:
     return [row for row in json.loads(path.read_text())["rows"] if row["steps"] == steps]
 
 
-TIRE = {"before: the abstract's method alone (lite_paper)": curve_rows("steps_tire_lite_paper"),
-        "after: lite, the normality term weighted 3/4": curve_rows("draws_tire")}
+shares = share_rows("map_weight_tire")
+TIRE = {"the abstract's method alone (lite_paper)": curve_rows("steps_tire_lite_paper"),
+        f"one map for both, w = {w_score:g}": shares.get("None", []),
+        f"lite: the map's own share, w_map = {w_map:g}": shares.get(str(w_map), [])}
 if all(TIRE.values()):
-    print(f"{'tire, seeds 0-2':52s}{'image AUROC':>12s}{'pixel AUROC':>12s}{'AUPRO':>8s}")
+    print(f"{'tire, seeds 0-2':46s}{'image AUROC':>12s}{'pixel AUROC':>12s}{'AUPRO':>8s}")
     for name, rows in TIRE.items():
-        print(f"{name:52s}" + "".join(f"{np.mean([r[k] for r in rows]):{w}.3f}" for k, w in
+        print(f"{name:46s}" + "".join(f"{np.mean([r[k] for r in rows]):{w}.3f}" for k, w in
                                       (("image_auroc", 12), ("pixel_auroc", 12), ("pixel_aupro", 8))))
 else:
-    print("The benchmark results live in a clone of the repository (benchmarks/results/draws_tire.json).")
+    print("The benchmark results live in a clone of the repository (benchmarks/results/map_weight_tire.json).")
 
 # %% [markdown]
-# Read the two rows together: the term ranks tires better (image AUROC) and localises worse (pixel AUROC, AUPRO),
-# and the alignment part alone localises as sharply as anomalib's PatchCore does on this folder
-# (`benchmarks/RESULTS.md`). One fused map serves both numbers, so the weight trades one for the other, and the weight
-# that helps the magnetic tile hurts the tire's maps. Try it: set the slider of section 4 on a bottle, then ask which
-# weight you would ship for a part you have never seen. (Choosing it per fit on synthetic defects, as the map scale
-# is chosen, picks the largest weight on tire too: `benchmarks/RESULTS.md`, "Fusion levers".)
+# Read the three rows together: the normality term ranks tires better than the abstract's method alone, one map for
+# both numbers pays for it in sharpness, and two fusions keep the ranking *and* the sharpness of the alignment part,
+# as sharp as anomalib's PatchCore on this folder (`benchmarks/RESULTS.md`). Nothing is free: on the magnetic tile,
+# whose large defects the normality maps find best, the map led by the alignment part loses a little pixel AUROC
+# (RESULTS.md, "Two fusions", has all three data sets and every share tried). The share was chosen by looking at
+# test data, as the score's was.
 
 # %% [markdown]
-# Where does the blur come from? The normality part is three maps, one per backbone level (strides 4, 8 and 16), and
-# `model.fuse` fuses any of them alone on its own good-image scale. The last column leaves the coarsest one out
-# (`normality_levels="fine"`: its share goes to the two finer maps), everything else unchanged.
+# Where does the blur of the score's fusion come from? The normality part is three maps, one per backbone level
+# (strides 4, 8 and 16), and `model.fuse` fuses any of them alone on its own good-image scale. The last column leaves
+# the coarsest one out (`normality_levels="fine"`: its share goes to the two finer maps), everything else unchanged.
 
 # %%
 strides = tire.backbone.strides
@@ -306,9 +329,10 @@ for row, sample in zip(axes, tire_shown):
     panels = [(mask.cpu().numpy(), f"{sample.defect_type}: mask")]
     panels += [(colorize(tire.fuse([raw[n_levels + i]], first=n_levels + i)[0], tire_cal.map_vmin, tire_cal.map_vmax),
                 f"normality, stride {stride}") for i, stride in enumerate(strides)]
-    panels += [(colorize(out.anomaly_map[0], tire_cal.map_vmin, tire_cal.map_vmax), "lite map (all levels)"),
-               (colorize(tire.fuse(raw, normality_levels="fine")[0], tire_cal.map_vmin, tire_cal.map_vmax),
-                "without the coarsest")]
+    panels += [(colorize(tire.fuse(raw, normality_weight=w_score)[0], tire_cal.map_vmin, tire_cal.map_vmax),
+                f"w = {w_score:g}, all levels"),
+               (colorize(tire.fuse(raw, normality_levels="fine", normality_weight=w_score)[0], tire_cal.map_vmin,
+                         tire_cal.map_vmax), f"w = {w_score:g}, without the coarsest")]
     for ax, (picture, title) in zip(row, panels):
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         ax.set_title(title, fontsize=8)
@@ -319,9 +343,9 @@ plt.show()
 # %% [markdown]
 # The stride-16 normality map is the culprit: its heat sits on the dark floor at the frame's edges, on good and
 # defective tires alike. A Gaussian of 112 channels per position, from a few dozen tires, cannot tell the floor's
-# ordinary variation from a surprise. Leaving it out sharpens the map. The whole test set, three seeds, each head
-# fitted once and scored under each rule (`"auto"`: each fit chooses on synthetic defects made on its held-out good
-# images, as it chooses the map scale):
+# ordinary variation from a surprise. Leaving it out is the other lever; it was measured with one map for both
+# numbers (`w_map` = `w`), three seeds, each head fitted once and scored under each rule (`"auto"`: each fit chooses
+# on synthetic defects made on its held-out good images, as it chooses the map scale):
 
 # %%
 def level_rows(name: str) -> dict[str, list[dict]]:
@@ -350,9 +374,9 @@ for data in ("tire", "bottle", "magnetic_tile"):
 # %% [markdown]
 # Read the rows per data set. On both objects the maps get sharper without the coarsest normality map (AUPRO rises);
 # on the magnetic tile, whose large defects that map finds best, leaving it out would cost the most, and `"auto"`
-# never does. On tire the sharper map comes with a lower image AUROC, and no rule reaches PatchCore's pixel AUROC
-# there, so `lite` keeps every level and `"auto"` stays a switch. Which would you ship for a part you have never seen,
-# and what would you measure first?
+# never does. On tire the sharper map comes with a lower image AUROC, because the score reads the same fusion; two
+# fusions sharpen the map more and leave the score alone, so `lite` keeps every level. Which would you ship for a
+# part you have never seen, and what would you measure first?
 
 # %% [markdown]
 # ## 6. What the term costs
