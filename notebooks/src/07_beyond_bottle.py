@@ -273,16 +273,17 @@ plt.show()
 # `benchmarks/RESULTS.md`, "Two fusions"):
 
 # %%
-def share_rows(name: str) -> dict[str, list[dict]]:
-    """{map share: the seed rows} of benchmarks/results/NAME.json (steps_curve --after), or {} outside a clone."""
+def variant_rows(name: str, field: str) -> dict[str, list[dict]]:
+    """{value of ``field``: the seed rows} of benchmarks/results/NAME.json (``steps_curve --after``: one head per
+    seed scored under each value), or {} outside a clone."""
     path = RESULTS / f"{name}.json" if RESULTS is not None else None
     if path is None or not path.is_file():
         return {}
-    shares: dict[str, list[dict]] = {}
+    variants: dict[str, list[dict]] = {}
     for row in json.loads(path.read_text())["rows"]:
         for variant in row["after"]:
-            shares.setdefault(str(variant["after"].get("map_normality_weight")), []).append(variant)
-    return shares
+            variants.setdefault(str(variant["after"].get(field)), []).append(variant)
+    return variants
 
 
 def curve_rows(name: str, steps: int = 125) -> list[dict]:
@@ -293,7 +294,7 @@ def curve_rows(name: str, steps: int = 125) -> list[dict]:
     return [row for row in json.loads(path.read_text())["rows"] if row["steps"] == steps]
 
 
-shares = share_rows("map_weight_tire")
+shares = variant_rows("map_weight_tire", "map_normality_weight")
 TIRE = {"the abstract's method alone (lite_paper)": curve_rows("steps_tire_lite_paper"),
         f"one map for both, w = {w_score:g}": shares.get("None", []),
         f"lite: the map's own share, w_map = {w_map:g}": shares.get(str(w_map), [])}
@@ -348,20 +349,8 @@ plt.show()
 # on synthetic defects made on its held-out good images, as it chooses the map scale):
 
 # %%
-def level_rows(name: str) -> dict[str, list[dict]]:
-    """{rule: the seed rows} of benchmarks/results/NAME.json (steps_curve --after), or {} outside a clone."""
-    path = RESULTS / f"{name}.json" if RESULTS is not None else None
-    if path is None or not path.is_file():
-        return {}
-    rules: dict[str, list[dict]] = {}
-    for row in json.loads(path.read_text())["rows"]:
-        for variant in row["after"]:
-            rules.setdefault(variant["after"]["normality_levels"], []).append(variant)
-    return rules
-
-
 for data in ("tire", "bottle", "magnetic_tile"):
-    rules = level_rows(f"levels_{data}")
+    rules = variant_rows(f"levels_{data}", "normality_levels")
     if not rules:
         print("The benchmark results live in a clone of the repository (benchmarks/results/levels_tire.json).")
         break
