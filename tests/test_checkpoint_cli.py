@@ -192,3 +192,14 @@ def test_usable_cpus_honours_a_container_quota(tmp_path, cpu_max, quota_cores):
     expected = visible if quota_cores is None else min(visible, quota_cores)
     assert usable_cpus(quota_file) == expected
     assert usable_cpus(tmp_path / "absent") == visible  # no cgroup v2 file: the affinity mask alone
+
+
+@pytest.mark.parametrize("name", ["lite", "lite_paper", "paper"])
+def test_every_presets_config_reads_back_and_a_wrong_type_is_refused(name, tmp_path):
+    from hlgfa_lite.config import preset
+    from hlgfa_lite.tools.checkpoint import _check_config
+
+    saved = json.loads(json.dumps(preset(name).to_dict()))  # as model.json stores it: tuples become lists
+    assert _check_config(saved, tmp_path / "model.json") == preset(name)
+    with pytest.raises(HLGFAError, match="map_normality_weight must be like"):
+        _check_config({**saved, "map_normality_weight": "0.25"}, tmp_path / "model.json")

@@ -35,6 +35,8 @@ def reference_fit() -> dict:
     try:
         # the arithmetic of the reference: float32 steps (bfloat16 autocast, a later switch, rounds otherwise)
         fixed = {"train_precision": "float32"} if "train_precision" in HLGFAConfig.__dataclass_fields__ else {}
+        if "map_normality_weight" in HLGFAConfig.__dataclass_fields__:  # the reference's one map for map and score
+            fixed["map_normality_weight"] = None
         fit(HLGFA(preset("lite", steps=2, aug_copies=1, batch_size=4, **fixed)), paths[:4], progress=False, say=None)
         values = {}
         for name, overrides in CONFIGS.items():

@@ -200,7 +200,8 @@ def read_metadata(run_dir: str | Path) -> dict:
 
 
 def _check_config(values: dict, where: Path) -> HLGFAConfig:
-    """Each config field must have its default's type; then the config's own range checks."""
+    """Each config field must have its default's type (or be None where the field allows it); then the config's own
+    range checks."""
     import dataclasses
 
     defaults = HLGFAConfig()
@@ -208,7 +209,9 @@ def _check_config(values: dict, where: Path) -> HLGFAConfig:
         if f.name not in values:
             continue
         value, default = values[f.name], getattr(defaults, f.name)
-        if isinstance(default, bool):
+        if value is None and "None" in str(f.type):
+            ok = True
+        elif isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int):
             ok = isinstance(value, int) and not isinstance(value, bool)
