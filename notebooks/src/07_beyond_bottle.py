@@ -169,6 +169,15 @@ else:
 from hlgfa_lite import HLGFA, fit, load_image, load_test_split, preset, train_image_paths
 from hlgfa_lite.tools.visualize import colorize, to_uint8_image
 
+
+def draw_row(row, panels: list[tuple]) -> None:
+    """One row of a figure: each (picture, title) panel on its axis; a 2-D picture (a mask) in grey."""
+    for ax, (picture, title) in zip(row, panels):
+        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+
+
 STEPS = 15 if FAST else 150
 model = HLGFA(preset("lite", steps=STEPS, passes=0.0, batch_size=8)).to(DEVICE)  # exactly STEPS steps
 fit(model, train_image_paths(SAMPLE), progress=False)
@@ -185,10 +194,7 @@ for row, sample in zip(axes, shown):
               (colorize(out.anomaly_map[0], cal.map_vmin, cal.map_vmax), "anomaly map"),
               (colorize(parts["alignment"][0], cal.map_vmin, cal.map_vmax), "alignment part"),
               (colorize(parts["normality"][0], cal.map_vmin, cal.map_vmax), "normality part")]
-    for ax, (picture, title) in zip(row, panels):
-        ax.imshow(picture)
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
+    draw_row(row, panels)
 save_figure(fig, "07_parts.png")
 plt.show()
 
@@ -243,6 +249,13 @@ tire_samples = [s for s in load_test_split(sample_dir("tire")) if s.label == 1]
 tire_shown = [next(s for s in tire_samples if s.defect_type == t) for t in sorted({s.defect_type for s in tire_samples})]
 tire_cal = tire.calibration
 w_score, w_map = tire.cfg.normality_weight, tire.map_share
+
+
+def on_tire_scale(values):
+    """A (H, W) map coloured on the tire checkpoint's calibrated scale."""
+    return colorize(values, tire_cal.map_vmin, tire_cal.map_vmax)
+
+
 fig, axes = plt.subplots(len(tire_shown), 5, figsize=(12, 2.6 * len(tire_shown)))
 for row, sample in zip(axes, tire_shown):
     out = tire.inspect(load_image(sample.path)[None])
@@ -250,14 +263,11 @@ for row, sample in zip(axes, tire_shown):
     mask = load_mask(sample.mask_path, tuple(out.lr_image.shape[-2:]))
     panels = [(to_uint8_image(out.lr_image[0]), f"{sample.defect_type}: score {out.scores.item():.2f}"),
               (mask.cpu().numpy(), "mask"),
-              (colorize(parts["alignment"][0], tire_cal.map_vmin, tire_cal.map_vmax), "alignment part"),
-              (colorize(tire.fuse(out.all_maps, normality_weight=w_score)[0], tire_cal.map_vmin, tire_cal.map_vmax),
+              (on_tire_scale(parts["alignment"][0]), "alignment part"),
+              (on_tire_scale(tire.fuse(out.all_maps, normality_weight=w_score)[0]),
                f"before: one map, w = {w_score:g}"),
-              (colorize(out.anomaly_map[0], tire_cal.map_vmin, tire_cal.map_vmax), f"after: the map, w_map = {w_map:g}")]
-    for ax, (picture, title) in zip(row, panels):
-        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
+              (on_tire_scale(out.anomaly_map[0]), f"after: the map, w_map = {w_map:g}")]
+    draw_row(row, panels)
 save_figure(fig, "07_tire_parts.png")
 plt.show()
 
@@ -328,16 +338,13 @@ for row, sample in zip(axes, tire_shown):
     raw = out.all_maps  # misalignment levels, then normality levels
     mask = load_mask(sample.mask_path, tuple(out.lr_image.shape[-2:]))
     panels = [(mask.cpu().numpy(), f"{sample.defect_type}: mask")]
-    panels += [(colorize(tire.fuse([raw[n_levels + i]], first=n_levels + i)[0], tire_cal.map_vmin, tire_cal.map_vmax),
+    panels += [(on_tire_scale(tire.fuse([raw[n_levels + i]], first=n_levels + i)[0]),
                 f"normality, stride {stride}") for i, stride in enumerate(strides)]
-    panels += [(colorize(tire.fuse(raw, normality_weight=w_score)[0], tire_cal.map_vmin, tire_cal.map_vmax),
+    panels += [(on_tire_scale(tire.fuse(raw, normality_weight=w_score)[0]),
                 f"w = {w_score:g}, all levels"),
-               (colorize(tire.fuse(raw, normality_levels="fine", normality_weight=w_score)[0], tire_cal.map_vmin,
-                         tire_cal.map_vmax), f"w = {w_score:g}, without the coarsest")]
-    for ax, (picture, title) in zip(row, panels):
-        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
+               (on_tire_scale(tire.fuse(raw, normality_levels="fine", normality_weight=w_score)[0]),
+                f"w = {w_score:g}, without the coarsest")]
+    draw_row(row, panels)
 save_figure(fig, "07_tire_levels.png")
 plt.show()
 
