@@ -96,10 +96,6 @@ class HLGFAConfig:
             raise HLGFAError(f"train_precision must be 'auto', 'float32' or 'bfloat16', got {self.train_precision!r}.")
         if self.normality_draws not in ("clean", "all"):
             raise HLGFAError(f"normality_draws must be 'clean' or 'all', got {self.normality_draws!r}.")
-        weight = self.map_normality_weight
-        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                                   or not 0 <= weight < 1):
-            raise HLGFAError(f"config field map_normality_weight must be in [0, 1) or None, got {weight!r}.")
         if not self.out_indices:
             raise HLGFAError("out_indices is empty: name at least one backbone level, e.g. (1, 2, 3).")
         return self
@@ -120,13 +116,21 @@ class HLGFAConfig:
         ("aug_noise_std", lambda v: 0 <= v <= 1, "in [0, 1]"), ("aug_blur_sigma", lambda v: 0 <= v <= 32, "in [0, 32]"),
         ("aug_sharpness", lambda v: 0 <= v <= 16, "in [0, 16]"), ("aug_brightness", lambda v: 0 <= v < 1, "in [0, 1)"),
         ("aug_gamma", lambda v: 0 <= v < 1, "in [0, 1)"), ("normality_weight", lambda v: 0 < v < 1, "in (0, 1)"),
+        ("map_normality_weight", lambda v: 0 <= v < 1, "in [0, 1) or None"),
         ("smooth_sigma", lambda v: 0 <= v <= 64, "in [0, 64]"),
         ("score_topk", lambda v: 0 <= v < 1, "in [0, 1)"), ("eval_size", lambda v: 8 <= v <= 4096, "in [8, 4096]"),
     )
 
+    @classmethod
+    def allows_none(cls, name: str) -> bool:
+        """Whether field ``name`` may be None (typed ``X | None``): None then means "as another field says"."""
+        return "None" in str(cls.__dataclass_fields__[name].type)
+
     def _check_ranges(self) -> None:
         for name, test, wanted in self._RANGES:
             value = getattr(self, name)
+            if value is None and self.allows_none(name):
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not test(value):
                 raise HLGFAError(f"config field {name} must be {wanted}, got {value!r}.")
         if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.out_indices):

@@ -209,7 +209,7 @@ def _check_config(values: dict, where: Path) -> HLGFAConfig:
         if f.name not in values:
             continue
         value, default = values[f.name], getattr(defaults, f.name)
-        if value is None and "None" in str(f.type):
+        if value is None and HLGFAConfig.allows_none(f.name):
             ok = True
         elif isinstance(default, bool):
             ok = isinstance(value, bool)
