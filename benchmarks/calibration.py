@@ -37,7 +37,8 @@ from hlgfa_lite.tools.cli import positive_int
 from hlgfa_lite.data import evenly_spaced, load_image, load_test_split, train_image_paths
 from hlgfa_lite.evaluation import verdict_rates
 from hlgfa_lite.tools.files import write_text
-from hlgfa_lite.training import good_level_maps, level_statistics, load_images, set_calibration, split_holdout
+from hlgfa_lite.training import (fold_head_steps, good_level_maps, level_statistics, load_images, set_calibration,
+                                 split_holdout)
 
 
 def rates(cal, labels: np.ndarray, scores: np.ndarray) -> dict:
@@ -69,7 +70,7 @@ def one_run(data: str, size: str, seed: int, steps: int | None, reuse_full: str 
     steps_taken = report.steps if source == "fit" else model.cfg.steps
     folds = (len(cross_scores) > 0) * CROSS_FIT_FOLDS
     return {"size": size, "n_images": len(chosen), "seed": seed, "steps": steps_taken, "source": source,
-            "cross_fit_steps": (cross_fit_steps or max(1, steps_taken // folds)) if folds else 0,
+            "cross_fit_steps": (cross_fit_steps or fold_head_steps(model.cfg, report.n_train, folds)) if folds else 0,
             "holdout_scores": holdout_scores, "cross_fit_scores": cross_scores,
             "test_labels": [label for label, _ in test], "test_scores": [score for _, score in test],
             "fit_seconds_shared_machine": round(fit_seconds, 1)}
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default: the preset's)")
     parser.add_argument("--cross-fit-steps", type=positive_int, default=None,
-                        help="steps of each cross-fitted head (default: fit's, a third of the head's)")
+                        help="steps of each cross-fitted head (default: fit's, training.fold_head_steps)")
     parser.add_argument("--reuse-full", default=None, metavar="CHECKPOINT")
     parser.add_argument("--out", default="benchmarks/results/calibration.json")
     parser.add_argument("--recalibrate", nargs="+", default=None, metavar="RESULTS.json",

@@ -60,7 +60,7 @@ class HLGFAConfig:
     normality_pool: int = 3  # features averaged over k x k neighbours first (RESULTS.md, "The normality term")
     # --- scoring ---------------------------------------------------------------------------------------
     map_scale: str = "auto"  # "std", "max", or "auto": chosen per fit (scoring.py; RESULTS.md, "The map scale")
-    normality_weight: float = 0.75  # the normality maps' share of the fusion the image score reads ("Part weights")
+    normality_weight: float = 0.6  # the normality maps' share of the fusion the image score reads ("The score's share")
     map_normality_weight: float | None = 0.25  # their share of the map; None: the score's share ("Two fusions")
     normality_levels: str = "all"  # normality maps fused: "all", "fine" (not the coarsest), "auto": chosen per fit
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels

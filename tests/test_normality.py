@@ -112,10 +112,10 @@ def test_normality_is_fitted_saved_and_loaded_with_the_model(mode, sample, tmp_p
     from hlgfa_lite.scoring import image_scores
 
     parts = model.part_maps(before)
-    assert (model.map_share, model.cfg.normality_weight) == (0.25, 0.75)
+    assert (model.map_share, model.cfg.normality_weight) == (0.25, 0.6)
     torch.testing.assert_close(0.75 * parts["alignment"] + 0.25 * parts["normality"], before.anomaly_map,
                                rtol=1e-4, atol=1e-4)
-    score_map = 0.25 * parts["alignment"] + 0.75 * parts["normality"]
+    score_map = 0.4 * parts["alignment"] + 0.6 * parts["normality"]
     torch.testing.assert_close(before.scores, image_scores(score_map, model.cfg.score_topk), rtol=1e-4, atol=1e-4)
     assert not torch.allclose(before.scores, image_scores(before.anomaly_map, model.cfg.score_topk), rtol=1e-3)
     # one map for both (checkpoints before the map had a share of its own): the score reads the map itself
@@ -129,7 +129,7 @@ def test_checkpoints_written_before_the_part_weight_keep_the_plain_mean():
     from hlgfa_lite import HLGFAConfig
 
     assert HLGFAConfig.from_dict({"normality": "position"}).normality_weight == 0.5
-    assert HLGFAConfig().normality_weight == 0.75
+    assert HLGFAConfig().normality_weight == 0.6
     assert HLGFAConfig.from_dict({"normality": "position"}).map_normality_weight is None  # one map for both
 
 

@@ -46,6 +46,7 @@ from hlgfa_lite import HLGFA, preset, fit, load, load_image, train_image_paths
 from hlgfa_lite.evaluation import evaluate, evaluate_samples
 from hlgfa_lite import metrics
 from hlgfa_lite.assets import bundled_checkpoint, sample_dir
+from hlgfa_lite.tools.checkpoint import read_metadata
 from hlgfa_lite.tools.visualize import as_numpy, overlay, outline, panel_figure, to_uint8_image
 
 CATEGORY = "tire"  # "tire" (MVTec 3D-AD, where the method errs) or "bottle" (MVTec AD, where it does not)
@@ -58,7 +59,9 @@ DATA = CATEGORY_SAMPLE if FAST or FULL_DATA is None else FULL_DATA
 
 model = load(CHECKPOINT, device=DEVICE)
 cfg = model.cfg
-print(f"checkpoint {CHECKPOINT.name}: backbone {cfg.backbone}, {cfg.steps} steps, seed {cfg.seed}, "
+fit_record = read_metadata(CHECKPOINT).get("fit", {})  # what the fit did: steps taken, images, seconds
+print(f"checkpoint {CHECKPOINT.name}: backbone {cfg.backbone}, {fit_record.get('steps', cfg.steps)} head steps on "
+      f"{fit_record.get('n_train', '?')} good images, seed {cfg.seed}, "
       f"normality term {cfg.normality!r} (weight {cfg.normality_weight} in the score, {model.map_share} in the map), "
       f"map scale {cfg.map_scale!r}, "
       f"thresholds from {model.calibration.n_images} good scores (held-out images, and cross-fitted ones when few "
@@ -684,6 +687,6 @@ check("pro_at", pro_at)
 # 4. **Change the mix, measure the map.** Section 8's table splits the map into its alignment and Gaussian parts.
 #    Which part localises the tire's defects better (pixel AUROC, AUPRO)? Set
 #    `model.cfg = model.cfg.replace(map_normality_weight=None)` (one map for both: the Gaussian part's share of the
-#    map becomes the score's, `normality_weight`, 0.75), run `evaluate(model, DATA)` again and compare image AUROC,
+#    map becomes the score's, `normality_weight`, 0.6), run `evaluate(model, DATA)` again and compare image AUROC,
 #    pixel AUROC and AUPRO with the default's share of 0.25. Then move `normality_weight`. Is there one weight that
 #    is best for both finding *which* tyres are defective and *where*? Could a fit choose it from good images alone?
