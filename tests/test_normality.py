@@ -115,7 +115,8 @@ def test_normality_is_fitted_saved_and_loaded_with_the_model(mode, sample, tmp_p
     assert (model.map_share, model.cfg.normality_weight) == (0.25, 0.6)
     torch.testing.assert_close(0.75 * parts["alignment"] + 0.25 * parts["normality"], before.anomaly_map,
                                rtol=1e-4, atol=1e-4)
-    score_map = 0.4 * parts["alignment"] + 0.6 * parts["normality"]
+    w = model.cfg.normality_weight
+    score_map = (1 - w) * parts["alignment"] + w * parts["normality"]
     torch.testing.assert_close(before.scores, image_scores(score_map, model.cfg.score_topk), rtol=1e-4, atol=1e-4)
     assert not torch.allclose(before.scores, image_scores(before.anomaly_map, model.cfg.score_topk), rtol=1e-3)
     # one map for both (checkpoints before the map had a share of its own): the score reads the map itself

@@ -324,9 +324,9 @@ else:
 # both numbers pays for it in sharpness, and two fusions keep the ranking *and* the sharpness of the alignment part,
 # as sharp as anomalib's PatchCore on this folder (`benchmarks/RESULTS.md`). Once the map has its own share, the
 # score's can move without blurring it: at 0.6 instead of 0.75 the alignment part counts more in the ranking, and
-# tire's image AUROC rises by 1.6 points (last row). Nothing is free: on the magnetic tile, whose large defects the
-# normality maps find best, the map led by the alignment part loses a little pixel AUROC, and the score's 0.6 half a
-# point of image AUROC (RESULTS.md, "Two fusions" and "The score's share", have all three data sets and every share
+# tire's image AUROC rises (compare the last two rows). Nothing is free: on the magnetic tile, whose large defects the
+# normality maps find best, the map led by the alignment part loses a little pixel AUROC, and the score's 0.6 a little
+# image AUROC (RESULTS.md, "Two fusions" and "The score's share", have all three data sets and every share
 # tried). Both shares were chosen by looking at test data.
 
 # %% [markdown]
