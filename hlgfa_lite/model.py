@@ -53,14 +53,20 @@ class Inspection:
 
 class HLGFA(nn.Module):
     def __init__(self, cfg: HLGFAConfig, pretrained: bool = True, weights: str | None = None,
-                 backbone: FrozenBackbone | None = None):
+                 backbone: FrozenBackbone | None = None, init_seed: int | None = None):
         """``backbone``: an existing frozen backbone to share (a cross-fit fold model beside the final one: the
-        network is fixed, so it is built once); ``pretrained`` and ``weights`` then go unused."""
+        network is fixed, so it is built once); ``pretrained`` and ``weights`` then go unused. ``init_seed``
+        (default ``cfg.seed``) alone sets the head's starting weights."""
         super().__init__()
         self.cfg = cfg.validate()
         self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained,
                                                    weights=weights, runtime=cfg.backbone_runtime)
-        self.head = AlignmentHead(self.backbone.channels, cfg)
+        # torch seeds each process at random, so a head drawn from the global generator would start differently in
+        # every run of the same command; drawn from its own seed, a fit repeats bit for bit and the caller's
+        # generator is left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed if init_seed is None else init_seed)
+            self.head = AlignmentHead(self.backbone.channels, cfg)
         # beyond the paper: see normality.py
         self.normality: GaussianNormality | None = normality_term(cfg, self.backbone.channels, self.backbone.strides)
         n_maps = len(self.backbone.channels) * (2 if self.normality is not None else 1)

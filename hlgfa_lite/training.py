@@ -276,8 +276,8 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, hol
     fold_steps = steps if steps is not None else fold_head_steps(model.cfg, len(hr_images), len(splits))
     scores: list[float] = []
     for fold, (held, kept) in enumerate(splits):
-        torch.manual_seed(model.cfg.seed + 100 + fold)  # the fold head's initialisation
-        fold_model = HLGFA(model.cfg, backbone=model.backbone).to(model.device).eval()
+        fold_model = HLGFA(model.cfg, backbone=model.backbone, init_seed=model.cfg.seed + 100 + fold)
+        fold_model = fold_model.to(model.device).eval()
         fit_normality(fold_model, cache.subset(kept))  # the normality term must not have seen the fold either
         train_head(fold_model, cache.subset(kept), fold_steps, progress=progress,
                    on_step=(lambda i, loss, o=fold * fold_steps: on_step(o + i, loss)) if on_step else None,

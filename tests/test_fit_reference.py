@@ -43,6 +43,7 @@ def reference_fit() -> dict:
         values = {}
         for name, overrides in CONFIGS.items():
             model = HLGFA(preset(name, steps=6, aug_copies=1, batch_size=4, **fixed, **overrides))
+            reference_start(model)
             # the reference's fold heads: a third of the 6 steps each (the default share became half of that)
             report = fit(model, paths, progress=False, say=None, cross_fit_steps=2)
             values[name] = {
@@ -55,6 +56,20 @@ def reference_fit() -> dict:
         return values
     finally:
         torch.set_num_threads(threads)
+
+
+def reference_start(model) -> None:
+    """Give ``model`` the head the reference started from. Its code drew each head from torch's global generator,
+    which the fit before had left seeded with 0 (the last thing that fit's head steps did), then drew from to build
+    the next model's backbone. Heads now come from a seed of their own (``HLGFA(init_seed=...)``), so that a fit
+    repeats in a new process."""
+    from hlgfa_lite.alignment import AlignmentHead
+    from hlgfa_lite.backbone import FrozenBackbone
+
+    cfg = model.cfg
+    torch.manual_seed(0)
+    FrozenBackbone(cfg.backbone, cfg.out_indices)  # the draws of the model's backbone, before its head
+    model.head.load_state_dict(AlignmentHead(model.backbone.channels, cfg).state_dict())
 
 
 def close(a, b, rel: float = 1e-4) -> bool:
