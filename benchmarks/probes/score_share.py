@@ -1,9 +1,10 @@
 """The image score's share of the normality part (``normality_weight``), on checkpoints the whole ``fit`` command made.
 
-``benchmarks.steps_curve --after`` scores heads fitted on features held once per seed; a user runs ``hlgfa-lite fit``,
-whose head starts from the process's own random state. This probe scores each such checkpoint on the whole test set
-(``evaluate_samples``, as ``hlgfa-lite evaluate`` does) once per share, everything else as saved: the maps, the map
-scale and the statistics the fit chose are the same under every share. Shares chosen here are chosen on test data.
+``benchmarks.steps_curve --after`` scores heads fitted on features held once per seed; a user runs ``hlgfa-lite fit``.
+Both start the head from the same seed and agree to float rounding. This probe scores each checkpoint on the whole
+test set (``evaluate_samples``, as ``hlgfa-lite evaluate`` does) once per share, everything else as saved: the maps,
+the map scale and the statistics the fit chose are the same under every share. Shares chosen here are chosen on test
+data.
 
     for s in 0 1 2; do hlgfa-lite fit ../shared/data/mvtec3d_tire/tire --preset lite --seed $s --out runs/tire_s$s --quiet; done
     HF_HUB_OFFLINE=1 python -m benchmarks.probes.score_share runs/tire_s0 runs/tire_s1 runs/tire_s2 \\

@@ -8,7 +8,11 @@
 # - how HLGFA stands among the other families of detectors (memory bank, Gaussian, reconstruction), on the same
 #   frozen features.
 #
-# **Prerequisites:** lesson 00 (fit, score, threshold); lessons 01-04 help but are not needed. Python, NumPy.
+# **Prerequisites:** lesson 00 (fit, score, threshold); lessons 01-04 help but are not needed. Python, NumPy. Three
+# words of the first printout are taught in lesson 07 and needed here only by name: the *normality part* (a Gaussian
+# of the good features at each position, whose map is fused with the alignment map), the *map scale* (how each map is
+# normalised before the fusion) and *cross-fitted* scores (extra heads, each trained without a group of training
+# images, that score those images, so the threshold rests on more good scores than the few held out).
 # **Duration:** about 30 min to read; about 2 min to run on a 2-core CPU in full mode.
 #
 # **The part: MVTec 3D-AD *tire*.** On bottle every variant of this method scores an image AUROC of 1.000, so
@@ -32,8 +36,8 @@
 # ## 1. The model and the data
 #
 # The model is a checkpoint bundled with the package: the `lite` preset (the library's default: the abstract's
-# alignment plus the normality term of lesson 07, see the printout) fitted with seed 0 on all good training
-# images of the category. It ships inside the package, so it is there on Colab too, without a clone. Evaluating
+# alignment plus the normality term of lesson 07, see the printout) fitted with seed 0 on the good training images
+# of the category, a tenth of them held out to calibrate (the printout says how many). It ships inside the package, so it is there on Colab too, without a clone. Evaluating
 # the default, not a teaching variant, means the numbers below are the ones a user of `hlgfa-lite fit` gets.
 #
 # The data: the category's full test set if this machine has it (`HLGFA_DATA`, or the project's shared data
@@ -472,6 +476,12 @@ for name, run in benchmark_runs:
 print(f"{len(benchmark_runs)} matching benchmark run(s) agree" if benchmark_runs
       else "no benchmark result on this data and setup to compare with")
 
+# %% [markdown]
+# Read the training-free row against the random scores of section 2. An image AUROC under 0.5 (tire's, in full
+# mode) means that a good image scores *higher* than a defective one more often than not: without a trained head,
+# the two resolutions of a good tire disagree at least as much as those of a defective one. Training the head on good
+# images is what turns cross-resolution disagreement into evidence of a defect.
+
 # %%
 def comparison_figure(indices: list[int]):
     fig, axes = plt.subplots(len(indices), len(compared), figsize=(3 * len(compared), 3 * len(indices)), squeeze=False)
@@ -676,7 +686,8 @@ check("pro_at", pro_at)
 # ## Further research
 #
 # 1. **Change the part, measure the gap.** Set `CATEGORY = "bottle"` in the first code cell and run the lesson
-#    again. Which sections stop teaching anything, and by how much does the memory bank's lead (section 8) change?
+#    again. Which sections stop teaching anything, and how do the gaps between the memory bank and HLGFA-lite in
+#    section 8 change?
 # 2. **Change the score, measure the ranking.** The image score is the mean of the top 1 % of the map
 #    (`cfg.score_topk`). Re-score the test set with `model.cfg.score_topk = 0` (the map's maximum) and with 0.05
 #    (`evaluate(model, DATA)` again); watch image AUROC and the failure cases of section 7. Small defects and large
