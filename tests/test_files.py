@@ -23,8 +23,8 @@ SAFETENSORS_FULL_DISK = "Error while serializing: I/O error: No space left on de
 
 
 def tiny_model(seed: int = 0) -> HLGFA:
-    torch.manual_seed(seed)
-    model = HLGFA(preset("lite", hr_size=64, lr_size=32), pretrained=False).eval()
+    torch.manual_seed(seed)  # the random backbone's weights; the head starts from the config's seed
+    model = HLGFA(preset("lite", seed=seed, hr_size=64, lr_size=32), pretrained=False).eval()
     model.calibration = calibrate(torch.tensor([1.0, 1.1, 1.2]), torch.linspace(0, 1, 16).reshape(1, 4, 4))
     return model
 

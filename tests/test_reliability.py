@@ -31,8 +31,8 @@ TINY = dict(hr_size=64, lr_size=32)
 
 def tiny_model(seed: int = 0) -> HLGFA:
     """Random backbone and head at 64/32 px, calibrated on made-up good scores: a checkpoint in milliseconds."""
-    torch.manual_seed(seed)
-    model = HLGFA(preset("lite", **TINY), pretrained=False).eval()
+    torch.manual_seed(seed)  # the random backbone's weights; the head starts from the config's seed
+    model = HLGFA(preset("lite", seed=seed, **TINY), pretrained=False).eval()
     model.calibration = calibrate(torch.tensor([1.0, 1.1, 1.2]), torch.linspace(0, 1, 16).reshape(1, 4, 4))
     return model
 
