@@ -107,8 +107,9 @@ def test_click_example_shows_overlay_and_verdict(sync_playwright, server):
             assert "Image score —" in page.locator("#verdict").inner_text()  # no score before any image
 
             verdict = tap_example(page, "broken large 000")
+            # Both pictures come from one event, but the browser draws them one after the other: wait for each.
             page.locator("#overlay img").first.wait_for(state="visible", timeout=60_000)
-            assert page.locator("#mask img").first.is_visible()
+            page.locator("#mask img").first.wait_for(state="visible", timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
             assert "Anomalous" in verdict  # a large break, on the bundled model
             defect_score = score_in(verdict)
