@@ -61,7 +61,7 @@ class HLGFAConfig:
     # --- scoring ---------------------------------------------------------------------------------------
     map_scale: str = "auto"  # "std", "max", or "auto": chosen per fit (scoring.py; RESULTS.md, "The map scale")
     normality_weight: float = 0.6  # the normality maps' share of the fusion the image score reads ("The score's share")
-    map_normality_weight: float | None = 0.25  # their share of the map; None: the score's share ("Two fusions")
+    map_normality_weight: float | None = 0.35  # their share of the map; None: the score's share ("The map's share")
     normality_levels: str = "all"  # normality maps fused: "all", "fine" (not the coarsest), "auto": chosen per fit
     smooth_sigma: float = 4.0  # Gaussian smoothing of the fused map, in low-res pixels
     score_topk: float = 0.01  # image score = mean of the top 1 % map pixels; 0 means the max

@@ -112,8 +112,8 @@ def test_normality_is_fitted_saved_and_loaded_with_the_model(mode, sample, tmp_p
     from hlgfa_lite.scoring import image_scores
 
     parts = model.part_maps(before)
-    assert (model.map_share, model.cfg.normality_weight) == (0.25, 0.6)
-    torch.testing.assert_close(0.75 * parts["alignment"] + 0.25 * parts["normality"], before.anomaly_map,
+    assert (model.map_share, model.cfg.normality_weight) == (0.35, 0.6)
+    torch.testing.assert_close(0.65 * parts["alignment"] + 0.35 * parts["normality"], before.anomaly_map,
                                rtol=1e-4, atol=1e-4)
     w = model.cfg.normality_weight
     score_map = (1 - w) * parts["alignment"] + w * parts["normality"]

@@ -699,5 +699,5 @@ check("pro_at", pro_at)
 #    Which part localises the tire's defects better (pixel AUROC, AUPRO)? Set
 #    `model.cfg = model.cfg.replace(map_normality_weight=None)` (one map for both: the Gaussian part's share of the
 #    map becomes the score's, `normality_weight`, 0.6), run `evaluate(model, DATA)` again and compare image AUROC,
-#    pixel AUROC and AUPRO with the default's share of 0.25. Then move `normality_weight`. Is there one weight that
+#    pixel AUROC and AUPRO with the default's share of 0.35. Then move `normality_weight`. Is there one weight that
 #    is best for both finding *which* tyres are defective and *where*? Could a fit choose it from good images alone?
