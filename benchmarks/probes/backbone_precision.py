@@ -36,6 +36,18 @@ def traced(net: torch.nn.Module, example: torch.Tensor, bfloat16: bool):
     return run
 
 
+def median_ms_alternately(runners: dict, x: torch.Tensor, repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Each runner called on ``x`` in turn, ``warmup + repeats`` rounds; the median milliseconds of the counted ones."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for repeat in range(repeats + warmup):
+        for name, run in runners.items():
+            started = time.perf_counter()
+            run(x)
+            if repeat >= warmup:
+                times[name].append(1000 * (time.perf_counter() - started))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.backbone_precision",
                                      description=__doc__.splitlines()[0])
@@ -52,14 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     for size in (512, 256):
         x = normalised(torch.rand(1, 3, size, size))
         runners = {name: traced(backbone.net, x, name == "bfloat16") for name in ("float32", "bfloat16")}
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for repeat in range(args.repeats + 3):  # 3 warm-up rounds, not kept
-            for name, run in runners.items():
-                started = time.perf_counter()
-                run(x)
-                if repeat >= 3:
-                    times[name].append(1000 * (time.perf_counter() - started))
-        medians = {name: statistics.median(t) for name, t in times.items()}
+        medians = median_ms_alternately(runners, x, args.repeats)
         print(f"{size} px, {args.threads} threads, median of {args.repeats}: float32 {medians['float32']:.1f} ms, "
               f"bfloat16 {medians['bfloat16']:.1f} ms ({medians['float32'] / medians['bfloat16']:.2f}x)", flush=True)
 
