@@ -26,10 +26,9 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from hlgfa_lite.data import load_test_split
+from hlgfa_lite.data import load_mask, load_test_split
 from hlgfa_lite.tools.files import write_json
 
 
@@ -42,12 +41,9 @@ def score_predictions(folder: Path, data: Path) -> dict:
     for sample in load_test_split(data):
         relative = sample.path.relative_to(test).as_posix()
         values = np.load(folder / "maps" / f"{relative}.npy")  # (H, W) at the image's own size
-        if sample.mask_path is None:
-            mask = np.zeros(values.shape, dtype=bool)
-        else:
-            mask = np.asarray(Image.open(sample.mask_path).convert("L")) > 0
-            if mask.shape != values.shape:
-                raise SystemExit(f"{sample.mask_path}: mask {mask.shape} against map {values.shape}")
+        # the library's mask rule (its background value, brought to the map's size as evaluate brings it)
+        mask = (np.zeros(values.shape, dtype=bool) if sample.mask_path is None
+                else load_mask(sample.mask_path, values.shape).numpy())
         labels.append(sample.label)
         image_scores.append(scores[relative])
         pixel_labels.append(mask.ravel())
@@ -62,7 +58,7 @@ def score_map_shares(checkpoint: str, data: Path, shares: list[float]) -> dict:
     import torch
 
     from hlgfa_lite import load, load_image
-    from hlgfa_lite.data import MAX_SIDE, load_mask
+    from hlgfa_lite.data import MAX_SIDE
     from hlgfa_lite.scoring import resize_map
 
     model = load(checkpoint)

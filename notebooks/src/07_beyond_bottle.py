@@ -95,11 +95,18 @@ for name in ("lite_paper", "lite"):
 import json
 
 RESULTS = ROOT / "benchmarks" / "results" if ROOT is not None else None
-parts_file = RESULTS / "magnetic_tile_maps.json" if RESULTS is not None else None
-if parts_file is not None and parts_file.is_file():
+
+
+def results_file(name: str) -> dict:
+    """benchmarks/results/NAME.json, read; {} outside a clone of the repository."""
+    path = RESULTS / f"{name}.json" if RESULTS is not None else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else {}
+
+
+parts = results_file("magnetic_tile_maps").get("parts")
+if parts:
     # the head trains the same with or without the term, so the alignment part of the full model IS the abstract's
     # method alone with that head (benchmarks/texture_figure.py scores each part of the seed-0 checkpoint)
-    parts = json.loads(parts_file.read_text())["parts"]
     names = {"alignment": "abstract's method alone", "normality": "normality part alone", "full": "both, w = 0.5"}
     types = sorted(parts["full"]["per_type"])
     print(f"{'':26s}{'image AUROC':>12s}{'pixel AUROC':>12s}" + "".join(f"{t:>10s}" for t in types))
@@ -111,28 +118,24 @@ else:
 
 # %% [markdown]
 # And the `lite` preset end to end, as `hlgfa-lite fit` makes it (the weights and the scale choice included), on the
-# whole test sets (one fit per seed, scored at today's map share; no choice a fit makes depends on that share), beside anomalib's PaDiM (the Gaussian per position that the normality term borrows) and PatchCore
-# (the memory bank), all on the same Lite0 backbone:
+# whole test sets (one fit per seed, scored at today's map share; no choice a fit makes depends on that share),
+# beside anomalib's PaDiM (the Gaussian per position that the normality term borrows) and PatchCore (the memory bank),
+# all on the same Lite0 backbone:
 
 # %%
 def lite_rows(data: str) -> list[dict]:
     """The seed rows of benchmarks/results/probes/map_share_DATA.json: one `hlgfa-lite fit` per seed, scored on the
     whole test set with the map's share of today's `lite` preset (a share that moves no image score and nothing the
     fit chose), or none outside a clone."""
-    path = RESULTS / "probes" / f"map_share_{data}.json" if RESULTS is not None else None
-    if path is None or not path.is_file():
-        return []
     share = preset("lite").map_normality_weight
-    return [row for row in json.loads(path.read_text())["rows"] if row["map_normality_weight"] == share]
+    return [row for row in results_file(f"probes/map_share_{data}").get("rows", [])
+            if row["map_normality_weight"] == share]
 
 
-def peer_run(data: str, variant: str) -> dict | None:
-    """anomalib's run of ``variant`` on DATA (benchmarks/results/anomalib_peers_DATA.json), or None."""
-    path = RESULTS / f"anomalib_peers_{data}.json" if RESULTS is not None else None
-    if path is None or not path.is_file():
-        return None
-    runs = [r for d in json.loads(path.read_text())["datasets"].values() for r in d["runs"] if r["variant"] == variant]
-    return runs[0] if runs else None
+def peer_runs(data: str, variant: str) -> list[dict]:
+    """anomalib's one run of ``variant`` on DATA (benchmarks/results/anomalib_peers_DATA.json), or none."""
+    datasets = results_file(f"anomalib_peers_{data}").get("datasets", {})
+    return [r for d in datasets.values() for r in d["runs"] if r["variant"] == variant][:1]
 
 
 def cell(runs: list[dict]) -> str:
@@ -144,7 +147,7 @@ if lite_rows("tire"):
     print("image AUROC / pixel AUROC / AUPRO")
     print(f"{'':16s}" + "".join(f"{name:>24s}" for name in COLUMNS))
     for data in ("bottle", "magnetic_tile", "tire"):
-        runs = [lite_rows(data)] + [[peer_run(data, v)] if peer_run(data, v) else [] for v in list(COLUMNS.values())[1:]]
+        runs = [lite_rows(data)] + [peer_runs(data, v) for v in list(COLUMNS.values())[1:]]
         print(f"{data:16s}" + "".join(f"{cell(r) if r else 'not run':>24s}" for r in runs))
 else:
     print("The benchmark results live in a clone of the repository (benchmarks/results/probes/map_share_tire.json).")
@@ -321,11 +324,8 @@ plt.show()
 def variant_rows(name: str, field: str) -> dict[str, list[dict]]:
     """{value of ``field``: the seed rows} of benchmarks/results/NAME.json (``steps_curve --after``: one head per
     seed scored under each value), or {} outside a clone."""
-    path = RESULTS / f"{name}.json" if RESULTS is not None else None
-    if path is None or not path.is_file():
-        return {}
     variants: dict[str, list[dict]] = {}
-    for row in json.loads(path.read_text())["rows"]:
+    for row in results_file(name).get("rows", []):
         for variant in row["after"]:
             variants.setdefault(str(variant["after"].get(field)), []).append(variant)
     return variants
@@ -333,23 +333,19 @@ def variant_rows(name: str, field: str) -> dict[str, list[dict]]:
 
 def curve_rows(name: str, steps: int = 125) -> list[dict]:
     """The seed rows of benchmarks/results/NAME.json at ``steps`` head steps, or none outside a clone."""
-    path = RESULTS / f"{name}.json" if RESULTS is not None else None
-    if path is None or not path.is_file():
-        return []
-    return [row for row in json.loads(path.read_text())["rows"] if row["steps"] == steps]
+    return [row for row in results_file(name).get("rows", []) if row["steps"] == steps]
 
 
 STEPS_OF = {"tire": 125, "magnetic_tile": 215}  # the steps the rule gives each set (five passes, at least 125)
 for data in ("tire", "magnetic_tile"):
     shares = variant_rows(f"map_weight_{data}", "map_normality_weight")  # the score's share then: 0.75
     score_shares = variant_rows(f"score_weight_{data}", "normality_weight")  # the map's share 0.25 throughout
-    patchcore = peer_run(data, "anomalib_patchcore")
     rows = {"the abstract's method alone (lite_paper)": curve_rows(f"steps_{data}_lite_paper", STEPS_OF[data]),
             "one map for both, w = 0.75": shares.get("None", []),
             "the map's own share, w_map = 0.25; w = 0.75": shares.get("0.25", []),
             f"w_map = 0.25, the score's w = {w_score:g}": score_shares.get(str(w_score), []),
             f"lite: w_map = {w_map:g}, w = {w_score:g}": lite_rows(data),
-            "anomalib PatchCore (one run)": [patchcore] if patchcore else []}
+            "anomalib PatchCore (one run)": peer_runs(data, "anomalib_patchcore")}
     if not all(rows.values()):
         print(f"The benchmark results live in a clone of the repository (benchmarks/results/map_weight_{data}.json).")
         break
