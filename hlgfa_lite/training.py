@@ -2,7 +2,7 @@
 
 1. Split the good images: ``holdout_fraction`` of them (at least one) are kept aside for calibration.
 2. Hold the frozen features of K draws per training image (clean + augmented: ``cache.wanted_draws``), computed
-   once (``cache``): in memory when they fit within ``max_cache_gib``, else in a file on disk read back batch by
+   once (``cache``; the high-res priors only of the draws a head will read, ``wanted_priors``): in memory when they fit within ``max_cache_gib``, else in a file on disk read back batch by
    batch (the same values, so the same head), else computed on the fly; ``fit`` says which, and how much memory,
    before any work. The normality term's Gaussians are fitted over them too (``fit_normality``).
 3. Train the head for ``head_steps`` steps: a number of passes over the training images (``passes``) within
@@ -43,9 +43,10 @@ from .synthetic import synthetic_defects
 
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
-           "choose_map_scale", "cross_fit_scores", "fit", "fit_normality", "good_level_maps", "level_statistics",
-           "head_steps", "fold_head_steps", "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc",
-           "set_calibration", "set_statistics", "split_holdout", "train_head"]
+           "choose_map_scale", "cross_fit_plan", "cross_fit_scores", "fit", "fit_normality", "fold_head_steps",
+           "good_level_maps", "head_reads", "head_steps", "level_statistics", "load_images", "LevelStatistics",
+           "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc", "set_calibration", "set_statistics",
+           "split_holdout", "train_head", "wanted_priors"]
 
 
 @dataclass
@@ -62,16 +63,29 @@ class FitReport:
     holdout_scores: list[float] = field(default_factory=list)  # good scores of the held-out images
     cross_fit_scores: list[float] = field(default_factory=list)  # out-of-fold good scores of the training images
     cache_plan: CachePlan | None = None  # where the features were held (memory, disk, on the fly)
+    prior_draws: tuple[int, int] = (0, 0)  # draws whose high-res priors were computed (the heads read them), of all
     map_scale_auroc: dict[str, float] = field(default_factory=dict)  # "auto": synthetic pixel AUROC of each scale
+
+
+def head_reads(cfg, n_images: int, draws: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, views), each (steps, batch_size): the draw ``views[s, i]`` of image ``images[s, i]`` that step ``s``
+    of a head reads, uniform and seeded by ``cfg.seed``. It never depends on the features, so ``fit`` knows before
+    computing any which draws a head will read (``wanted_priors``)."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    images, views = torch.empty(steps, cfg.batch_size, dtype=torch.long), torch.empty(steps, cfg.batch_size,
+                                                                                       dtype=torch.long)
+    for step in range(steps):  # interleaved, one step at a time, as the sampler has always drawn them
+        images[step] = torch.randint(n_images, (cfg.batch_size,), generator=generator)
+        views[step] = torch.randint(draws, (cfg.batch_size,), generator=generator)
+    return images, views
 
 
 def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
                on_step: Callable[[int, float], None] | None = None, desc: str = "training head") -> list[float]:
     """Optimise the head on the held features for a fixed number of steps; returns the loss of each step."""
     cfg = model.cfg
-    generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    n_images, copies = cache.n_images, cache.draws
+    images_read, views_read = head_reads(cfg, cache.n_images, cache.draws, steps)  # (steps, B) each
     optimiser = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
     bfloat16 = training_precision(cfg, model.device) == "bfloat16"
@@ -80,9 +94,7 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
     bar = tqdm(range(steps), desc=desc, disable=not progress)
     started = time.perf_counter()
     for step in bar:
-        images = torch.randint(n_images, (cfg.batch_size,), generator=generator)
-        views = torch.randint(copies, (cfg.batch_size,), generator=generator)
-        low, priors = cache.batch(images, views, model.device)
+        low, priors = cache.batch(images_read[step], views_read[step], model.device)
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bfloat16):
             loss = alignment_loss(model.head(low, priors), priors)
         optimiser.zero_grad(set_to_none=True)
@@ -272,8 +284,7 @@ def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, hol
     of the steps on a scale made for a better one: its misalignment, a little higher everywhere, reads as many
     spreads above normal, and the threshold lands above the defects.) ``model`` is not changed. ``on_step(i,
     loss)`` counts the steps of all folds."""
-    splits = fold_splits(len(hr_images), folds, model.cfg.seed)
-    fold_steps = steps if steps is not None else fold_head_steps(model.cfg, len(hr_images), len(splits))
+    splits, fold_steps = cross_fit_plan(model.cfg, len(hr_images), folds, steps)
     scores: list[float] = []
     for fold, (held, kept) in enumerate(splits):
         fold_model = HLGFA(model.cfg, backbone=model.backbone, init_seed=model.cfg.seed + 100 + fold)
@@ -324,6 +335,35 @@ def fold_head_steps(cfg, n_train: int, folds: int) -> int:
     return max(1, int(CROSS_FIT_SHARE * head_steps(cfg, n_train)) // max(folds, 1))
 
 
+def cross_fit_plan(cfg, n_train: int, folds: int = CROSS_FIT_FOLDS,
+                   steps: int | None = None) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
+    """The cross-fit's folds ((held, kept) of ``calibration.fold_splits``) and each fold head's steps (``steps``,
+    default ``fold_head_steps``): what ``cross_fit_scores`` trains, known before any feature is computed."""
+    splits = fold_splits(n_train, folds, cfg.seed)
+    return splits, steps if steps is not None else fold_head_steps(cfg, n_train, len(splits))
+
+
+def wanted_priors(cfg, n_train: int, draws: int, prior_draws: int, steps: int, cross_fit: bool = False,
+                  cross_fit_steps: int | None = None) -> torch.Tensor:
+    """(n_train, prior_draws) bool: the draws whose priors a head of ``fit`` reads: the head's ``steps`` and, with
+    ``cross_fit``, every fold head's (``cross_fit_plan``), each as ``head_reads`` draws them.
+
+    A draw's priors cost a backbone pass at ``hr_size``, four times the pass at ``lr_size``, and only a head reads
+    them (the normality term reads every low-res draw). A head reads s * B uniform picks among N * K draws; the
+    share it never picks is about exp(-s B / (N K)): with five passes over K = 4 draws, exp(-5/4) = 29 % of every
+    set above 400 training images. Their priors are left zero and never computed; every draw that is read holds
+    the same values as before, so the fit is the same bit for bit."""
+    wanted = torch.zeros(n_train, prior_draws, dtype=torch.bool)
+    images, views = head_reads(cfg, n_train, draws, steps)
+    wanted[images, views % prior_draws] = True
+    if cross_fit:
+        splits, fold_steps = cross_fit_plan(cfg, n_train, steps=cross_fit_steps)
+        for _, kept in splits:
+            images, views = head_reads(cfg, len(kept), draws, fold_steps)
+            wanted[kept[images], views % prior_draws] = True
+    return wanted
+
+
 def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_steps: int | None = None) -> int:
     """Optimiser steps ``fit`` will take on ``n_images`` good images, the cross-fitted heads included: ``fit``'s
     ``on_step`` counts up to this (for progress bars)."""
@@ -358,15 +398,19 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     report.cache_plan = plan = plan_cache(model, len(train_paths), max_cache_gib, cache_dir)
     if plan.policy == "stop":
         raise HLGFAError(plan.describe())
+    crossing = cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW
+    wanted = wanted_priors(cfg, report.n_train, plan.draws, plan.prior_draws, report.steps, crossing, cross_fit_steps)
+    report.prior_draws = (int(wanted.sum()), wanted.numel())
     if say:
         passes = report.steps * cfg.batch_size / report.n_train
         rule = f"{cfg.passes:g} passes asked, at most {cfg.steps} steps" if cfg.passes else "a fixed count"
         say(f"{plan.describe()}; the head trains {report.steps} steps of {cfg.batch_size} images ({passes:.1f} passes "
-            f"over the {report.n_train} training images; {rule}), in {report.precision}")
+            f"over the {report.n_train} training images; {rule}), in {report.precision}; high-res priors for the "
+            f"{report.prior_draws[0]} of {report.prior_draws[1]} draws the heads read")
     started = time.perf_counter()
     train_images = load_images(train_paths, cfg.hr_size)
     holdout_images = load_images(holdout_paths, cfg.hr_size)  # now: an unreadable image stops the fit before any work
-    cache = hold_features(model, train_images, plan, progress=progress)
+    cache = hold_features(model, train_images, plan, progress=progress, wanted=wanted)
     try:
         fit_normality(model, cache, progress=progress)
         report.cache_seconds = time.perf_counter() - started
@@ -377,7 +421,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
                                     desc="held-out images" if progress else None)
         statistics = level_statistics(model, holdout_images, good_maps, progress=progress)
         report.map_scale_auroc = statistics.scale_auroc
-        if cross_fit if cross_fit is not None else len(holdout_paths) < CROSS_FIT_BELOW:
+        if crossing:
             started = time.perf_counter()
             report.cross_fit_scores = cross_fit_scores(
                 model, cache, train_images, holdout_images, statistics.map_scale, steps=cross_fit_steps,

@@ -103,6 +103,58 @@ def test_fit_with_a_spilled_cache_gives_the_same_model_bit_for_bit(tmp_path, cap
     assert not list(tmp_path.iterdir()), "the spill file is deleted when fit ends"
 
 
+def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_for_bit(monkeypatch):
+    """fit computes the high-res priors only of the draws its heads will read (``training.wanted_priors``): fewer
+    high-res backbone passes, and the head, the cross-fitted heads, the normality term and the calibration all the
+    same bit for bit as with every draw's priors computed."""
+    from hlgfa_lite import training
+
+    paths = good_paths()
+    model = tiny_model(steps=2)  # 2 steps of 4 picks among 6 images x 4 draws: most draws are never read
+    passes, holding = [], []  # the side of each backbone pass while the features are held
+    real_forward, real_hold = model.backbone.forward, training.hold_features
+    monkeypatch.setattr(model.backbone, "forward", lambda x: (holding and passes.append(x.shape[-1])) or real_forward(x))
+
+    def hold(*args, **kwargs):
+        holding.append(True)
+        try:
+            return real_hold(*args, **kwargs)
+        finally:
+            holding.clear()
+
+    monkeypatch.setattr(training, "hold_features", hold)
+    report = fit(model, paths, progress=False, cross_fit=True, cross_fit_steps=1, say=None)
+    read, drawn = report.prior_draws
+    assert drawn == 6 * 4 and 0 < read < drawn
+    every = tiny_model(steps=2)
+    monkeypatch.setattr(training, "wanted_priors", lambda cfg, n, draws, prior_draws, *rest: torch.ones(n, prior_draws,
+                                                                                                      dtype=torch.bool))
+    fit(every, paths, progress=False, cross_fit=True, cross_fit_steps=1, say=None)
+    a, b = model.fitted_state(), every.fitted_state()
+    assert a.keys() == b.keys() and any(k.startswith("normality.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert model.calibration.image_threshold == every.calibration.image_threshold
+    # the feature phase: a 64 px pass per draw, a 128 px pass per draw read (and one for the zero priors' shapes)
+    assert passes.count(64) == drawn and passes.count(128) == read + 1
+
+
+def test_the_draws_wanted_are_those_every_head_reads():
+    from hlgfa_lite import training
+
+    cfg = preset("lite", **TINY)
+    images, views = training.head_reads(cfg, 6, 4, 3)
+    alone = training.wanted_priors(cfg, 6, 4, 4, 3)
+    assert alone.sum() == len(set(zip(images.flatten().tolist(), views.flatten().tolist())))
+    assert alone[images, views].all()
+    crossed = training.wanted_priors(cfg, 6, 4, 4, 3, cross_fit=True, cross_fit_steps=2)
+    splits, fold_steps = training.cross_fit_plan(cfg, 6, steps=2)
+    assert fold_steps == 2 and (crossed >= alone).all()
+    for _, kept in splits:
+        fold_images, fold_views = training.head_reads(cfg, len(kept), 4, fold_steps)
+        assert crossed[kept[fold_images], fold_views].all()
+    assert training.wanted_priors(cfg, 6, 4, 1, 3)[:, 0].sum() == len(images.unique())  # "low": one clean draw
+
+
 KILLED_FIT = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})

@@ -2,7 +2,8 @@
 
 The backbone is frozen, so the features of a fixed input never change: each training image is drawn K = 1 + c
 times (the clean image, then c noise-augmented copies: ``draw_views``) and the features of every draw are computed
-once; c is ``aug_copies``, fewer on a large set (``aug_budget`` caps the augmented draws in all: ``wanted_draws``).
+once (its high-res priors only if a head reads that draw: ``drawn_features``); c is ``aug_copies``, fewer on a large
+set (``aug_budget`` caps the augmented draws in all: ``wanted_draws``).
 With ``aug_views="both"`` a draw changes the image before both views are made (priors and target follow the
 nuisance: Kp = K prior draws); with ``"low"`` only the low-res view changes and the clean priors are kept once
 (Kp = 1). Where the features live is decided before any work (``plan_cache``) from the bytes of one draw and the
@@ -107,18 +108,33 @@ def wanted_draws(cfg, n_images: int) -> int:
 
 
 @torch.no_grad()
-def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1,
-                   progress: bool = True) -> Iterator[tuple[int, list[Priors], list[torch.Tensor]]]:
+def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, progress: bool = True,
+                   wanted: torch.Tensor | None = None) -> Iterator[tuple[int, list[Priors], list[torch.Tensor]]]:
     """(start, priors [level] (b, Kp, ...), lows [level] (b, K, C, h, w)) for each chunk of ``batch_size`` images,
-    in order; one seeded ``NoiseAugment`` for the whole pass, so every holder gets the same draws."""
+    in order; one seeded ``NoiseAugment`` for the whole pass, so every holder gets the same draws.
+
+    ``wanted`` (N, Kp) bool (None: all): the draws whose priors are computed; the others' are zero, and cost no
+    high-res backbone pass (``training.wanted_priors``: no head reads them). Every nuisance is still drawn, in the
+    same order, so each computed draw has the values it would have had."""
     cfg = model.cfg
     augment = NoiseAugment(cfg) if cfg.noise_aug else None
     copies = wanted_draws(cfg, len(hr_images))
+    unread: list[Priors] | None = None  # zero priors of one draw, made once
+
+    def priors_of(view: torch.Tensor, rows: slice, draw: int) -> list[Priors]:
+        nonlocal unread
+        if wanted is None or wanted[rows, draw].any():
+            return model.priors(model.backbone(view))
+        if unread is None:
+            unread = [p.apply(torch.zeros_like) for p in model.priors(model.backbone(torch.zeros_like(view[:1])))]
+        return [p.apply(lambda t: t.expand(len(view), *t.shape[1:])) for p in unread]
+
     for start in tqdm(range(0, len(hr_images), batch_size), desc="caching features", disable=not progress,
                       leave=False):
-        clean = as_float(hr_images[start:start + batch_size]).to(model.device)  # (b, 3, hr, hr)
+        rows = slice(start, start + batch_size)
+        clean = as_float(hr_images[rows]).to(model.device)  # (b, 3, hr, hr)
         high_views, low_views = draw_views(model, clean, copies, augment)
-        high_priors = [model.priors(model.backbone(view)) for view in high_views]  # [draw][level]
+        high_priors = [priors_of(view, rows, draw) for draw, view in enumerate(high_views)]  # [draw][level]
         priors = [Priors.stack(list(level)) for level in zip(*high_priors)]  # [level] (b, Kp, ...)
         lows = [torch.stack(level, dim=1) for level in zip(*(model.backbone(v) for v in low_views))]  # (b, K, ...)
         yield start, priors, lows
@@ -165,12 +181,14 @@ class FeatureCache:
 
 
 @torch.no_grad()
-def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, progress: bool = True) -> FeatureCache:
-    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features F_L of K draws each, in memory.
+def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, progress: bool = True,
+                   wanted: torch.Tensor | None = None) -> FeatureCache:
+    """hr_images uint8 (N, 3, hr, hr) -> the priors of F_H and the features F_L of K draws each, in memory (the
+    priors of the ``wanted`` draws only, as ``drawn_features`` says).
 
     One image at a time by default: on a CPU, 512 px batches of 8 measured slower per image than single images."""
     cache: FeatureCache | None = None
-    for start, priors, lows in drawn_features(model, hr_images, batch_size, progress):
+    for start, priors, lows in drawn_features(model, hr_images, batch_size, progress, wanted):
         if cache is None:  # the first chunk tells every shape: allocate the whole cache once, then fill it in place
             # (collecting chunks and concatenating them would hold the cache twice at the end)
 
@@ -298,7 +316,7 @@ def anonymous_file(folder: str | Path) -> int:
 
 @torch.no_grad()
 def spill_features(model: HLGFA, hr_images: torch.Tensor, folder: str | Path | None = None, batch_size: int = 1,
-                   progress: bool = True) -> SpilledCache:
+                   progress: bool = True, wanted: torch.Tensor | None = None) -> SpilledCache:
     """The same features as ``cache_features``, written once to a nameless file in ``folder`` (default: the
     system's temporary folder); the file is gone when the returned cache (and every subset) is closed, or when
     this process ends, however it ends."""
@@ -311,7 +329,7 @@ def spill_features(model: HLGFA, hr_images: torch.Tensor, folder: str | Path | N
                          "folder (--cache-dir) or raise --max-cache-gib.") from None
     try:
         shapes = None
-        for start, priors, lows in drawn_features(model, hr_images, batch_size, progress):
+        for start, priors, lows in drawn_features(model, hr_images, batch_size, progress, wanted):
             prior_tensors = _prior_tensors(priors)
             if shapes is None:
                 draws, prior_draws = lows[0].shape[1], prior_tensors[0].shape[1]
@@ -464,13 +482,14 @@ def plan_cache(model: HLGFA, n_images: int, max_cache_gib: float = DEFAULT_MAX_C
     return plan
 
 
-def hold_features(model: HLGFA, hr_images: torch.Tensor, plan: CachePlan,
-                  progress: bool = True) -> FeatureCache | SpilledCache | OnTheFlyFeatures:
-    """The features of ``hr_images`` held as ``plan`` says (``close()`` them when done)."""
+def hold_features(model: HLGFA, hr_images: torch.Tensor, plan: CachePlan, progress: bool = True,
+                  wanted: torch.Tensor | None = None) -> FeatureCache | SpilledCache | OnTheFlyFeatures:
+    """The features of ``hr_images`` held as ``plan`` says (``close()`` them when done); a held cache computes the
+    priors of the ``wanted`` draws only (``drawn_features``), features on the fly are computed when read."""
     if plan.policy == "stop":
         raise HLGFAError(plan.describe())
     if plan.policy == "memory":
-        return cache_features(model, hr_images, progress=progress)
+        return cache_features(model, hr_images, progress=progress, wanted=wanted)
     if plan.policy == "disk":
-        return spill_features(model, hr_images, plan.folder, progress=progress)
+        return spill_features(model, hr_images, plan.folder, progress=progress, wanted=wanted)
     return OnTheFlyFeatures(model, hr_images, plan.draws, NoiseAugment(model.cfg) if model.cfg.noise_aug else None)
