@@ -63,6 +63,28 @@ def test_trace_switch_chooses_the_traced_graph_or_the_eager_network():
         assert (g - e).abs().max().item() <= FEATURE_RTOL * scale, level
 
 
+def test_the_traced_graph_runs_fused_by_onednn_on_a_cpu_with_the_plain_graphs_features(monkeypatch):
+    """On a CPU the traced graph's plan fuses each convolution with its activation (oneDNN Graph): the features
+    agree with the plain traced graph's to rounding, and the process-wide switch is off again afterwards."""
+    from hlgfa_lite import backbone
+
+    fused = FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3))
+    images = torch.rand((1, 3, 128, 128), generator=torch.Generator().manual_seed(0))
+    got = fused(images)
+    assert "oneDNNFusion" in str(torch.jit.last_executed_optimized_graph())
+    assert not torch.jit.onednn_fusion_enabled()
+    monkeypatch.setattr(backbone, "fused_on_cpu", lambda traced, example: traced)
+    plain = FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3))
+    expected = plain(images)
+    for _ in range(backbone.FUSION_RUNS):  # the plain graph's own plan, settled with the switch off
+        expected = plain(images)
+    assert "oneDNNFusion" not in str(torch.jit.last_executed_optimized_graph())
+    for level, (e, g) in enumerate(zip(expected, got)):
+        scale = e.abs().max().item()
+        assert g.shape == e.shape and scale > 1, level
+        assert (g - e).abs().max().item() <= FEATURE_RTOL * scale, level
+
+
 @needs_onnxruntime
 def test_onnxruntime_anomaly_maps_and_scores_match_torch(fitted, sample):
     _, _, run_dir = fitted
