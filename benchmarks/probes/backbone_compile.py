@@ -19,7 +19,7 @@ import torch
 
 from hlgfa_lite import HLGFA, preset
 
-from .backbone_precision import median_ms_alternately, traced
+from .backbone_precision import side_by_side, traced
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,13 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             return [f.float() for f in compiled(x)]
 
-    for size, x in examples.items():
+    for x in examples.values():
         runners = {"traced": traced(backbone.net, x, bfloat16=False), "compiled": run_compiled}
-        medians = median_ms_alternately(runners, x, args.repeats)
-        distance = max(((b - a).norm() / a.norm()).item() for a, b in zip(runners["traced"](x), run_compiled(x)))
-        print(f"{size} px, {args.threads} threads, median of {args.repeats}: traced {medians['traced']:.1f} ms, "
-              f"compiled {medians['compiled']:.1f} ms ({medians['traced'] / medians['compiled']:.2f}x); largest "
-              f"relative distance of a level {distance:.1e}", flush=True)
+        print(side_by_side(runners, x, args.repeats, args.threads), flush=True)
 
 
 if __name__ == "__main__":

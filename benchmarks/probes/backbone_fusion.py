@@ -16,7 +16,7 @@ import torch
 
 from hlgfa_lite import HLGFA, preset
 
-from .backbone_precision import median_ms_alternately, traced
+from .backbone_precision import side_by_side, traced
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,11 +37,7 @@ def main(argv: list[str] | None = None) -> None:
                 return [f.float() for f in fused(images)]
 
         runners = {"plain": traced(backbone.net, x, bfloat16=False), "fused": run_fused}
-        medians = median_ms_alternately(runners, x, args.repeats)
-        distance = max(((b - a).norm() / a.norm()).item() for a, b in zip(runners["plain"](x), run_fused(x)))
-        print(f"{size} px, {args.threads} threads, median of {args.repeats}: plain {medians['plain']:.1f} ms, "
-              f"fused {medians['fused']:.1f} ms ({medians['plain'] / medians['fused']:.2f}x); largest relative "
-              f"distance of a level {distance:.1e}", flush=True)
+        print(side_by_side(runners, x, args.repeats, args.threads), flush=True)
 
 
 if __name__ == "__main__":

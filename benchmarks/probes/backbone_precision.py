@@ -48,6 +48,17 @@ def median_ms_alternately(runners: dict, x: torch.Tensor, repeats: int, warmup: 
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def side_by_side(runners: dict, x: torch.Tensor, repeats: int, threads: int) -> str:
+    """One line for two runners (the baseline first) called alternately on ``x``: their medians, the speed-up, and
+    the largest relative L2 distance of a level between their features."""
+    (base, run_base), (other, run_other) = runners.items()
+    medians = median_ms_alternately(runners, x, repeats)
+    distance = max(((b - a).norm() / a.norm()).item() for a, b in zip(run_base(x), run_other(x)))
+    return (f"{x.shape[-1]} px, {threads} threads, median of {repeats}: {base} {medians[base]:.1f} ms, {other} "
+            f"{medians[other]:.1f} ms ({medians[base] / medians[other]:.2f}x); largest relative distance of a level "
+            f"{distance:.1e}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.backbone_precision",
                                      description=__doc__.splitlines()[0])
