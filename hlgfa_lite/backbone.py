@@ -11,7 +11,8 @@ no autograd graph is kept, so the high-res features of a training image can be c
 
 Two runtimes compute the same ``phi`` (``HLGFAConfig.backbone_runtime``):
 
-- ``"torch"``: the network traced with TorchScript and frozen once per input shape (BatchNorm folded in);
+- ``"torch"``: the network traced with TorchScript and frozen once per input shape (BatchNorm folded in), its
+  convolutions fused with their activations by oneDNN Graph on a CPU (``fused_on_cpu``);
 - ``"onnxruntime"``: the network exported to ONNX once per input shape and run by ONNX Runtime on the CPU
   (optional: ``pip install 'hlgfa-lite[fast]'``). Its fused, layout-planned convolutions run the same network
   faster on a CPU (benchmarks/inference_speed.py measures by how much, side by side); the features agree with the
@@ -176,13 +177,14 @@ class FrozenBackbone(nn.Module):
 
 def fused_on_cpu(traced: torch.jit.ScriptModule, example: torch.Tensor) -> torch.jit.ScriptModule:
     """``traced``, its plan optimised with oneDNN Graph fusion when ``example`` is a float32 CPU tensor: each
-    convolution runs with its activation (and the residual add) as one oneDNN partition, 1.13x faster at 512 px and
-    1.23x at 256 px on a 2-core CPU, the features within float rounding of the plain graph (RESULTS.md, "Fit").
+    convolution runs with its activation as one oneDNN partition: 1.13x faster at 512 px and 1.25x at 256 px on a
+    2-core CPU, the features within float rounding of the plain graph's (RESULTS.md, "Fit").
 
     TorchScript fuses while it optimises a graph's plan, in its first ``FUSION_RUNS`` runs, and keeps that plan
     after; the switch is process-wide, so it is on only for those runs (under a lock) and off again after, for
     whatever else the process runs. Where this build of torch has no oneDNN Graph, the graph stays as traced."""
-    if example.device.type != "cpu" or example.dtype != torch.float32 or not hasattr(torch.jit, "enable_onednn_fusion"):
+    fusable = example.device.type == "cpu" and example.dtype == torch.float32
+    if not fusable or not hasattr(torch.jit, "onednn_fusion_enabled"):
         return traced
     with _fusion_switch:
         was_on = torch.jit.onednn_fusion_enabled()
