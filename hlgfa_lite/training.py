@@ -2,9 +2,10 @@
 
 1. Split the good images: ``holdout_fraction`` of them (at least one) are kept aside for calibration.
 2. Hold the frozen features of K draws per training image (clean + augmented: ``cache.wanted_draws``), computed
-   once (``cache``; the high-res priors only of the draws a head will read, ``wanted_priors``): in memory when they fit within ``max_cache_gib``, else in a file on disk read back batch by
-   batch (the same values, so the same head), else computed on the fly; ``fit`` says which, and how much memory,
-   before any work. The normality term's Gaussians are fitted over them too (``fit_normality``).
+   once (``cache``; the high-res priors only of the draws a head will read, ``wanted_priors``): in memory when they
+   fit within ``max_cache_gib``, else in a file on disk read back batch by batch (the same values, so the same
+   head), else computed on the fly; ``fit`` says which, and how much memory, before any work. The normality term's
+   Gaussians are fitted over them too (``fit_normality``).
 3. Train the head for ``head_steps`` steps: a number of passes over the training images (``passes``) within
    [``MIN_STEPS``, ``steps``], or exactly ``steps`` when ``passes`` is 0; AdamW, cosine learning-rate decay,
    loss = sum over levels of mean(1 - cos(F_hat, T)), optionally under bfloat16 autocast (``train_precision``).
@@ -350,9 +351,9 @@ def wanted_priors(cfg, n_train: int, draws: int, prior_draws: int, steps: int, c
 
     A draw's priors cost a backbone pass at ``hr_size``, four times the pass at ``lr_size``, and only a head reads
     them (the normality term reads every low-res draw). A head reads s * B uniform picks among N * K draws; the
-    share it never picks is about exp(-s B / (N K)): with five passes over K = 4 draws, exp(-5/4) = 29 % of every
-    set above 400 training images. Their priors are left zero and never computed; every draw that is read holds
-    the same values as before, so the fit is the same bit for bit."""
+    share it never picks is about exp(-s B / (N K)): with five passes over K = 4 draws, exp(-5/4) = 29 % of the
+    draws of every set above 400 training images. Their priors are left zero and never computed; every draw that is
+    read holds the same values as before, so the fit is the same bit for bit."""
     wanted = torch.zeros(n_train, prior_draws, dtype=torch.bool)
     images, views = head_reads(cfg, n_train, draws, steps)
     wanted[images, views % prior_draws] = True

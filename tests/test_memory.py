@@ -113,7 +113,13 @@ def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_f
     model = tiny_model(steps=2)  # 2 steps of 4 picks among 6 images x 4 draws: most draws are never read
     passes, holding = [], []  # the side of each backbone pass while the features are held
     real_forward, real_hold = model.backbone.forward, training.hold_features
-    monkeypatch.setattr(model.backbone, "forward", lambda x: (holding and passes.append(x.shape[-1])) or real_forward(x))
+
+    def forward(images):
+        if holding:
+            passes.append(images.shape[-1])
+        return real_forward(images)
+
+    monkeypatch.setattr(model.backbone, "forward", forward)
 
     def hold(*args, **kwargs):
         holding.append(True)
