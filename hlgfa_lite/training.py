@@ -349,11 +349,12 @@ def wanted_priors(cfg, n_train: int, draws: int, prior_draws: int, steps: int, c
     """(n_train, prior_draws) bool: the draws whose priors a head of ``fit`` reads: the head's ``steps`` and, with
     ``cross_fit``, every fold head's (``cross_fit_plan``), each as ``head_reads`` draws them.
 
-    A draw's priors cost a backbone pass at ``hr_size``, four times the pass at ``lr_size``, and only a head reads
-    them (the normality term reads every low-res draw). A head reads s * B uniform picks among N * K draws; the
-    share it never picks is about exp(-s B / (N K)): with five passes over K = 4 draws, exp(-5/4) = 29 % of the
-    draws of every set above 400 training images. Their priors are left zero and never computed; every draw that is
-    read holds the same values as before, so the fit is the same bit for bit."""
+    A draw's priors cost a backbone pass at ``hr_size``, four times the pixels of the pass at ``lr_size``, and only a
+    head reads them (the normality term reads every low-res draw). A head reads s * B uniform picks among N * K
+    draws; the share it never picks is about exp(-s B / (N K)): with five passes over K = 4 draws, exp(-5/4) = 29 %
+    of the draws of a set of 400 to 1,600 training images (more above, where the step cap cuts the passes). Their
+    priors are left zero and never computed; every draw that is read holds the same values as before, so the fit is
+    the same bit for bit."""
     wanted = torch.zeros(n_train, prior_draws, dtype=torch.bool)
     images, views = head_reads(cfg, n_train, draws, steps)
     wanted[images, views % prior_draws] = True

@@ -113,8 +113,9 @@ def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, p
     """(start, priors [level] (b, Kp, ...), lows [level] (b, K, C, h, w)) for each chunk of ``batch_size`` images,
     in order; one seeded ``NoiseAugment`` for the whole pass, so every holder gets the same draws.
 
-    ``wanted`` (N, Kp) bool (None: all): the draws whose priors are computed; the others' are zero, and cost no
-    high-res backbone pass (``training.wanted_priors``: no head reads them). Every nuisance is still drawn, in the
+    ``wanted`` (N, Kp) bool (None: all): the draws whose priors are computed (a chunk's draw k for all its images
+    when one of them is wanted); the others' are zero and cost no high-res backbone pass (``training.wanted_priors``:
+    no head reads them). Every nuisance is still drawn, in the
     same order, so each computed draw has the values it would have had."""
     cfg = model.cfg
     augment = NoiseAugment(cfg) if cfg.noise_aug else None
