@@ -138,12 +138,15 @@ class FrozenBackbone(nn.Module):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    traced = torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
+                    def traced():
+                        return torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
+
+                    graph = traced()  # a tracing failure goes to the eager network below
                     try:
-                        traced = fused_on_cpu(traced, x)
-                    except Exception:  # noqa: BLE001 - a fusion this CPU cannot run: the graph as traced
-                        traced = torch.jit.freeze(torch.jit.trace(self.net, x, check_trace=False))
-                    self._runners[key] = traced
+                        graph = fused_on_cpu(graph, x)
+                    except Exception:  # noqa: BLE001 - a fusion this CPU cannot run: a fresh graph, as traced
+                        graph = traced()
+                    self._runners[key] = graph
             except Exception:  # noqa: BLE001 - any tracing failure: stay with the eager network
                 self._runners[key] = self.net
         return self._runners[key]
