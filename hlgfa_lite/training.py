@@ -95,7 +95,8 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
     bar = tqdm(range(steps), desc=desc, disable=not progress)
     started = time.perf_counter()
     for step in bar:
-        low, priors = cache.batch(images_read[step], views_read[step], model.device)
+        low, priors = cache.batch(images_read[step], views_read[step], model.device,
+                                  torch.bfloat16 if bfloat16 else torch.float32)
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bfloat16):
             loss = alignment_loss(model.head(low, priors), priors)
         optimiser.zero_grad(set_to_none=True)

@@ -103,6 +103,33 @@ def test_fit_with_a_spilled_cache_gives_the_same_model_bit_for_bit(tmp_path, cap
     assert not list(tmp_path.iterdir()), "the spill file is deleted when fit ends"
 
 
+@pytest.mark.parametrize("held", ["memory", "disk"])
+def test_priors_read_as_bfloat16_train_the_head_that_autocast_trains_from_float32(images, held, tmp_path, monkeypatch):
+    """Under bfloat16 autocast the structure and detail priors are read as bfloat16 (``cache.working_priors``):
+    float16 -> bfloat16 rounds once, as the float32 copy and autocast's cast did, so the head is the same bit for
+    bit; the target, which enters the float32 loss, stays float32."""
+    model = tiny_model(train_precision="bfloat16")
+    features = (cache.cache_features(model, images, progress=False) if held == "memory"
+                else cache.spill_features(model, images, tmp_path, progress=False))
+    try:
+        _, priors = features.batch(torch.tensor([0, 3]), torch.tensor([1, 2]), "cpu", torch.bfloat16)
+        assert [(p.structure.dtype, p.detail.dtype, p.target.dtype) for p in priors] == \
+            [(torch.bfloat16, torch.bfloat16, torch.float32)] * len(priors)
+        start = {k: v.clone() for k, v in model.head.state_dict().items()}
+        train_head(model, features, steps=6, progress=False)
+        as_bfloat16 = {k: v.clone() for k, v in model.head.state_dict().items()}
+        model.head.load_state_dict(start)
+        real = cache.working_priors
+        monkeypatch.setattr(cache, "working_priors", lambda tensors, device, conv_dtype: real(tensors, device,
+                                                                                               torch.float32))
+        train_head(model, features, steps=6, progress=False)
+        via_float32 = model.head.state_dict()
+        assert all(torch.equal(as_bfloat16[k], via_float32[k]) for k in start)
+        assert any(not torch.equal(start[k], via_float32[k]) for k in start), "the head trained"
+    finally:
+        features.close()
+
+
 def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_for_bit(monkeypatch):
     """fit computes the high-res priors only of the draws its heads will read (``training.wanted_priors``): fewer
     high-res backbone passes, and the head, the cross-fitted heads, the normality term and the calibration all the

@@ -65,11 +65,22 @@ def load_images(paths: list[Path], size: int) -> torch.Tensor:
     return out
 
 
-def to_working(features: torch.Tensor, device) -> torch.Tensor:
-    """Held features (float16, any layout) -> float32 on ``device``, channels-last: the head's layout, reached in
+def to_working(features: torch.Tensor, device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Held features (float16, any layout) -> ``dtype`` on ``device``, channels-last: the head's layout, reached in
     the one copy the cast makes anyway (a second copy to change the layout cost as much as the layout saved). Every
     cache hands out the same layout, so a fit gives the same model bit for bit whichever cache held its features."""
-    return features.to(device, torch.float32, memory_format=torch.channels_last)
+    return features.to(device, dtype, memory_format=torch.channels_last)
+
+
+def working_priors(tensors: list[torch.Tensor], device, conv_dtype: torch.dtype) -> list[Priors]:
+    """[structure, detail, target] * levels (held) -> Priors per level on ``device``. The structure and detail
+    priors go only into the head's convolutions, so under bfloat16 autocast they are read as bfloat16 at once:
+    float16 -> bfloat16 rounds once, as float16 -> float32 -> bfloat16 does, so the head computes the same values
+    without a float32 copy of the largest tensors of a step (the detail prior has C r^2 channels). The target enters
+    the loss, which runs in float32."""
+    dtypes = (conv_dtype, conv_dtype, torch.float32)
+    return [Priors(*(to_working(t, device, dtype) for t, dtype in zip(tensors[i:i + 3], dtypes)))
+            for i in range(0, len(tensors), 3)]
 
 
 def as_float(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -159,14 +170,13 @@ class FeatureCache:
     def draws(self) -> int:
         return self.low[0].shape[1]
 
-    def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
-        """Draw ``views[i]`` of image ``images[i]``, as float32 (B, C, h, w) tensors on ``device``."""
-
-        def read(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-            return to_working(t[images, index], device)
-
+    def batch(self, images: torch.Tensor, views: torch.Tensor, device,
+              conv_dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], list[Priors]]:
+        """Draw ``views[i]`` of image ``images[i]``, as (B, C, h, w) tensors on ``device``: float32, the structure and
+        detail priors in ``conv_dtype`` (``working_priors``)."""
         prior_views = views % self.priors[0].target.shape[1]  # Kp = 1: always the clean draw
-        return [read(cache, views) for cache in self.low], [p.apply(lambda t: read(t, prior_views)) for p in self.priors]
+        held = [t[images, prior_views] for p in self.priors for t in (p.structure, p.detail, p.target)]
+        return [to_working(t[images, views], device) for t in self.low], working_priors(held, device, conv_dtype)
 
     def low_draws(self, rows: slice, every: bool, device) -> list[torch.Tensor]:
         """Low-res features of images ``rows``, float32 per level: every draw (b * K, C, h, w), image after image,
@@ -256,29 +266,28 @@ class SpilledCache:
         return out
 
     @staticmethod
-    def _split(flat: torch.Tensor, shapes: list[tuple[int, ...]], device) -> list[torch.Tensor]:
+    def _split(flat: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
         parts = torch.split(flat, [math.prod(s) for s in shapes], dim=1)
-        return [to_working(part.reshape(len(flat), *shape), device) for part, shape in zip(parts, shapes)]
+        return [part.reshape(len(flat), *shape) for part, shape in zip(parts, shapes)]
 
-    def _priors(self, tensors: list[torch.Tensor]) -> list[Priors]:
-        return [Priors(*tensors[i:i + 3]) for i in range(0, len(tensors), 3)]
-
-    def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
-        """Draw ``views[i]`` of image ``images[i]``, as float32 (B, C, h, w) tensors on ``device``."""
+    def batch(self, images: torch.Tensor, views: torch.Tensor, device,
+              conv_dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], list[Priors]]:
+        """As ``FeatureCache.batch``: draw ``views[i]`` of image ``images[i]`` on ``device``."""
         rows = self.index[images].tolist()
         low_bytes, prior_bytes = self.low_numel * 2, self.prior_numel * 2
         prior_views = (views % self.prior_draws).tolist()  # Kp = 1: always the clean draw
         low = self._read([(r * self.draws + v) * low_bytes for r, v in zip(rows, views.tolist())], self.low_numel)
         prior = self._read([self.prior_base + (r * self.prior_draws + v) * prior_bytes
                             for r, v in zip(rows, prior_views)], self.prior_numel)
-        return self._split(low, self.low_shapes, device), self._priors(self._split(prior, self.prior_shapes, device))
+        return ([to_working(t, device) for t in self._split(low, self.low_shapes)],
+                working_priors(self._split(prior, self.prior_shapes), device, conv_dtype))
 
     def low_draws(self, rows: slice, every: bool, device) -> list[torch.Tensor]:
         """As ``FeatureCache.low_draws``: every draw (b * K, C, h, w), image after image, or the clean one."""
         files = self.index[rows].tolist()
         draws = range(self.draws) if every else range(1)
         offsets = [(r * self.draws + k) * self.low_numel * 2 for r in files for k in draws]
-        return self._split(self._read(offsets, self.low_numel), self.low_shapes, device)
+        return [to_working(t, device) for t in self._split(self._read(offsets, self.low_numel), self.low_shapes)]
 
     def subset(self, rows: torch.Tensor) -> "SpilledCache":
         """The images ``rows`` only: the same file, read through a narrower index and a descriptor of its own."""
@@ -372,7 +381,9 @@ class OnTheFlyFeatures:
         return len(self.hr_images)
 
     @torch.no_grad()
-    def batch(self, images: torch.Tensor, views: torch.Tensor, device) -> tuple[list[torch.Tensor], list[Priors]]:
+    def batch(self, images: torch.Tensor, views: torch.Tensor, device,
+              conv_dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], list[Priors]]:
+        """As ``FeatureCache.batch``, computed now."""
         cfg, model = self.model.cfg, self.model
         high = as_float(self.hr_images[images]).to(model.device)  # (B, 3, hr, hr)
         low = resize(high, cfg.lr_size)  # (B, 3, lr, lr)
@@ -385,9 +396,8 @@ class OnTheFlyFeatures:
                     low[i] = resize(high[i:i + 1], cfg.lr_size)[0]
                 else:
                     low[i] = self.augment(low[i].cpu()).to(model.device)
-        priors = model.priors(model.backbone(high))
-        return [to_working(f, device) for f in model.backbone(low)], [p.apply(lambda t: to_working(t, device))
-                                                                        for p in priors]
+        held = [t for p in model.priors(model.backbone(high)) for t in (p.structure, p.detail, p.target)]
+        return [to_working(f, device) for f in model.backbone(low)], working_priors(held, device, conv_dtype)
 
     @torch.no_grad()
     def low_draws(self, rows: slice, every: bool, device) -> list[torch.Tensor]:
