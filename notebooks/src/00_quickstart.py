@@ -82,7 +82,9 @@ plt.show()
 # on the held-out good images. With this few held-out images it also trains three short *cross-fitted* heads, each
 # without a third of the training images, so that the threshold rests on more than two good scores (section 4).
 # The model lives on `DEVICE` (the setup cell's choice: a GPU when there is one). In FAST mode (CI) the head trains
-# for only a few steps, so its maps are rougher. Setting `STEPS` fixes the count instead of the data's rule.
+# for only a few steps, so its maps are rougher. Setting `STEPS` fixes the count instead of the data's rule. On the
+# 18 training images here the 125-step floor wins, so the head makes over a hundred passes, not five (the `fit`
+# line below says how many).
 
 # %%
 STEPS = 20 if FAST else None  # None: the preset's rule; a number: exactly that many steps
@@ -179,7 +181,8 @@ print(f"{sample.defect_type}/{sample.path.name}: the map's share w_map = {w_map}
 # %% [markdown]
 # ## 4. The score histogram
 #
-# One number per image: the mean of the top 1 % of $A'$ (`cfg.score_topk`), the two parts weighed $1 - w$ and $w$. The thresholds come from the
+# One number per image: the mean of the top 1 % of the pixels $u$ of $A' = (1 - w)\,A_{\text{alignment}} + w\,A_{\text{normality}}$
+# (`cfg.score_topk`), the score's own mix of the two parts of section 3, $w$ = `normality_weight`. The thresholds come from the
 # scores $s_i$ of good images the head never trained on (held-out images; with fewer than 8 of them, also
 # cross-fitted scores of the training images), so you never need a defective example to deploy it. With
 # $x_i = \log s_i$ (mean $\bar x$, std $s_x$, $n$ scores) and a target false-alarm rate $a$ (`target_fpr`):
@@ -229,7 +232,7 @@ for label, name in ((1, "defective"), (0, "good")):
 #
 # So a good bottle listed above as borderline or anomalous is not a bug: its map (next section) shows where it
 # differs from the training bottles. More good images, from more than one session, are the cure; the sensitivity
-# trades false alarms against missed defects, and lesson 05 §5 shows how to choose it.
+# trades false alarms against missed defects, and lesson 05 §6 shows how to choose it.
 
 # %% [markdown]
 # ## 5. Try it: pick an image, move the sensitivity

@@ -32,7 +32,8 @@
 # In code: `hlgfa_lite/backbone.py` (the two views), `hlgfa_lite/priors.py` (`target`), `hlgfa_lite/alignment.py`
 # (`misalignment`). An untrained `HLGFA` has an identity head, so `model.inspect(x).level_maps` *are* the $e^l$.
 #
-# Lessons: 00 quickstart · **01 features** · 02 priors · 03 alignment · 04 augmentation · 05 evaluation
+# Lessons: 00 quickstart · **01 features** · 02 priors · 03 alignment · 04 augmentation · 05 evaluation ·
+# 06 all of MVTec AD · 07 beyond bottle
 
 # %% [setup]
 
@@ -253,8 +254,8 @@ plt.show()
 #
 # Fuse the levels: normalise each $e^l$ by its mean and spread on good images (levels differ in scale), upsample to
 # 256 px, average, smooth (`hlgfa_lite/scoring.py`). The statistics and the fixed colour scale come from good
-# images only: `training.calibrate_model` on a few training images. No head is trained: this is the raw
-# cross-resolution score, the starting point the learned head improves on.
+# images only: `training.calibrate_model` on the 20 good training images (6 in FAST mode). No head is trained: this
+# is the raw cross-resolution score, the starting point the learned head improves on.
 
 # %%
 from hlgfa_lite.evaluation import evaluate
@@ -369,7 +370,7 @@ check("misalignment", misalignment)
 #
 # Open questions: change one knob, re-run the cells after it, and read the number named.
 #
-# 1. **Resolution pair.** In the first code cell, build `preset("lite_paper", hr_size=384, lr_size=192)` instead, and
+# 1. **Resolution pair.** In the cell that builds `model`, build `preset("lite_paper", hr_size=384, lr_size=192)` instead, and
 #    compare the pixel AUROC of each level alone and fused ("Does fusing levels matter?"). Which level gains or loses
 #    most when the views shrink, and why might a bottle's small breaks need the larger pair?
 # 2. **Smoothing.** In the same cell, set `smooth_sigma` to 0 and then to 8 (default 4, in low-res pixels), and read

@@ -32,7 +32,8 @@
 # lesson looks at both priors on real features, checks the identities above, and ends with the question every
 # careful reader asks: if the priors come from the very image being scored, can the head just copy the answer?
 #
-# Lessons: 00 quickstart · 01 features · **02 priors** · 03 alignment · 04 augmentation · 05 evaluation
+# Lessons: 00 quickstart · 01 features · **02 priors** · 03 alignment · 04 augmentation · 05 evaluation ·
+# 06 all of MVTec AD · 07 beyond bottle
 
 # %% [setup]
 
@@ -115,7 +116,7 @@ save_figure(fig, "02_split.png")
 plt.show()
 
 # %% [markdown]
-# Note the two cross terms: *energy share* is the fraction of the level's total energy that each part holds
+# Each panel title carries two numbers: *energy share* is the fraction of the level's total energy that each part holds
 # ($\|S\|^2 + \|D\|^2 \neq \|F_H\|^2$ in general, because $S$ and $D$ are not orthogonal), and *defect/rest* is the
 # mean energy inside the defect divided by the mean outside it: how strongly each prior carries the defect.
 # Each panel has its own colour scale, so compare shapes, and read the numbers for sizes: which prior holds more of
@@ -246,10 +247,9 @@ for level, fh in enumerate(ins.high, start=1):
 
 # %% [markdown]
 # So is narrowing required? It is a **switch** (`prior_width`), because the answer is empirical. The library's
-# default is full width (`prior_width = 1.0`): on MVTec *bottle* it measured better than narrow priors, with no sign
-# of leakage (see `benchmarks/RESULTS.md`). That is exactly why lesson 03 does not take it on faith: it trains heads
-# with and without priors and measures the defect contrast of their maps. A leaking head shows a *lower* training
-# loss and a *lower* contrast at the same time.
+# default is full width (`prior_width = 1.0`); narrow priors have not been benchmarked here, which is why lesson 03
+# does not take the default on faith: it trains heads with and without priors and measures the defect contrast of
+# their maps. A leaking head shows a *lower* training loss and a *lower* contrast at the same time.
 #
 # ## Check yourself
 #
@@ -327,7 +327,7 @@ check("copy_the_target", copy_the_target)
 #
 # Open questions: change one knob, re-run the cells after it, and read the number named.
 #
-# 1. **The cut-off.** In the first code cell, build `preset("lite_paper", prior_sigma=4)` instead of the default 2,
+# 1. **The cut-off.** In the cell that builds `model`, build `preset("lite_paper", prior_sigma=4)` instead of the default 2,
 #    and read §1's titles: the energy share and the defect/rest contrast of $S$ and of $D$. Which prior carries the
 #    defect more strongly now, and at which level?
 # 2. **Another defect.** In the same cell, set `DEFAULT` to the first `broken_small` image instead of `broken_large`,

@@ -32,7 +32,8 @@
 # head is exactly the identity, $\hat F_L = F_L$, so training *starts* from the training-free score of lesson 01.
 # The switches `use_structure`, `use_detail` and `use_gate` remove each part, for the ablations at the end.
 #
-# Lessons: 00 quickstart · 01 features · 02 priors · **03 alignment** · 04 augmentation · 05 evaluation
+# Lessons: 00 quickstart · 01 features · 02 priors · **03 alignment** · 04 augmentation · 05 evaluation ·
+# 06 all of MVTec AD · 07 beyond bottle
 
 # %% [setup]
 
@@ -77,17 +78,17 @@ print("untrained head is the identity:", all(torch.equal(o.refined, f) for o, f 
 # and cached (with three noise-augmented draws of each image, lesson 04), and every step then only runs the small
 # head; a few good images are held out to calibrate the per-level normalisation and the colour scale.
 #
-# This lesson compares five heads, and training five heads takes many minutes on a CPU. So the package ships them,
-# trained once with exactly this recipe (`hlgfa_lite/lessons/lesson_heads.py`, made by `scripts/train_lesson_heads.py`), and
-# the lesson loads them, with their training curves. **To watch a head learn, set `TRAIN_LIVE = True`** (or start
-# Jupyter with `HLGFA_TRAIN_LIVE=1`): every head is then trained here, and the curve below is redrawn while it trains.
-# Each cell that gets a head prints how long that took, loaded or trained (`lesson_head` trains on the CPU; the head
-# is then moved to `DEVICE`).
+# This lesson compares six heads (one on bottle, five on tire), and training six heads takes many minutes on a CPU. So
+# the package ships them, trained once with exactly this recipe (`hlgfa_lite/lessons/lesson_heads.py`, made by
+# `scripts/train_lesson_heads.py`), and the lesson loads them, with their training curves. **To watch a head learn,
+# set `TRAIN_LIVE = True`** (or start Jupyter with `HLGFA_TRAIN_LIVE=1`): every head is then trained here, and the
+# curve below is redrawn while it trains. Each cell that gets a head prints how long that took, loaded or trained
+# (`lesson_head` trains on the CPU; the head is then moved to `DEVICE`).
 
 # %%
 import time
 
-TRAIN_LIVE = os.environ.get("HLGFA_TRAIN_LIVE") == "1"  # True: train the five heads yourself instead of loading them
+TRAIN_LIVE = os.environ.get("HLGFA_TRAIN_LIVE") == "1"  # True: train the six heads yourself instead of loading them
 STEPS = 15 if FAST else cfg.steps  # live training only; FAST (CI) just checks that everything runs
 train_paths, holdout_paths = split_holdout(train_image_paths(SAMPLE), cfg.holdout_fraction, cfg.seed)
 holdout = load_images(holdout_paths, cfg.hr_size)

@@ -37,7 +37,8 @@
 # This lesson shows the nuisances, how they light up the map, and which reading keeps good parts calm. (The
 # benchmark in `benchmarks/RESULTS.md` measures the same on the full bottle test set.)
 #
-# Lessons: 00 quickstart · 01 features · 02 priors · 03 alignment · **04 augmentation** · 05 evaluation
+# Lessons: 00 quickstart · 01 features · 02 priors · 03 alignment · **04 augmentation** · 05 evaluation ·
+# 06 all of MVTec AD · 07 beyond bottle
 
 # %% [setup]
 
@@ -482,7 +483,7 @@ check("brightness", brightness)
 # Open questions: change one knob, re-run the cells after it, and read the number named.
 #
 # 1. **Inside the training range.** In §1's cell, set the noise strengths to `[0.0, 0.01, 0.02, 0.04]` (training
-#    draws noise up to `aug_noise_std`, printed in the first cell) and read §4's "caused by the nuisance" column and
+#    draws noise up to `aug_noise_std`, printed by the cell that sets `cfg`) and read §4's "caused by the nuisance" column and
 #    mean rise for noise. Below which strength does the no-augmentation head stay as calm as the both-views head?
 # 2. **The benchmark's brightness.** In `nuisance` (§1), return `apply_nuisance(images, "brightness", strength - 1)`
 #    (an additive shift) instead of the factor, and compare the mean rise of the training-free and both-views models

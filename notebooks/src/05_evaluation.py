@@ -18,7 +18,7 @@
 # **The part: MVTec 3D-AD *tire*.** On bottle every variant of this method scores an image AUROC of 1.000, so
 # thresholds, failures and rankings have nothing to show. A dark tyre on a dark background, with small cuts, holes
 # and specks, is where HLGFA-lite errs: the numbers below differ from 1, and the failures are real. Set
-# `CATEGORY = "bottle"` in the first code cell to see the same lesson on the easy part.
+# `CATEGORY = "bottle"` in the cell that sets it to see the same lesson on the easy part.
 #
 # | metric | question it answers | `hlgfa_lite.metrics` |
 # |---|---|---|
@@ -290,8 +290,11 @@ for t in ev.per_type:
 from sklearn.metrics import precision_recall_curve
 from hlgfa_lite.calibration import tolerance_factor
 
-print("tolerance factor k at a = 0.05, g = 0.95: " + ", ".join(
-    f"n = {n}: {tolerance_factor(n, 0.05, 0.95):.1f}" for n in (5, 10, 20, 100)) + "; the plain quantile z = 1.6")
+from scipy.stats import norm
+
+print(f"tolerance factor k at this checkpoint's a = {cal.target_fpr:g}, g = {cal.confidence:g}: " + ", ".join(
+    f"n = {n}: {tolerance_factor(n, cal.target_fpr, cal.confidence):.1f}" for n in (5, 10, 20, 100))
+      + f"; the plain quantile z = {norm.ppf(1 - cal.target_fpr):.1f}")
 print(f"this checkpoint: n = {cal.n_images}, target {cal.target_fpr:g}, confidence {cal.confidence:g}; "
       f"borderline above {cal.borderline():.2f}, anomalous above {model.threshold():.2f}")
 f1_best, t_best = metrics.f1_max(scores, labels)
@@ -577,7 +580,7 @@ for row in rows[:-1]:
 # Then either the command line,
 #
 # ```bash
-# hlgfa-lite fit my_part --out runs/my_part              # add --steps 1000 for the full schedule
+# hlgfa-lite fit my_part --out runs/my_part              # 5 passes, 125-500 steps; --steps N trains exactly N
 # hlgfa-lite evaluate runs/my_part my_part               # every metric of this lesson
 # hlgfa-lite predict runs/my_part new_images/ --out results   # scores.csv and overlays
 # ```
@@ -587,7 +590,7 @@ for row in rows[:-1]:
 # %%
 MY_DATA = os.environ.get("HLGFA_MY_DATA")  # e.g. "/content/my_part"
 if MY_DATA:
-    mine = HLGFA(preset("lite", steps=20 if FAST else 1000)).to(DEVICE)
+    mine = HLGFA(preset("lite", **({"steps": 20, "passes": 0.0} if FAST else {}))).to(DEVICE)  # FAST: 20 steps
     report = fit(mine, train_image_paths(MY_DATA))
     if (Path(MY_DATA) / "test").is_dir():
         mine_ev = evaluate(mine, MY_DATA)
@@ -685,16 +688,17 @@ check("pro_at", pro_at)
 # %% [markdown]
 # ## Further research
 #
-# 1. **Change the part, measure the gap.** Set `CATEGORY = "bottle"` in the first code cell and run the lesson
+# 1. **Change the part, measure the gap.** Set `CATEGORY = "bottle"` in the cell that sets it and run the lesson
 #    again. Which sections stop teaching anything, and how do the gaps between the memory bank and HLGFA-lite in
 #    section 8 change?
 # 2. **Change the score, measure the ranking.** The image score is the mean of the top 1 % of the map
 #    (`cfg.score_topk`). Re-score the test set with `model.cfg.score_topk = 0` (the map's maximum) and with 0.05
 #    (`evaluate(model, DATA)` again); watch image AUROC and the failure cases of section 7. Small defects and large
 #    ones do not want the same rule.
-# 3. **Change the budget, measure the calibration.** Refit with `fit(model, paths, target_fpr=0.05)` (or move the
-#    sensitivity slider of section 6) and count the good test images flagged against the defects caught. How many
-#    good images would you need in the test set to tell a 1 % false-alarm rate from a 5 % one?
+# 3. **Change the budget, measure the calibration.** Refit a fresh model,
+#    `refit = HLGFA(preset("lite")).to(DEVICE)`, with `fit(refit, train_image_paths(DATA), target_fpr=0.05)` (or
+#    move the sensitivity slider of section 6) and count the good test images flagged against the defects caught.
+#    How many good images would you need in the test set to tell a 1 % false-alarm rate from a 5 % one?
 # 4. **Change the mix, measure the map.** Section 8's table splits the map into its alignment and Gaussian parts.
 #    Which part localises the tire's defects better (pixel AUROC, AUPRO)? Set
 #    `model.cfg = model.cfg.replace(map_normality_weight=None)` (one map for both: the Gaussian part's share of the

@@ -433,8 +433,8 @@ widgets.interact(show, category=widgets.Dropdown(options=names, value=names[0]))
 #    <details><summary>Answer</summary>
 #
 #    Toothbrush, by far. Training takes at least 125 steps however few the images, and a tenth of 60 leaves only 6
-#    held-out images, too few for a threshold: `fit` then trains cross-fitted heads too, one more schedule's worth
-#    of steps. Hazelnut spreads about the same schedule over six times as many images.
+#    held-out images, too few for a threshold: `fit` then trains three cross-fitted heads too, about half a schedule
+#    more (125 + 3 x 20 = 185 steps). Hazelnut spreads its 125 steps over six times as many images.
 #    </details>
 
 # %%

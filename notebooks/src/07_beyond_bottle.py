@@ -176,7 +176,7 @@ else:
 # part: that is the gap that remains (the crack column of that table, the lowest of both parts together). Note also
 # that on this texture the normality part *alone* ranks tiles better than the plain average of both parts (the image
 # AUROC column, seed 0). That is why `lite` gives the normality part the larger share of the score (`normality_weight`,
-# 0.6, section 1; it was 3/4 until an object, section 5, pulled the other way);
+# 0.6, section 1; a larger share, 3/4, suits this texture but not the object of section 5);
 # section 2's second table measures the result end to end, over three seeds and beside PaDiM and PatchCore, bottle
 # included. The weight was chosen by looking at test data (`benchmarks/RESULTS.md`, "Part weights" for 3/4, "The
 # score's share" for 0.6), which a careful reader should hold against it.
@@ -259,8 +259,8 @@ widgets.interact(mix_parts, image=widgets.Dropdown(options=list(inspected)),
 #
 # The term is not free on every part. MVTec 3D-AD *tire* (lesson 05's part) is an object, like bottle, but one where
 # no model here gets near 1.000. The shipped `tire_lite` checkpoint holds both parts, so the same features give three
-# maps: the alignment part alone (the abstract's method with this head), one map for both questions as `lite` made it
-# before the map had a share of its own (the normality part weighted 0.75), and today's `lite` anomaly map (weighted
+# maps: the alignment part alone (the abstract's method with this head), one map for both questions (one weight for
+# the map and the score: the normality part weighted 0.75), and the `lite` anomaly map (weighted
 # $w_{map}$ = 0.35). `model.fuse` fuses any raw maps with any share. Each row is one defect type of the bundled tire
 # sample, beside its mask.
 
@@ -312,9 +312,9 @@ plt.show()
 # normality part. The last column, today's map, keeps close to the alignment part: its peaks are the alignment part's,
 # with a little of the normality part's warmth around them.
 #
-# Whole test set, three seeds. The rows follow the steps that led to today's `lite`: the abstract's method alone
-# (`steps_<data>_lite_paper.json`); the term with one map for both (w = 0.75) and with the map's own share 0.25, the
-# map share `lite` first shipped (each head fitted once and scored both ways, `map_weight_<data>.json`); the score's
+# Whole test set, three seeds. The rows go from the abstract's method to today's `lite`: the abstract's method alone
+# (`steps_<data>_lite_paper.json`); the term with one map for both (w = 0.75) and with the map's own share 0.25
+# (each head fitted once and scored both ways, `map_weight_<data>.json`); the score's
 # share moved to 0.6 (`score_weight_<data>.json`); the map's share moved to 0.35, today's `lite` (one `hlgfa-lite fit`
 # per seed, `probes/map_share_<data>.json`); and anomalib's PatchCore (`anomalib_peers_<data>.json`). All are in
 # `benchmarks/results/`, explained in `benchmarks/RESULTS.md` ("Two fusions", "The score's share", "The map's share
@@ -497,7 +497,7 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 #
 # Open questions: change one knob, re-run the cells after it, and read the number named.
 #
-# 1. **One Gaussian per level.** In section 4's cell, build `preset("lite", steps=STEPS, batch_size=8,
+# 1. **One Gaussian per level.** In section 4's cell, build `preset("lite", steps=STEPS, passes=0.0, batch_size=8,
 #    normality="global")`, and read the scores in section 4's titles and the stored floats in section 6. What does
 #    the bottle lose when the term forgets *where* a feature was seen?
 # 2. **No pooling.** In the same cell, set `normality_pool=1` (default 3: features averaged over 3×3 neighbours
