@@ -72,6 +72,11 @@ def to_working(features: torch.Tensor, device, dtype: torch.dtype = torch.float3
     return features.to(device, dtype, memory_format=torch.channels_last)
 
 
+def prior_tensors(priors: list[Priors]) -> list[torch.Tensor]:
+    """Priors per level -> [structure, detail, target] * levels: the order they are stored and read in."""
+    return [t for p in priors for t in (p.structure, p.detail, p.target)]
+
+
 def working_priors(tensors: list[torch.Tensor], device, conv_dtype: torch.dtype) -> list[Priors]:
     """[structure, detail, target] * levels (held) -> Priors per level on ``device``. The structure and detail
     priors go only into the head's convolutions, so under bfloat16 autocast they are read as bfloat16 at once:
@@ -175,7 +180,7 @@ class FeatureCache:
         """Draw ``views[i]`` of image ``images[i]``, as (B, C, h, w) tensors on ``device``: float32, the structure and
         detail priors in ``conv_dtype`` (``working_priors``)."""
         prior_views = views % self.priors[0].target.shape[1]  # Kp = 1: always the clean draw
-        held = [t[images, prior_views] for p in self.priors for t in (p.structure, p.detail, p.target)]
+        held = [t[images, prior_views] for t in prior_tensors(self.priors)]
         return [to_working(t[images, views], device) for t in self.low], working_priors(held, device, conv_dtype)
 
     def low_draws(self, rows: slice, every: bool, device) -> list[torch.Tensor]:
@@ -218,10 +223,6 @@ def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, p
 def _record(tensors: list[torch.Tensor]) -> torch.Tensor:
     """[(b, K, ...)] -> (b, K, sum of the per-draw sizes) float16: one draw's tensors side by side, as stored."""
     return torch.cat([t.flatten(2).to(torch.float16) for t in tensors], dim=2).cpu().contiguous()
-
-
-def _prior_tensors(priors: list[Priors]) -> list[torch.Tensor]:
-    return [t for p in priors for t in (p.structure, p.detail, p.target)]  # level after level, in this order
 
 
 class SpilledCache:
@@ -340,14 +341,14 @@ def spill_features(model: HLGFA, hr_images: torch.Tensor, folder: str | Path | N
     try:
         shapes = None
         for start, priors, lows in drawn_features(model, hr_images, batch_size, progress, wanted):
-            prior_tensors = _prior_tensors(priors)
+            held = prior_tensors(priors)
             if shapes is None:
-                draws, prior_draws = lows[0].shape[1], prior_tensors[0].shape[1]
-                shapes = [tuple(t.shape[2:]) for t in lows], [tuple(t.shape[2:]) for t in prior_tensors]
+                draws, prior_draws = lows[0].shape[1], held[0].shape[1]
+                shapes = [tuple(t.shape[2:]) for t in lows], [tuple(t.shape[2:]) for t in held]
                 low_bytes = draws * sum(math.prod(s) for s in shapes[0]) * 2  # one image, every draw
                 prior_bytes = prior_draws * sum(math.prod(s) for s in shapes[1]) * 2
             _write(fd, _record(lows), start * low_bytes)
-            _write(fd, _record(prior_tensors), n * low_bytes + start * prior_bytes)
+            _write(fd, _record(held), n * low_bytes + start * prior_bytes)
     except OSError as exc:
         os.close(fd)
         raise HLGFAError(f"cannot write the feature cache in {folder} ({exc.strerror or exc}); free some disk "
@@ -396,7 +397,7 @@ class OnTheFlyFeatures:
                     low[i] = resize(high[i:i + 1], cfg.lr_size)[0]
                 else:
                     low[i] = self.augment(low[i].cpu()).to(model.device)
-        held = [t for p in model.priors(model.backbone(high)) for t in (p.structure, p.detail, p.target)]
+        held = prior_tensors(model.priors(model.backbone(high)))
         return [to_working(f, device) for f in model.backbone(low)], working_priors(held, device, conv_dtype)
 
     @torch.no_grad()
@@ -467,7 +468,7 @@ def draw_bytes(model: HLGFA) -> tuple[int, int]:
     blank = torch.zeros(1, 3, cfg.hr_size, cfg.hr_size, device=model.device)
     priors = model.priors(model.backbone(blank))
     low = model.backbone(resize(blank, cfg.lr_size))
-    prior_values = sum(t.numel() for p in priors for t in (p.structure, p.detail, p.target))
+    prior_values = sum(t.numel() for t in prior_tensors(priors))
     return 2 * sum(f.numel() for f in low), 2 * prior_values
 
 
