@@ -145,21 +145,33 @@ def load_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
 
 
 def mask_background(values: np.ndarray):
-    """The background value of a mask: its most common value. 0 in a 0/1 or 0/255 mask; 1 in a label map saved with
-    an offset (background 1, defects 2, 3, ...), where "non-zero is a defect" would mark every pixel."""
+    """The background value of a mask: 0 wherever the mask holds a 0 (a 0/1 or 0/255 mask, however much of the image
+    its defect covers), and in a mask that is 255 everywhere (the whole image a defect); otherwise its most common
+    value: a label map saved with an offset (background 1, defects 2, 3, ...), where "non-zero is a defect" would
+    mark every pixel."""
     flat = values.ravel()
+    if not flat.all() or (flat.dtype == np.uint8 and (flat == 255).all()):
+        return 0
     if flat.dtype == np.uint8:
         return int(np.bincount(flat, minlength=256).argmax())
     found, counts = np.unique(flat, return_counts=True)
     return found[counts.argmax()].item()
 
 
+MASK_ASPECT_TOLERANCE = 0.02  # a mask resized with its image keeps its shape; another shape is another image's mask
+
+
 def read_mask(path: str | Path, size: tuple[int, int]) -> tuple[torch.Tensor, object]:
     """(H, W) bool defect mask, resized (nearest) to the image's (H, W) if it differs, and its background value:
-    every pixel that differs from the background (``mask_background``, 0 in an ordinary mask) is a defect."""
+    every pixel that differs from the background (``mask_background``, 0 in an ordinary mask) is a defect. A mask
+    whose shape (width / height) is not its image's is refused: it belongs to another image."""
     values = np.asarray(_open(Path(path)))
     if values.ndim == 3:
         values = values.max(axis=2)
+    height, width = values.shape
+    if abs(width / height - size[1] / size[0]) > MASK_ASPECT_TOLERANCE * size[1] / size[0]:
+        raise HLGFAError(f"mask {path} is {width}x{height} pixels, a different shape from its image (aspect "
+                         f"{size[1] / size[0]:.2f}); pair each image with its own mask, named <image>_mask.png.")
     background = mask_background(values)
     binary = Image.fromarray((values != background).astype(np.uint8) * 255)
     if binary.size != (size[1], size[0]):
@@ -167,18 +179,27 @@ def read_mask(path: str | Path, size: tuple[int, int]) -> tuple[torch.Tensor, ob
     return torch.from_numpy(np.asarray(binary) > 0), background
 
 
-def offset_warning(background, count: int, total: int, example: Path) -> str:
-    """One line for masks whose background is not 0."""
-    return (f"{count} of {total} masks (e.g. {example}) have background value {background}, not 0 (a label map "
-            f"with an offset?): {background} counts as background, every other value as defect; save masks with 0 "
-            "for good pixels to silence this.")
+def mask_warnings(backgrounds: list[tuple[object, Path]], large: list[Path], total: int) -> list[str]:
+    """One line for the masks whose background is not 0, one for those that mark over half of their image."""
+    lines = []
+    if backgrounds:
+        background, example = backgrounds[0]
+        lines.append(f"{len(backgrounds)} of {total} masks (e.g. {example}) have background value {background}, not 0 "
+                     f"(a label map with an offset?): {background} counts as background, every other value as defect; "
+                     "save masks with 0 for good pixels to silence this.")
+    if large:
+        lines.append(f"{len(large)} of {total} masks (e.g. {large[0]}) mark over half of their image as defect: "
+                     "every non-zero pixel is a defect (white), 0 is good (black); check that they are not inverted.")
+    return lines
 
 
 def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W) bool defect mask (see ``read_mask``); warns when the background is not 0."""
+    """(H, W) bool defect mask (see ``read_mask``); warns when the background is not 0 or the defect covers over half
+    of the image (``mask_warnings``)."""
     mask, background = read_mask(path, size)
-    if background != 0:
-        warnings.warn(offset_warning(background, 1, 1, Path(path)), stacklevel=2)
+    offsets = [(background, Path(path))] if background != 0 else []
+    for line in mask_warnings(offsets, [Path(path)] if mask.float().mean() > 0.5 else [], 1):
+        warnings.warn(line, stacklevel=2)
     return mask
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
-from .data import LabelledImage, load_image, load_test_split, offset_warning, read_mask
+from .data import LabelledImage, load_image, load_test_split, mask_warnings, read_mask
 from .errors import HLGFAError
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "ms_per_image", "n_test_images")
@@ -52,7 +52,7 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
                      progress: bool = True, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Evaluation:
     """Score every sample with ``score`` and compute all metrics; ``transform`` alters each image first
     (a nuisance, for the robustness benchmark)."""
-    maps, masks, scores, times, offsets = [], [], [], [], []
+    maps, masks, scores, times, offsets, large = [], [], [], [], [], []
     for index, sample in enumerate(tqdm(samples, desc="scoring", disable=not progress, leave=False)):
         image = load_image(sample.path)
         if transform is not None:
@@ -74,10 +74,11 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
             if background != 0:
                 offsets.append((background, sample.mask_path))
             mask = mask.float()
+            if mask.mean() > 0.5:
+                large.append(sample.mask_path)
             masks.append(F.interpolate(mask[None, None], size=(eval_size, eval_size), mode="nearest")[0, 0].numpy() > 0)
-    if offsets:  # one line for the whole set, not one per mask
-        warnings.warn(offset_warning(offsets[0][0], len(offsets), sum(s.mask_path is not None for s in samples),
-                                     offsets[0][1]), stacklevel=2)
+    for line in mask_warnings(offsets, large, sum(s.mask_path is not None for s in samples)):
+        warnings.warn(line, stacklevel=2)  # one line for the whole set, not one per mask
     result = Evaluation({}, samples, np.array(scores), np.stack(maps), np.stack(masks))
     labels = result.labels
     # a defect image with an empty mask still counts for the image metrics (real sets have a few: magnetic tile has

@@ -103,6 +103,30 @@ def test_json_pointing_at_a_folder_is_refused_and_leaves_nothing(tiny_run, sampl
     assert code == 2 and "is a folder" in err and not list(folder.iterdir()) and not list(tmp_path.glob(".*tmp"))
 
 
+def test_json_never_replaces_a_file_evaluate_did_not_write(tiny_run, sample, tmp_path, capsys):
+    """--json over a checkpoint's model.json, a user's notes or anything inside the data: one line, the file as it
+    was (the checkpoint still loads); over the metrics an earlier evaluate wrote: replaced."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    data = tmp_path / "data"
+    shutil.copytree(sample, data)
+    before = {path: path.read_bytes() for path in (run / METADATA, notes)}
+    for target, said in ((run / METADATA, "not a metrics file"), (notes, "not a metrics file"),
+                         (data / "metrics.json", "inside the input folder")):
+        code, err = run_cli(["evaluate", run, data, "--json", target, "--quiet"], capsys)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1
+    assert {path: path.read_bytes() for path in before} == before and not (data / "metrics.json").exists()
+    load(run)
+    metrics = tmp_path / "metrics.json"
+    for _ in range(2):  # the second run replaces the record the first one wrote
+        code, _ = run_cli(["evaluate", run, data, "--json", metrics, "--quiet"], capsys)
+        assert code == 0 and "checkpoint_checksum" in json.loads(metrics.read_text())
+
+
 def test_two_predict_runs_into_one_out_keep_both_rows_and_a_concurrent_one_is_refused(tiny_run, tmp_path, capsys):
     import csv
     import fcntl
@@ -121,6 +145,34 @@ def test_two_predict_runs_into_one_out_keep_both_rows_and_a_concurrent_one_is_re
         fcntl.flock(held, fcntl.LOCK_EX)
         code, err = run_cli(["predict", tiny_run, src / "a.png", "--out", out], capsys)
     assert code == 2 and "another hlgfa-lite run" in err
+
+
+def test_an_interrupted_predict_lists_every_image_it_wrote_and_leaves_no_partial_file(tiny_run, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import csv
+
+    from hlgfa_lite.model import HLGFA
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray((np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8)).save(src / name)
+    real_predict, calls = HLGFA.predict, []
+
+    def predict(self, images):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C while the third image is scored
+            raise KeyboardInterrupt
+        return real_predict(self, images)
+
+    monkeypatch.setattr(HLGFA, "predict", predict)
+    out = tmp_path / "out"
+    code, err = run_cli(["predict", tiny_run, src, "--out", out, "--save-maps"], capsys)
+    assert code == 130 and "interrupted" in err
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert sorted(Path(r["path"]).name for r in rows) == ["a.png", "b.png"]
+    assert {p.name for p in (out / "overlays").iterdir()} == {"a.png.png", "b.png.png"}
+    assert {p.name for p in (out / "maps").iterdir()} == {"a.png.npy", "b.png.npy"}
 
 
 @pytest.mark.parametrize("earlier", [
@@ -190,7 +242,7 @@ def test_all_empty_masks_are_one_line(tiny_run, sample, tmp_path, capsys):
     assert code == 2 and "empty" in err
 
 
-@pytest.mark.parametrize("background, defect", [(0, 255), (0, 1), (1, 2), (255, 0), (100, 7)])
+@pytest.mark.parametrize("background, defect", [(0, 255), (0, 1), (1, 2), (100, 7)])
 def test_a_mask_counts_what_differs_from_its_background_as_defect(tmp_path, background, defect):
     values = np.full((20, 20), background, dtype=np.uint8)
     values[5:9, 3:12] = defect
@@ -200,6 +252,30 @@ def test_a_mask_counts_what_differs_from_its_background_as_defect(tmp_path, back
         mask = load_mask(tmp_path / "m.png", (20, 20))
     assert mask.sum() == 36 and mask[5:9, 3:12].all()
     assert len(said) == (background != 0) and all(f"background value {background}" in str(w.message) for w in said)
+
+
+@pytest.mark.parametrize("rows, marked", [(12, 240), (20, 400)])
+def test_a_defect_over_half_the_image_is_still_the_defect_and_a_warning_says_so(tmp_path, rows, marked):
+    """0 is good wherever a mask holds a 0, however large its defect (60 % of the image, or all of it in a mask that
+    is 255 everywhere): non-zero is defect, as README says; a mask marking over half of its image gets one line, as
+    an inverted mask (white for good pixels) would."""
+    values = np.zeros((20, 20), dtype=np.uint8)
+    values[:rows] = 255
+    Image.fromarray(values).save(tmp_path / "m.png")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        mask = load_mask(tmp_path / "m.png", (20, 20))
+    assert mask.sum() == marked and mask[:rows].all()
+    assert len(said) == 1 and "over half of their image" in str(said[0].message)
+
+
+def test_a_mask_of_another_shape_than_its_image_is_refused_and_one_of_the_same_shape_is_resized(tmp_path):
+    values = np.zeros((10, 10), dtype=np.uint8)
+    values[2:4, 2:4] = 255
+    Image.fromarray(values).save(tmp_path / "square.png")
+    with pytest.raises(HLGFAError, match="different shape from its image"):
+        load_mask(tmp_path / "square.png", (600, 800))
+    assert load_mask(tmp_path / "square.png", (40, 40)).sum() == 8 * 8  # same shape, four times the size
 
 
 def test_evaluate_with_label_map_masks_gives_the_binary_masks_numbers_and_one_warning(tiny_run, sample, tmp_path,

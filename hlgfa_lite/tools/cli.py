@@ -21,7 +21,7 @@ from ..config import PRESETS
 from ..data import MAX_SIDE  # images are downscaled to this longer side while decoding
 from ..device import resolve_device
 from ..errors import HLGFAError
-from .files import real_target, write_text
+from .files import real_target, write_bytes, write_text
 from .folders import check_output_dir, exclusive
 from ..training import DEFAULT_MAX_CACHE_GIB
 
@@ -114,15 +114,37 @@ def model_checksum(run_dir) -> str:
     return read_metadata(run_dir)["checksum"]
 
 
+MAX_METRICS_BYTES = 2 ** 20  # a metrics record is a few hundred bytes
+
+
+def check_metrics_file(path: Path, data: Path) -> None:
+    """Before any work: ``--json`` names a new file, or a metrics record an earlier ``evaluate`` wrote (it names the
+    checkpoint it measured), outside the data; never another file (a checkpoint's model.json, an image, notes)."""
+    if path.is_dir():
+        raise HLGFAError(f"--json {path} is a folder; give a file name such as {path / 'metrics.json'}.")
+    check_output_dir(path.parent, [data], what="--json folder")
+    if os.path.lexists(path) and not is_metrics_record(path):
+        raise HLGFAError(f"--json {path} exists and is not a metrics file `evaluate` wrote; it is left as it is: "
+                         "give a new file name.")
+
+
+def is_metrics_record(path: Path) -> bool:
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_METRICS_BYTES:
+            return False
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "checkpoint_checksum" in record
+
+
 def evaluate_command(args):
     from .checkpoint import load
     from ..data import load_test_split
     from ..evaluation import evaluate_samples, verdict_rates
 
-    if args.json and Path(args.json).is_dir():
-        raise HLGFAError(f"--json {args.json} is a folder; give a file name such as {Path(args.json) / 'metrics.json'}.")
     if args.json:
-        check_output_dir(Path(args.json).parent, what="--json folder")
+        check_metrics_file(Path(args.json), Path(args.data))
     samples = load_test_split(args.data)
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
@@ -240,28 +262,31 @@ def predict_command(args) -> list[dict]:
     with exclusive(out):
         earlier = _read_rows(out / "scores.csv")
         check_predict_targets(out, [path.relative_to(root) for path in paths], args.save_maps)
-        for path in paths:
-            image = load_image(path, MAX_SIDE)
-            [(anomaly_map, score)] = model.predict([image])
-            verdict = cal.verdict(score, args.sensitivity)  # NaN/inf: HLGFAError, never "normal"
-            relative = path.relative_to(root)
-            picture = overlay(image, anomaly_map, cal.map_vmin, cal.map_vmax)
-            picture = outline(picture, cal.mask(anomaly_map.numpy(), args.sensitivity))
-            save_png(picture, out / "overlays" / output_name(relative, ".png"))
-            if args.save_maps:
-                target = out / "maps" / output_name(relative, ".npy")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                np.save(target, anomaly_map.numpy().astype(np.float32))
-            rows.append({"path": str(path), "score": score, "verdict": verdict, "is_anomalous": verdict == "anomalous",
-                         "threshold": cal.threshold(args.sensitivity), "sensitivity": args.sensitivity})
-            print(f"{score:8.3f}  {verdict.upper():<10}  {path}")
-        scored = {row["path"] for row in rows}
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=SCORE_FIELDS)
-        writer.writeheader()
-        writer.writerows([row for row in earlier if row["path"] not in scored] + rows)
-        write_text(out / "scores.csv", buffer.getvalue())
-    print(f"{len(rows)} images scored (anomalous above {cal.threshold(args.sensitivity):.3f}, borderline above "
+        try:
+            for path in paths:
+                image = load_image(path, MAX_SIDE)
+                [(anomaly_map, score)] = model.predict([image])
+                verdict = cal.verdict(score, args.sensitivity)  # NaN/inf: HLGFAError, never "normal"
+                relative = path.relative_to(root)
+                picture = overlay(image, anomaly_map, cal.map_vmin, cal.map_vmax)
+                picture = outline(picture, cal.mask(anomaly_map.numpy(), args.sensitivity))
+                save_png(picture, out / "overlays" / output_name(relative, ".png"))
+                if args.save_maps:
+                    saved = io.BytesIO()
+                    np.save(saved, anomaly_map.numpy().astype(np.float32))
+                    write_bytes(out / "maps" / output_name(relative, ".npy"), saved.getvalue(), what="map")
+                rows.append({"path": str(path), "score": score, "verdict": verdict,
+                             "is_anomalous": verdict == "anomalous", "threshold": cal.threshold(args.sensitivity),
+                             "sensitivity": args.sensitivity})
+                print(f"{score:8.3f}  {verdict.upper():<10}  {path}")
+        finally:  # interrupted or stopped too: the table lists every image whose overlay was written
+            scored = {row["path"] for row in rows}
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=SCORE_FIELDS)
+            writer.writeheader()
+            writer.writerows([row for row in earlier if row["path"] not in scored] + rows)
+            write_text(out / "scores.csv", buffer.getvalue())
+    print(f"{len(rows)} image{'' if len(rows) == 1 else 's'} scored (anomalous above {cal.threshold(args.sensitivity):.3f}, borderline above "
           f"{cal.borderline(args.sensitivity):.3f}); results in {out}")
     return rows
 

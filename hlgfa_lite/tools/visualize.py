@@ -8,6 +8,7 @@ is brought to the CPU here, in ``as_numpy``, before NumPy or matplotlib sees it.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 from scipy import ndimage
+
+from .files import write_bytes
 
 
 def as_numpy(values: torch.Tensor | np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -60,8 +63,10 @@ def outline(image_rgb: np.ndarray, mask: np.ndarray | torch.Tensor,
 
 
 def save_png(picture: np.ndarray, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(path)
+    """(H, W, 3) uint8 -> a PNG at ``path``, written whole or not at all (``files.write_bytes``)."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue(), what="overlay")
 
 
 def panel_figure(rows: list[dict], vmin: float, vmax: float, path: str | Path | None = None):
