@@ -107,8 +107,10 @@ def decode(path: str | Path, max_side: int | None = None) -> Decoded:
         raise TooManyPixels(f"image {path} has more pixels than allowed ({MAX_PIXELS // 1_000_000} million); "
                             "downscale it first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
-        raise UnreadableImage(f"cannot read image {path} ({exc.__class__.__name__}); replace or remove the file.",
-                              exc.__class__.__name__, isinstance(exc, UnidentifiedImageError)) from None
+        unidentified = isinstance(exc, UnidentifiedImageError)
+        what = "not an image file" if unidentified else "damaged or truncated"
+        raise UnreadableImage(f"cannot read image {path} ({what}); replace or remove the file.",
+                              exc.__class__.__name__, unidentified) from None
     exif_ignored = False
     try:
         image = ImageOps.exif_transpose(image)

@@ -147,6 +147,19 @@ def test_two_predict_runs_into_one_out_keep_both_rows_and_a_concurrent_one_is_re
     assert code == 2 and "another hlgfa-lite run" in err
 
 
+def test_a_second_fit_into_the_same_out_is_refused_at_its_start_and_the_lock_goes_with_the_run(sample, tmp_path,
+                                                                                                capsys):
+    import fcntl
+
+    out = tmp_path / "run"
+    with open(tmp_path / ".run.hlgfa.lock", "w") as held:  # a fit into run/ is under way
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, err = run_cli(["fit", sample, "--out", out, "--steps", "1", "--random-weights"], capsys)
+    assert code == 2 and "another hlgfa-lite run is writing into" in err and not out.exists()
+    assert run_cli(["fit", sample, "--out", out, "--steps", "1", "--random-weights", "--quiet"], capsys)[0] == 0
+    assert (out / METADATA).is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_an_interrupted_predict_lists_every_image_it_wrote_and_leaves_no_partial_file(tiny_run, tmp_path, capsys,
                                                                                      monkeypatch):
     import csv

@@ -60,17 +60,25 @@ def print_metrics(metrics: dict, per_type: dict | None = None) -> None:
 
 # --- fit ------------------------------------------------------------------------------------------------------
 def fit_command(args) -> dict:
-    from .checkpoint import METADATA, save
-    from ..config import preset
+    from .checkpoint import METADATA
     from ..data import train_image_paths
-    from ..model import HLGFA
-    from ..training import fit
 
     out = check_output_dir(Path(args.out), [Path(args.data)])
     real_target(out, folder=True)  # a link pointing nowhere: refused now, not after the fit
-    if (out / METADATA).exists() and not args.overwrite:
-        raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
     paths = train_image_paths(args.data)  # fit reads every image before any work, and nothing is written before it ends
+    with exclusive(out, beside=True):  # a second fit into the same --out is refused now, not after this one's work
+        if (out / METADATA).exists() and not args.overwrite:
+            raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
+        return fit_into(out, paths, args)
+
+
+def fit_into(out: Path, paths: list[Path], args) -> dict:
+    """The fit itself, while ``out`` is held: the model, its report, and the checkpoint written whole."""
+    from .checkpoint import save
+    from ..config import preset
+    from ..model import HLGFA
+    from ..training import fit
+
     overrides = {"seed": args.seed}
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
@@ -311,10 +319,11 @@ def quickstart_command(args) -> Path:
         out = Path(f"{args.out}-{n}")
     check_output_dir(out)
     data = sample_dir()
-    cfg = preset("lite", steps=args.steps)
+    cfg = preset("lite", **({} if args.steps is None else {"steps": args.steps, "passes": 0.0}))  # as fit's --steps
     model = HLGFA(cfg, weights=args.weights).to(resolve_device(args.device))
-    print(f"quickstart: fitting the lite preset on the bundled bottle sample ({data})")
-    print(f"backbone {cfg.backbone} ({model.backbone.weights_source}), {cfg.steps} steps")
+    kept = f" ({args.out} holds an earlier run, kept)" if out != Path(args.out) else ""
+    print(f"quickstart: fitting the lite preset on the bundled bottle sample ({data}) into {out}{kept}")
+    print(f"backbone {cfg.backbone} ({model.backbone.weights_source})")
     started = time.perf_counter()
     report = fit(model, train_image_paths(data), progress=not args.quiet)
     save(model, out)
@@ -413,7 +422,7 @@ def runtime(p: argparse.ArgumentParser) -> None:
 def count_options(p: argparse.ArgumentParser, steps_help: str) -> None:
     """--steps and --seed, parsed alike by every command that fits (0 steps is refused, never "the default")."""
     p.add_argument("--steps", type=positive_int, default=None, help=steps_help)
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the head, the draws and the split (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit the alignment head on good images")
     p.add_argument("data", help="MVTec-layout category folder, or a folder of good images")
     p.add_argument("--out", required=True, help="run folder for the checkpoint")
-    p.add_argument("--preset", default="lite", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="lite", choices=sorted(PRESETS), help="model recipe (default %(default)s)")
     count_options(p, "exactly this many head steps (default: the preset's rule, lite: 5 passes within 125-500)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="passes over the training images (steps follow the data, at most the preset's steps)")
@@ -440,17 +449,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=fit_command)
 
     p = sub.add_parser("evaluate", help="image/pixel AUROC, AUPRO, F1-max and speed on a test split")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="checkpoint folder (what fit --out wrote)")
     p.add_argument("data", help="MVTec-layout category folder")
-    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--json", default=None,
+                   help="also write the metrics to this JSON file (a new file, or one evaluate wrote before)")
     common(p)
     runtime(p)
     p.set_defaults(func=evaluate_command)
 
     p = sub.add_parser("predict", help="score images; write scores.csv, overlays and (optionally) maps")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="checkpoint folder (what fit --out wrote)")
     p.add_argument("images", help="an image file or a folder (searched recursively)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="results folder: scores.csv, overlays/, maps/")
     p.add_argument("--save-maps", action="store_true", help="raw float32 maps as maps/<path>.npy")
     p.add_argument("--sensitivity", type=positive_float, default=1.0, help=">1 flags more images, <1 fewer")
     common(p)
@@ -458,8 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=predict_command)
 
     p = sub.add_parser("quickstart", help="fit, evaluate and draw on the bundled sample, offline")
-    p.add_argument("--out", default="runs/quickstart")
-    p.add_argument("--steps", type=positive_int, default=300)
+    p.add_argument("--out", default="runs/quickstart",
+                   help="run folder (default %(default)s; an existing one is kept and the run goes to <out>-2, -3, ...)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="exactly this many head steps (default: the lite rule, 5 passes within 125-500)")
     common(p)
     p.set_defaults(func=quickstart_command)
 

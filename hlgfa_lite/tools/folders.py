@@ -30,18 +30,30 @@ def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") ->
 
 
 @contextmanager
-def exclusive(out: Path):
-    """Hold ``out/.hlgfa.lock`` for the duration; a second run into the same folder is refused in one line."""
+def exclusive(out: Path, beside: bool = False):
+    """Hold a lock for the duration; a second run into the same folder is refused in one line.
+
+    The lock is ``out/.hlgfa.lock``; with ``beside``, ``.<name>.hlgfa.lock`` next to ``out``, removed at the end: for
+    a folder that must not exist before the run ends (a checkpoint is written whole, then put in place)."""
     import fcntl
 
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / ".hlgfa.lock", "w")
+    if beside:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = out.parent / f".{out.name}.hlgfa.lock"
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = out / ".hlgfa.lock"
+    handle = open(lock, "w")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise HLGFAError(f"another hlgfa-lite run is writing into {out}; wait for it or choose another --out.") \
                 from None
-        yield
+        try:
+            yield
+        finally:
+            if beside:  # removed while still held: a run that opens it later finds a fresh file
+                lock.unlink(missing_ok=True)
     finally:
         handle.close()
