@@ -100,6 +100,10 @@ def cases(tmp: Path, busy: socket.socket) -> list[tuple[str, str, list, int]]:
     shutil.copytree(sample, empty)
     for mask in (empty / "ground_truth").rglob("*.png"):
         Image.new("L", Image.open(mask).size).save(mask)
+    odd_mask = tmp / "odd_mask"
+    shutil.copytree(sample, odd_mask)
+    first = sorted((odd_mask / "ground_truth").rglob("*.png"))[0]
+    Image.new("L", (10, 30), 255).save(first)  # another image's shape
     fit = ["fit", sample, "--out", tmp / "run"]
     predict = ["predict", tiny, good, "--out", tmp / "pred"]
     return [
@@ -116,11 +120,15 @@ def cases(tmp: Path, busy: socket.socket) -> list[tuple[str, str, list, int]]:
         ("outputs", "`predict --out` inside the input folder", ["predict", tiny, good, "--out", good / "out"], 2),
         ("outputs", "`evaluate --json` is a folder", ["evaluate", tiny, sample, "--json", tmp / "folder"], 2),
         ("outputs", "`fit` into a folder that holds a checkpoint, no `--overwrite`", ["fit", sample, "--out", tiny], 2),
+        ("outputs", "`evaluate --json` is a checkpoint's model.json", ["evaluate", tiny, sample, "--json",
+                                                                      tiny / METADATA], 2),
+        ("outputs", "`evaluate --json` is a user's file", ["evaluate", tiny, sample, "--json", tmp / "file"], 2),
         ("images", "196-megapixel PNG (decompression bomb)",
          ["predict", tiny, bomb(tmp / "bomb" / "x.png", 14000), "--out", tmp / "p1"], 2),
         ("images", "truncated PNG", ["predict", tiny, tmp / "corrupt", "--out", tmp / "p2"], 2),
         ("images", "folder without images", ["predict", tiny, tmp / "folder", "--out", tmp / "p3"], 2),
         ("images", "all ground-truth masks empty", ["evaluate", tiny, empty], 2),
+        ("images", "a mask of another shape than its image", ["evaluate", tiny, odd_mask], 2),
         ("checkpoint", "`image_threshold` NaN in model.json (re-signed)", predict[:1] + [nan_threshold] + predict[2:], 2),
         ("checkpoint", "model.json edited, checksum not updated",
          predict[:1] + [edited(tiny, tmp / "edited", lambda m: m["calibration"].update(image_threshold=99.0),
@@ -166,7 +174,10 @@ def main_table(out: Path) -> int:
             "* arbitrary bytes given as an image or a mask give a tensor in [0, 1] or one error (hypothesis);",
             "* a NaN or infinite score is an error, never a *normal* verdict;",
             "* two `predict` runs into one `--out` keep both runs' rows; a concurrent one is refused; `x.png` and "
-            "`x.jpg` get separate outputs (`x.png.png`, `x.jpg.png`).",
+            "`x.jpg` get separate outputs (`x.png.png`, `x.jpg.png`); an interrupted `predict` lists in "
+            "`scores.csv` every image whose overlay it wrote, each file written whole;",
+            "* a second `fit` into the `--out` of a running one is refused at its start;",
+            "* a mask's 0 is good however much of the image its defect covers; over half gets one warning line.",
             "",
             "| kind | case | exit code | as promised | message (stderr) |",
             "|---|---|---|---|---|",
