@@ -103,6 +103,17 @@ def test_json_pointing_at_a_folder_is_refused_and_leaves_nothing(tiny_run, sampl
     assert code == 2 and "is a folder" in err and not list(folder.iterdir()) and not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.parametrize("lost", [METADATA, TENSORS])
+def test_a_checkpoint_missing_one_file_is_named_in_one_line(tiny_run, sample, tmp_path, capsys, lost):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / lost).unlink()
+    code, err = run_cli(["predict", run, sample / "test" / "good", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and f"{lost} is missing" in err and len(err.strip().splitlines()) == 1
+
+
 def test_json_never_replaces_a_file_evaluate_did_not_write(tiny_run, sample, tmp_path, capsys):
     """--json over a checkpoint's model.json, a user's notes or anything inside the data: one line, the file as it
     was (the checkpoint still loads); over the metrics an earlier evaluate wrote: replaced."""

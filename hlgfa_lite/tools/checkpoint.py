@@ -169,8 +169,11 @@ def read_metadata(run_dir: str | Path) -> dict:
         hint = f"; an interrupted save left the previous checkpoint in {leftovers[0]}: rename it to {run_dir}" \
             if leftovers else ""
         raise HLGFAError(f"{run_dir} does not exist{hint or '; give the folder `hlgfa-lite fit --out` wrote'}.")
-    if not meta_path.is_file() or not tensor_path.is_file():
+    missing = [path.name for path in (meta_path, tensor_path) if not path.is_file()]
+    if len(missing) == 2:
         raise HLGFAError(f"{run_dir} is not a checkpoint (needs {METADATA} and {TENSORS}); run `hlgfa-lite fit` first.")
+    if missing:
+        raise HLGFAError(f"{run_dir} is not a whole checkpoint: {missing[0]} is missing; restore it, or fit again.")
     if meta_path.stat().st_size > MAX_METADATA_BYTES:
         raise HLGFAError(f"{meta_path} is {meta_path.stat().st_size} bytes, far more than a checkpoint's; "
                          "the checkpoint is damaged.")

@@ -25,7 +25,9 @@ def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") ->
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise HLGFAError(f"{what} {out} cannot be written (no permission on {existing}); choose another folder.")
+        read_only = existing.is_dir() and os.statvfs(existing).f_flag & os.ST_RDONLY
+        why = f"{existing} is on a read-only file system" if read_only else f"no permission on {existing}"
+        raise HLGFAError(f"{what} {out} cannot be written ({why}); choose another folder.")
     return out
 
 
