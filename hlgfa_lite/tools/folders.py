@@ -40,8 +40,9 @@ def exclusive(out: Path, beside: bool = False):
     import fcntl
 
     if beside:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        lock = out.parent / f".{out.name}.hlgfa.lock"
+        folder = out.resolve()  # "." or "run/.." named by what they are
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = folder.parent / f".{folder.name}.hlgfa.lock"
     else:
         out.mkdir(parents=True, exist_ok=True)
         lock = out / ".hlgfa.lock"
