@@ -181,6 +181,11 @@ def read_mask(path: str | Path, size: tuple[int, int]) -> tuple[torch.Tensor, ob
     return torch.from_numpy(np.asarray(binary) > 0), background
 
 
+def marks_over_half(mask: torch.Tensor) -> bool:
+    """Whether a defect mask covers over half of its image: a real defect rarely does, an inverted mask always."""
+    return mask.float().mean().item() > 0.5
+
+
 def mask_warnings(backgrounds: list[tuple[object, Path]], large: list[Path], total: int) -> list[str]:
     """One line for the masks whose background is not 0, one for those that mark over half of their image."""
     lines = []
@@ -200,7 +205,7 @@ def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     of the image (``mask_warnings``)."""
     mask, background = read_mask(path, size)
     offsets = [(background, Path(path))] if background != 0 else []
-    for line in mask_warnings(offsets, [Path(path)] if mask.float().mean() > 0.5 else [], 1):
+    for line in mask_warnings(offsets, [Path(path)] if marks_over_half(mask) else [], 1):
         warnings.warn(line, stacklevel=2)
     return mask
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .metrics import aupro, f1_max, image_auroc, pixel_auroc
-from .data import LabelledImage, load_image, load_test_split, mask_warnings, read_mask
+from .data import LabelledImage, load_image, load_test_split, marks_over_half, mask_warnings, read_mask
 from .errors import HLGFAError
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "ms_per_image", "n_test_images")
@@ -73,9 +73,9 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
             mask, background = read_mask(sample.mask_path, tuple(image.shape[-2:]))
             if background != 0:
                 offsets.append((background, sample.mask_path))
-            mask = mask.float()
-            if mask.mean() > 0.5:
+            if marks_over_half(mask):
                 large.append(sample.mask_path)
+            mask = mask.float()
             masks.append(F.interpolate(mask[None, None], size=(eval_size, eval_size), mode="nearest")[0, 0].numpy() > 0)
     for line in mask_warnings(offsets, large, sum(s.mask_path is not None for s in samples)):
         warnings.warn(line, stacklevel=2)  # one line for the whole set, not one per mask

@@ -131,8 +131,8 @@ def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, p
 
     ``wanted`` (N, Kp) bool (None: all): the draws whose priors are computed (a chunk's draw k for all its images
     when one of them is wanted); the others' are zero and cost no high-res backbone pass (``training.wanted_priors``:
-    no head reads them). Every nuisance is still drawn, in the
-    same order, so each computed draw has the values it would have had."""
+    no head reads them). Every nuisance is still drawn, in the same order, so each computed draw has the values it
+    would have had."""
     cfg = model.cfg
     augment = NoiseAugment(cfg) if cfg.noise_aug else None
     copies = wanted_draws(cfg, len(hr_images))

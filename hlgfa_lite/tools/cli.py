@@ -59,6 +59,11 @@ def print_metrics(metrics: dict, per_type: dict | None = None) -> None:
 
 
 # --- fit ------------------------------------------------------------------------------------------------------
+def exact_steps(steps: int | None) -> dict:
+    """--steps N as config overrides: exactly N head steps, whatever the data (passes 0); None: the preset's rule."""
+    return {} if steps is None else {"steps": steps, "passes": 0.0}
+
+
 def fit_command(args) -> dict:
     from .checkpoint import METADATA
     from ..data import train_image_paths
@@ -82,8 +87,7 @@ def fit_into(out: Path, paths: list[Path], args) -> dict:
     overrides = {"seed": args.seed}
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
-    if args.steps is not None:
-        overrides.update(steps=args.steps, passes=0.0)  # exactly these steps, whatever the data
+    overrides.update(exact_steps(args.steps))
     if args.epochs is not None:
         overrides["passes"] = float(args.epochs)
     if args.backbone_runtime:
@@ -294,7 +298,8 @@ def predict_command(args) -> list[dict]:
             writer.writeheader()
             writer.writerows([row for row in earlier if row["path"] not in scored] + rows)
             write_text(out / "scores.csv", buffer.getvalue())
-    print(f"{len(rows)} image{'' if len(rows) == 1 else 's'} scored (anomalous above {cal.threshold(args.sensitivity):.3f}, borderline above "
+    images = "1 image" if len(rows) == 1 else f"{len(rows)} images"
+    print(f"{images} scored (anomalous above {cal.threshold(args.sensitivity):.3f}, borderline above "
           f"{cal.borderline(args.sensitivity):.3f}); results in {out}")
     return rows
 
@@ -319,7 +324,7 @@ def quickstart_command(args) -> Path:
         out = Path(f"{args.out}-{n}")
     check_output_dir(out)
     data = sample_dir()
-    cfg = preset("lite", **({} if args.steps is None else {"steps": args.steps, "passes": 0.0}))  # as fit's --steps
+    cfg = preset("lite", **exact_steps(args.steps))
     model = HLGFA(cfg, weights=args.weights).to(resolve_device(args.device))
     kept = f" ({args.out} holds an earlier run, kept)" if out != Path(args.out) else ""
     print(f"quickstart: fitting the lite preset on the bundled bottle sample ({data}) into {out}{kept}")
@@ -469,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quickstart", help="fit, evaluate and draw on the bundled sample, offline")
     p.add_argument("--out", default="runs/quickstart",
-                   help="run folder (default %(default)s; an existing one is kept and the run goes to <out>-2, -3, ...)")
+                   help="run folder (default %(default)s; an existing one is kept, the run goes to <out>-2, -3, ...)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="exactly this many head steps (default: the lite rule, 5 passes within 125-500)")
     common(p)
