@@ -32,6 +32,7 @@ from hlgfa_lite.training import (choose_map_scale, fit_normality, good_level_map
                                  split_holdout, train_head)
 
 from .harness import check_dataset, exit_code, machine_info
+from .run import NUISANCES, NuisanceTransform
 
 
 class FeatureMemo:
@@ -98,7 +99,8 @@ def variant_table(model: HLGFA, holdout: torch.Tensor, memo: FeatureMemo, sample
 
 def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], n_images: int | None,
           weights: list[float] = (), copies: list[int | None] = (None,), preset_name: str = "lite",
-          overrides: dict | None = None, after: list[dict] = ()) -> dict:
+          overrides: dict | None = None, after: list[dict] = (), head_draws: list[int | None] = (None,),
+          nuisances: list[str] = ()) -> dict:
     base = preset(preset_name, **(overrides or {}))
     paths = train_image_paths(data)
     if n_images:
@@ -111,39 +113,48 @@ def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], 
         train_paths, holdout_paths = split_holdout(paths, base.holdout_fraction, seed)
         cfg = base.replace(seed=seed) if aug_copies is None else base.replace(seed=seed, aug_copies=aug_copies,
                                                                                aug_budget=0)
-        holder = HLGFA(cfg, backbone=shared.backbone).eval()
+        holder = HLGFA(cfg.replace(head_draws=0), backbone=shared.backbone).eval()  # every draw's priors: any head
         started = time.perf_counter()
         cache = hold_features(holder, load_images(train_paths, cfg.hr_size), plan_cache(holder, len(train_paths), 8.0,
                                                                                          None), progress=False)
         features_s = time.perf_counter() - started
         holdout = load_images(holdout_paths, cfg.hr_size)
         try:
-            for precision in precisions:
-                for n_steps in steps:
-                    torch.manual_seed(seed)
-                    model = HLGFA(cfg.replace(steps=n_steps, train_precision=precision),
-                                  backbone=shared.backbone).eval()
-                    started = time.perf_counter()
-                    fit_normality(model, cache)
-                    losses = train_head(model, cache, n_steps, progress=False)
-                    train_s = time.perf_counter() - started
-                    good_maps = good_level_maps(model, holdout)
-                    set_calibration(model, level_statistics(model, holdout, good_maps), good_maps)
-                    memo.model = model
-                    result = evaluate_samples(memo, samples, cfg.eval_size, warmup=0, progress=False)
-                    row = {"seed": seed, "precision": precision, "steps": n_steps, "n_train": len(train_paths),
-                           "draws": cache.draws, "passes": n_steps * cfg.batch_size / (len(train_paths) * cache.draws),
-                           "map_scale": model.cfg.map_scale, "last_loss": losses[-1], "train_s": train_s,
-                           "features_s": features_s,
-                           **{k: result.metrics[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")}}
-                    if weights and n_steps == max(steps) and model.normality is not None:
-                        row["weights"] = weight_table(model, holdout, memo, samples, weights)
-                    if after:
-                        row["after"] = variant_table(model, holdout, memo, samples, list(after))
-                    rows.append(row)
-                    print(f"seed {seed}, {cache.draws} draws, {precision} {n_steps} steps ({row['passes']:.1f} passes): image "
-                          f"{row['image_auroc']:.3f}, pixel {row['pixel_auroc']:.3f}, AUPRO {row['pixel_aupro']:.3f}, "
-                          f"scale {row['map_scale']}, head {train_s:.0f} s", flush=True)
+            for precision, n_steps, reads in itertools.product(precisions, steps, head_draws):
+                torch.manual_seed(seed)
+                fields = {} if reads is None else {"head_draws": reads}
+                model = HLGFA(cfg.replace(steps=n_steps, train_precision=precision, **fields),
+                              backbone=shared.backbone).eval()
+                started = time.perf_counter()
+                fit_normality(model, cache)
+                losses = train_head(model, cache, n_steps, progress=False)
+                train_s = time.perf_counter() - started
+                good_maps = good_level_maps(model, holdout)
+                set_calibration(model, level_statistics(model, holdout, good_maps), good_maps)
+                memo.model = model
+                result = evaluate_samples(memo, samples, cfg.eval_size, warmup=0, progress=False)
+                row = {"seed": seed, "precision": precision, "steps": n_steps, "n_train": len(train_paths),
+                       "head_draws": model.cfg.head_draws,
+                       "draws": cache.draws, "passes": n_steps * cfg.batch_size / (len(train_paths) * cache.draws),
+                       "map_scale": model.cfg.map_scale, "last_loss": losses[-1], "train_s": train_s,
+                       "features_s": features_s,
+                       **{k: result.metrics[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")}}
+                if weights and n_steps == max(steps) and model.normality is not None:
+                    row["weights"] = weight_table(model, holdout, memo, samples, weights)
+                if after:
+                    row["after"] = variant_table(model, holdout, memo, samples, list(after))
+                rows.append(row)
+                print(f"seed {seed}, {cache.draws} draws (a head reads {model.cfg.head_draws or 'all'}), {precision} "
+                      f"{n_steps} steps ({row['passes']:.1f} passes): image "
+                      f"{row['image_auroc']:.3f}, pixel {row['pixel_auroc']:.3f}, AUPRO {row['pixel_aupro']:.3f}, "
+                      f"scale {row['map_scale']}, head {train_s:.0f} s", flush=True)
+                for name in nuisances:  # the same test set with one nuisance (run.py's robustness strengths)
+                    kind, strength, _ = NUISANCES[name]
+                    hit = evaluate_samples(memo, samples, cfg.eval_size, warmup=0, progress=False,
+                                           transform=NuisanceTransform(kind, strength, cfg.hr_size))
+                    row.setdefault("nuisances", {})[name] = {k: hit.metrics[k] for k in ("image_auroc", "pixel_auroc")}
+                    print(f"    under {name}: image {hit.metrics['image_auroc']:.3f}, "
+                          f"pixel {hit.metrics['pixel_auroc']:.3f}", flush=True)
         finally:
             cache.close()
     return {"data": check_dataset(data), "preset": preset_name, "overrides": overrides or {}, "n_images": n_images,
@@ -173,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="at the most steps, also score these normality-map shares (normality_weight)")
     parser.add_argument("--copies", type=int, nargs="+", default=[None],
                         help="augmented copies per training image, each held apart (default: the preset's rule)")
+    parser.add_argument("--head-draws", type=int, nargs="+", default=[None],
+                        help="draws of each image a head reads (head_draws; 0: all), each a head on the same features")
+    parser.add_argument("--nuisances", nargs="*", default=[], choices=sorted(NUISANCES),
+                        help="also score the test set under each nuisance (run.py's strengths)")
     parser.add_argument("--preset", default="lite", choices=["lite", "lite_paper"])
     parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
                         help="config fields to change, e.g. normality_pool=1 smooth_sigma=2 (numbers as JSON)")
@@ -184,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     after = [parse_overrides(variant.split(",")) for variant in args.after]
     return exit_code(lambda: write_json(args.out, curve(args.data, args.steps, args.precisions, args.seeds,
                                                         args.images, args.weights, args.copies,
-                                                        args.preset, parse_overrides(args.set), after)))
+                                                        args.preset, parse_overrides(args.set), after,
+                                                        args.head_draws, args.nuisances)))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ class HLGFAConfig:
     aug_views: str = "both"  # nuisances on "both" views or the "low" one only (RESULTS.md, "Robustness")
     aug_copies: int = 3  # augmented views pre-drawn per training image (features cached once)
     aug_budget: int = 0  # most augmented draws in all, >= 1 copy each; 0: none (RESULTS.md, "Augmented draws")
+    head_draws: int = 2  # draws of each image a head reads, clean first; 0: all (RESULTS.md, "Draws a head reads")
     aug_prob: float = 0.5  # probability of each nuisance
     aug_noise_std: float = 0.04  # max std of additive Gaussian sensor noise, images in [0, 1]
     aug_blur_sigma: float = 2.0  # max std (px of the augmented image) of Gaussian blur
@@ -108,6 +109,7 @@ class HLGFAConfig:
         ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
         ("passes", lambda v: 0 <= v <= 1e6, "in [0, 1e6]"),
         ("aug_copies", lambda v: v >= 0, ">= 0"), ("aug_budget", lambda v: v >= 0, ">= 0"),
+        ("head_draws", lambda v: v >= 0, ">= 0"),
         ("lr", lambda v: 0 < v < 10, "in (0, 10)"),
         ("weight_decay", lambda v: 0 <= v < 10, "in [0, 10)"),
         ("holdout_fraction", lambda v: 0 < v < 1, "in (0, 1)"), ("prior_sigma", lambda v: 0 < v <= 64, "in (0, 64]"),
@@ -148,7 +150,7 @@ class HLGFAConfig:
         # checkpoints written before a switch existed behave as they did then
         values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
                   "train_precision": "float32", "aug_budget": 0, "normality_levels": "all",
-                  "map_normality_weight": None, **values}
+                  "map_normality_weight": None, "head_draws": 0, **values}
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -164,9 +166,12 @@ PRESETS: dict[str, HLGFAConfig] = {
     "lite": HLGFAConfig(),
     # the abstract's method alone, on the CPU backbone: what the paper's components do without our additions
     # (normality_weight 0.5: no normality maps to weigh, and the value every checkpoint before the field had)
-    "lite_paper": HLGFAConfig(normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None),
+    # (its head is the whole score, and the lessons' heads are fitted with it: it reads every draw)
+    "lite_paper": HLGFAConfig(normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None,
+                              head_draws=0),
     "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000, passes=0.0,
-                         normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None),
+                         normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None,
+                         head_draws=0),
 }
 
 

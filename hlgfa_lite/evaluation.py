@@ -55,6 +55,7 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
     maps, masks, scores, times, offsets, large = [], [], [], [], [], []
     for index, sample in enumerate(tqdm(samples, desc="scoring", disable=not progress, leave=False)):
         image = load_image(sample.path)
+        shape = tuple(image.shape[-2:])  # the mask belongs to the image as stored, whatever ``transform`` does
         if transform is not None:
             image = transform(image)
         for _ in range(warmup if index == 0 else 0):
@@ -70,7 +71,7 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
         if sample.mask_path is None:
             masks.append(np.zeros((eval_size, eval_size), dtype=bool))
         else:
-            mask, background = read_mask(sample.mask_path, tuple(image.shape[-2:]))
+            mask, background = read_mask(sample.mask_path, shape)
             if background != 0:
                 offsets.append((background, sample.mask_path))
             if marks_over_half(mask):

@@ -71,13 +71,15 @@ class FitReport:
 def head_reads(cfg, n_images: int, draws: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, views), each (steps, batch_size): the draw ``views[s, i]`` of image ``images[s, i]`` that step ``s``
     of a head reads, uniform and seeded by ``cfg.seed``. It never depends on the features, so ``fit`` knows before
-    computing any which draws a head will read (``wanted_priors``)."""
+    computing any which draws a head will read (``wanted_priors``). With ``cfg.head_draws`` = k > 0 a head reads only
+    the first k draws of each image (the clean one first): only their priors need a high-res pass."""
+    readable = min(draws, cfg.head_draws) if cfg.head_draws else draws
     generator = torch.Generator().manual_seed(cfg.seed)
     images, views = torch.empty(steps, cfg.batch_size, dtype=torch.long), torch.empty(steps, cfg.batch_size,
                                                                                        dtype=torch.long)
     for step in range(steps):  # interleaved, one step at a time, as the sampler has always drawn them
         images[step] = torch.randint(n_images, (cfg.batch_size,), generator=generator)
-        views[step] = torch.randint(draws, (cfg.batch_size,), generator=generator)
+        views[step] = torch.randint(readable, (cfg.batch_size,), generator=generator)
     return images, views
 
 
@@ -351,11 +353,11 @@ def wanted_priors(cfg, n_train: int, draws: int, prior_draws: int, steps: int, c
     ``cross_fit``, every fold head's (``cross_fit_plan``), each as ``head_reads`` draws them.
 
     A draw's priors cost a backbone pass at ``hr_size``, four times the pixels of the pass at ``lr_size``, and only a
-    head reads them (the normality term reads every low-res draw). A head reads s * B uniform picks among N * K
-    draws; the share it never picks is about exp(-s B / (N K)): with five passes over K = 4 draws, exp(-5/4) = 29 %
-    of the draws of a set of 400 to 1,600 training images (more above, where the step cap cuts the passes). Their
-    priors are left zero and never computed; every draw that is read holds the same values as before, so the fit is
-    the same bit for bit."""
+    head reads them (the normality term reads every low-res draw). A head reads s * B uniform picks among the N * Kp
+    draws it may read (``head_draws`` of each image); the share it never picks is about exp(-s B / (N Kp)): with
+    five passes over Kp = 2 draws, exp(-5/2) = 8 % of them on a set of 400 to 1,600 training images (more above,
+    where the step cap cuts the passes). Their priors are left zero and never computed; every draw that is read
+    holds the same values as it would with every prior computed, so the fit is the same bit for bit."""
     wanted = torch.zeros(n_train, prior_draws, dtype=torch.bool)
     images, views = head_reads(cfg, n_train, draws, steps)
     wanted[images, views % prior_draws] = True
@@ -408,8 +410,9 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         passes = report.steps * cfg.batch_size / report.n_train
         rule = f"{cfg.passes:g} passes asked, at most {cfg.steps} steps" if cfg.passes else "a fixed count"
         say(f"{plan.describe()}; the head trains {report.steps} steps of {cfg.batch_size} images ({passes:.1f} passes "
-            f"over the {report.n_train} training images; {rule}), in {report.precision}; high-res priors for the "
-            f"{report.prior_draws[0]} of {report.prior_draws[1]} draws the heads read")
+            f"over the {report.n_train} training images; {rule}), in {report.precision}; high-res priors of the "
+            f"{report.prior_draws[0]} draws the heads read (of {plan.prior_draws} per image they may read, "
+            f"{report.prior_draws[1]} in all)")
     started = time.perf_counter()
     train_images = load_images(train_paths, cfg.hr_size)
     holdout_images = load_images(holdout_paths, cfg.hr_size)  # now: an unreadable image stops the fit before any work

@@ -47,14 +47,14 @@ def test_unknown_nuisance_says_which_exist():
         apply_nuisance(torch.rand(3, 8, 8), "fog", 1.0)
 
 
-@pytest.mark.parametrize("views, prior_draws", [("both", 3), ("low", 1)])
-def test_cached_draws_follow_where_the_nuisance_is_applied(views, prior_draws):
-    """"both": each draw has its own high-res priors (the nuisance reached the high view); "low": one clean draw.
-    Draw 0 is always the clean image, whatever the mode."""
+@pytest.mark.parametrize("views, head_draws, prior_draws", [("both", 0, 3), ("both", 2, 2), ("low", 0, 1)])
+def test_cached_draws_follow_where_the_nuisance_is_applied(views, head_draws, prior_draws):
+    """"both": each draw a head reads has its own high-res priors (the nuisance reached the high view); "low": one
+    clean draw. Draw 0 is always the clean image, whatever the mode."""
     from hlgfa_lite import HLGFA
     from hlgfa_lite.training import cache_features
 
-    cfg = preset("lite", hr_size=128, lr_size=64, aug_views=views, aug_copies=2, aug_prob=1.0)
+    cfg = preset("lite", hr_size=128, lr_size=64, aug_views=views, aug_copies=2, aug_prob=1.0, head_draws=head_draws)
     model = HLGFA(cfg).eval()
     images = (torch.rand(2, 3, 128, 128) * 255).to(torch.uint8)
     cache = cache_features(model, images, progress=False)

@@ -139,3 +139,26 @@ def test_bad_input_gives_one_clear_line_exit_2_and_writes_nothing(tmp_path, caps
 def test_loader_errors_are_library_errors(tmp_path):
     with pytest.raises(HLGFAError, match="not a folder"):
         train_image_paths(tmp_path / "missing")
+
+
+def test_a_transform_that_squares_the_image_keeps_its_mask_paired(tmp_path):
+    """The robustness benchmark resizes each test image to a square before its nuisance: the mask still belongs to
+    the image as stored (not refused for its aspect), and a map that marks the dark marks ranks the mask first."""
+    from hlgfa_lite.backbone import resize
+    from hlgfa_lite.data import LabelledImage
+    from hlgfa_lite.evaluation import evaluate_samples
+
+    pixels, marks = np.full((40, 80, 3), 128, np.uint8), np.zeros((40, 80), np.uint8)
+    pixels[:, :20], marks[:, :20] = 0, 255  # a dark left quarter, and its mask
+    Image.fromarray(pixels).save(tmp_path / "001.png")
+    Image.fromarray(marks).save(tmp_path / "001_mask.png")
+    Image.fromarray(np.full((40, 80, 3), 128, np.uint8)).save(tmp_path / "002.png")
+
+    def score(batch):  # the transform made it square
+        assert batch.shape[-2:] == (64, 64)
+        return 1 - batch[:, 0], torch.tensor([0.0])
+
+    samples = [LabelledImage(tmp_path / "001.png", "crack", tmp_path / "001_mask.png"),
+               LabelledImage(tmp_path / "002.png", "good", None)]
+    result = evaluate_samples(score, samples, 32, warmup=0, progress=False, transform=lambda x: resize(x[None], 64)[0])
+    assert result.metrics["pixel_auroc"] > 0.95

@@ -39,11 +39,11 @@ def cache_nbytes(held: cache.FeatureCache) -> int:
     return sum(t.nbytes for t in held.low) + sum(t.nbytes for p in held.priors for t in (p.structure, p.detail, p.target))
 
 
-@pytest.mark.parametrize("views", ["both", "low"])
-def test_the_estimate_is_the_size_of_the_cache_in_memory_and_on_disk(images, views, tmp_path):
-    model = tiny_model(aug_views=views)
+@pytest.mark.parametrize("views, head_draws, prior_draws", [("both", 2, 2), ("both", 0, 4), ("low", 2, 1)])
+def test_the_estimate_is_the_size_of_the_cache_in_memory_and_on_disk(images, views, head_draws, prior_draws, tmp_path):
+    model = tiny_model(aug_views=views, head_draws=head_draws)
     plan = cache.plan_cache(model, len(images), max_cache_gib=1.0)
-    assert plan.policy == "memory" and plan.draws == 4 and plan.prior_draws == (4 if views == "both" else 1)
+    assert plan.policy == "memory" and plan.draws == 4 and plan.prior_draws == prior_draws
     assert plan.cache_bytes == cache_nbytes(cache.cache_features(model, images, progress=False))
     spilled = cache.spill_features(model, images, tmp_path, progress=False)
     try:
@@ -137,7 +137,7 @@ def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_f
     from hlgfa_lite import training
 
     paths = good_paths()
-    model = tiny_model(steps=2)  # 2 steps of 4 picks among 6 images x 4 draws: most draws are never read
+    model = tiny_model(steps=2, head_draws=0)  # 2 steps of 4 picks among 6 images x 4 draws: most are never read
     passes, holding = [], []  # the side of each backbone pass while the features are held
     real_forward, real_hold = model.backbone.forward, training.hold_features
 
@@ -159,7 +159,7 @@ def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_f
     report = fit(model, paths, progress=False, cross_fit=True, cross_fit_steps=1, say=None)
     read, drawn = report.prior_draws
     assert drawn == 6 * 4 and 0 < read < drawn
-    every = tiny_model(steps=2)
+    every = tiny_model(steps=2, head_draws=0)
     monkeypatch.setattr(training, "wanted_priors", lambda cfg, n, draws, prior_draws, *rest: torch.ones(n, prior_draws,
                                                                                                       dtype=torch.bool))
     fit(every, paths, progress=False, cross_fit=True, cross_fit_steps=1, say=None)
@@ -186,6 +186,47 @@ def test_the_draws_wanted_are_those_every_head_reads():
         fold_images, fold_views = training.head_reads(cfg, len(kept), 4, fold_steps)
         assert crossed[kept[fold_images], fold_views].all()
     assert training.wanted_priors(cfg, 6, 4, 1, 3)[:, 0].sum() == len(images.unique())  # "low": one clean draw
+
+
+def test_a_head_reading_the_first_draws_of_each_image_wants_only_their_priors():
+    """``head_draws`` = k: every head (the cross-fitted ones too) reads only draws 0 .. k-1 of each image, so only
+    their priors are wanted; k = 0, or k at least the draws held, reads them all."""
+    from hlgfa_lite import training
+
+    cfg = preset("lite", **TINY, head_draws=2)
+    images, views = training.head_reads(cfg, 6, 4, 40)
+    assert set(views.unique().tolist()) == {0, 1}
+    wanted = training.wanted_priors(cfg, 6, 4, 4, 40, cross_fit=True, cross_fit_steps=20)
+    assert wanted[:, :2].any(dim=0).all() and not wanted[:, 2:].any()
+    for every in (0, 4, 9):
+        _, views = training.head_reads(cfg.replace(head_draws=every), 6, 4, 40)
+        assert set(views.unique().tolist()) == {0, 1, 2, 3}
+    with pytest.raises(HLGFAError, match="head_draws"):
+        preset("lite", head_draws=-1)
+
+
+@pytest.mark.parametrize("holder", ["memory", "disk"])
+def test_priors_of_draws_no_head_reads_are_not_held_and_the_fit_is_the_same_bit_for_bit(monkeypatch, tmp_path, holder):
+    """With ``head_draws`` = 2 the cache holds two prior draws per image, not four (``held_prior_draws``): half the
+    priors' memory or disk, and the same fit bit for bit as with all four held."""
+    from hlgfa_lite import training
+
+    budget = 8.0 if holder == "memory" else 3e-4  # the images (0.3 MB) fit, the cache does not: it goes to disk
+    kwargs = dict(progress=False, cross_fit=True, cross_fit_steps=2, say=None, max_cache_gib=budget,
+                  cache_dir=tmp_path)
+    model = tiny_model(head_draws=2)
+    plans = []
+    real_plan = training.plan_cache
+    monkeypatch.setattr(training, "plan_cache", lambda *a, **k: plans.append(real_plan(*a, **k)) or plans[-1])
+    fit(model, good_paths(), **kwargs)
+    every = tiny_model(head_draws=2)
+    monkeypatch.setattr(cache, "held_prior_draws", lambda cfg, draws: draws)
+    fit(every, good_paths(), **kwargs)
+    assert [(p.policy, p.draws, p.prior_draws) for p in plans] == [(holder, 4, 2), (holder, 4, 4)]
+    assert plans[0].cache_bytes < plans[1].cache_bytes
+    a, b = model.fitted_state(), every.fitted_state()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert model.calibration.image_threshold == every.calibration.image_threshold
 
 
 KILLED_FIT = textwrap.dedent("""

@@ -5,9 +5,10 @@ times (the clean image, then c noise-augmented copies: ``draw_views``) and the f
 once (its high-res priors only if a head reads that draw: ``drawn_features``); c is ``aug_copies``, fewer on a large
 set (``aug_budget`` caps the augmented draws in all: ``wanted_draws``).
 With ``aug_views="both"`` a draw changes the image before both views are made (priors and target follow the
-nuisance: Kp = K prior draws); with ``"low"`` only the low-res view changes and the clean priors are kept once
-(Kp = 1). Where the features live is decided before any work (``plan_cache``) from the bytes of one draw and the
-host-memory budget ``max_cache_gib``, which covers what ``fit`` holds of the training set (uint8 images + cache):
+nuisance: Kp = K prior draws, or the first ``head_draws`` when a head reads only those); with ``"low"`` only the
+low-res view changes and the clean priors are kept once (Kp = 1). Where the features live is decided before any
+work (``plan_cache``) from the bytes of one draw and the host-memory budget ``max_cache_gib``, which covers what
+``fit`` holds of the training set (uint8 images + cache):
 
 1. ``"memory"``: images + float16 cache fit within the budget: ``FeatureCache``.
 2. ``"disk"``: they do not: the same float16 values are written once to a file in a temporary folder and every read
@@ -123,6 +124,15 @@ def wanted_draws(cfg, n_images: int) -> int:
     return 1 + min(cfg.aug_copies, max(1, cfg.aug_budget // n_images))
 
 
+def held_prior_draws(cfg, draws: int) -> int:
+    """Kp: the draws of each image whose high-res priors are held. With ``aug_views="both"`` every draw has priors
+    of its own, but a head reads only the first ``head_draws`` of them (``training.head_reads``; 0: all); with
+    ``"low"`` (or no augmentation) the clean priors serve every draw."""
+    if not (cfg.noise_aug and cfg.aug_views == "both"):
+        return 1
+    return min(draws, cfg.head_draws) if cfg.head_draws else draws
+
+
 @torch.no_grad()
 def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, progress: bool = True,
                    wanted: torch.Tensor | None = None) -> Iterator[tuple[int, list[Priors], list[torch.Tensor]]]:
@@ -151,7 +161,8 @@ def drawn_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, p
         rows = slice(start, start + batch_size)
         clean = as_float(hr_images[rows]).to(model.device)  # (b, 3, hr, hr)
         high_views, low_views = draw_views(model, clean, copies, augment)
-        high_priors = [priors_of(view, rows, draw) for draw, view in enumerate(high_views)]  # [draw][level]
+        held = high_views[:held_prior_draws(cfg, copies)]  # the later draws only feed the normality term
+        high_priors = [priors_of(view, rows, draw) for draw, view in enumerate(held)]  # [draw][level]
         priors = [Priors.stack(list(level)) for level in zip(*high_priors)]  # [level] (b, Kp, ...)
         lows = [torch.stack(level, dim=1) for level in zip(*(model.backbone(v) for v in low_views))]  # (b, K, ...)
         yield start, priors, lows
@@ -423,7 +434,7 @@ class CachePlan:
     policy: str  # "memory", "disk", "on the fly", or "stop" (not even the images fit within the budget)
     n_images: int
     draws: int  # K draws per image (``wanted_draws``)
-    prior_draws: int  # Kp: K when the nuisance reaches both views, else 1
+    prior_draws: int  # Kp: the draws whose priors are held (``held_prior_draws``)
     low_bytes: int  # one draw of one image's low-res features, float16
     prior_bytes: int  # one draw of one image's priors, float16
     image_bytes: int  # the uint8 training images, held by every policy
@@ -478,7 +489,7 @@ def plan_cache(model: HLGFA, n_images: int, max_cache_gib: float = DEFAULT_MAX_C
     ``folder``, default the system's temporary folder, leaving 1 GiB free), on the fly, else stop."""
     cfg = model.cfg
     draws = wanted_draws(cfg, n_images)
-    prior_draws = draws if cfg.noise_aug and cfg.aug_views == "both" else 1
+    prior_draws = held_prior_draws(cfg, draws)
     low, prior = draw_bytes(model)
     folder = str(folder or tempfile.gettempdir())
     try:

@@ -229,7 +229,7 @@ print(f"{len(MVTEC_CATEGORIES) - len(missing)} of 15 categories present" + (f"; 
 #
 # | part | what it does | grows with |
 # |---|---|---|
-# | features | the frozen backbone on each cached draw (the clean image and `aug_copies` noisy ones); its high-res view only where a head will read the draw | training images |
+# | features | the frozen backbone on each cached draw (the clean image and `aug_copies` noisy ones); its high-res view only where a head will read the draw (`lite`: of the clean draw and the first noisy one, `head_draws`) | training images |
 # | head steps | five passes over the training images, within 125-500 steps; small sets add cross-fitted heads | training images (above 400) |
 # | calibration | the maps of the held-out good images | held-out images |
 # | test | maps, scores and metrics of the test split | test images |
