@@ -85,6 +85,29 @@ def test_the_traced_graph_runs_fused_by_onednn_on_a_cpu_with_the_plain_graphs_fe
         assert (g - e).abs().max().item() <= FEATURE_RTOL * scale, level
 
 
+@pytest.mark.filterwarnings("ignore:.*RANDOM weights")
+def test_a_model_sharing_the_backbone_keeps_its_traced_graphs_and_a_real_move_traces_again():
+    """A cross-fit's fold model shares the final model's backbone and is placed with ``.to(device)``: a move that
+    moves nothing must keep the traced graphs (tracing one shape costs about 0.7 s, once per fold and shape
+    before); a move to another dtype must trace again, or the frozen float32 weights would compute the result."""
+    from hlgfa_lite import HLGFA
+
+    model = HLGFA(preset("lite", normality="none"), pretrained=False)
+    images = torch.rand((1, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    expected = model.backbone(images)
+    graphs = dict(model.backbone._runners)
+    assert len(graphs) == 1
+    fold_model = HLGFA(model.cfg, backbone=model.backbone, init_seed=1).to(model.device).eval()
+    assert fold_model.backbone._runners == graphs  # the same graph objects, not traced again
+    model.backbone.double()
+    assert not model.backbone._runners
+    got = model.backbone(images.double())
+    assert [key[2] for key in model.backbone._runners] == [torch.float64]  # float64 weights, not the frozen float32
+    for level, (e, g) in enumerate(zip(expected, got)):
+        scale = e.abs().max().item()
+        assert scale > 0 and (g.float() - e).abs().max().item() <= FEATURE_RTOL * scale, level
+
+
 @needs_onnxruntime
 def test_onnxruntime_anomaly_maps_and_scores_match_torch(fitted, sample):
     _, _, run_dir = fitted
