@@ -28,8 +28,8 @@ from hlgfa_lite.data import load_test_split, train_image_paths
 from hlgfa_lite.evaluation import evaluate_samples
 from hlgfa_lite.tools.cache import hold_features, load_images, plan_cache
 from hlgfa_lite.tools.files import write_json
-from hlgfa_lite.training import (choose_map_scale, fit_normality, good_level_maps, level_statistics, set_calibration,
-                                 split_holdout, train_head)
+from hlgfa_lite.training import (choose_map_scale, fit_normality, good_level_maps, head_batch, level_statistics,
+                                 set_calibration, split_holdout, train_head)
 
 from .harness import check_dataset, exit_code, machine_info
 from .run import NUISANCES, NuisanceTransform
@@ -135,7 +135,8 @@ def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], 
                 result = evaluate_samples(memo, samples, cfg.eval_size, warmup=0, progress=False)
                 row = {"seed": seed, "precision": precision, "steps": n_steps, "n_train": len(train_paths),
                        "head_draws": model.cfg.head_draws,
-                       "draws": cache.draws, "passes": n_steps * cfg.batch_size / (len(train_paths) * cache.draws),
+                       "batch_size": head_batch(model.cfg, cache.n_images), "draws": cache.draws,
+                       "passes": n_steps * head_batch(model.cfg, cache.n_images) / (cache.n_images * cache.draws),
                        "map_scale": model.cfg.map_scale, "last_loss": losses[-1], "train_s": train_s,
                        "features_s": features_s,
                        **{k: result.metrics[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")}}

@@ -18,6 +18,9 @@ Training aligns F_hat with the target T (high-res features pooled to the low gri
 ``prior_width`` is 1 by default: the projections keep every channel and narrow nothing (below 1 they would be a
 bottleneck on what the priors can carry; lesson 02 asks whether that is needed).
 
+V_1 and W_g read the same input [M; d], so they run as one convolution with their weights stacked
+(``both_convolutions``): one pass over the input forward and backward instead of two, the same values to rounding.
+
 Switches: ``use_structure=False`` gives M = F_L; ``use_detail=False`` drops d from the residual's input, so the
 correction sees only M (with both off, the head is a gated refiner of F_L alone that never sees the high-res view);
 ``use_gate=False`` gives F_hat = M + R.
@@ -79,10 +82,23 @@ class AlignmentLevel(nn.Module):
         residual_input = modulated
         if self.cfg.use_detail:
             residual_input = torch.cat([modulated, self.detail_proj(priors.detail)], dim=1)
-        correction = self.residual(residual_input)
-        gate = torch.sigmoid(self.gate(residual_input)) if self.cfg.use_gate else None
-        refined = modulated + (gate * correction if gate is not None else correction)
+        if self.cfg.use_gate:
+            hidden, gate_logits = both_convolutions(residual_input, self.residual[0], self.gate)
+            correction = self.residual[2](self.residual[1](hidden))  # V_2 relu(V_1 [M; d])
+            gate = torch.sigmoid(gate_logits)
+            refined = modulated + gate * correction
+        else:
+            gate, refined = None, modulated + self.residual(residual_input)
         return LevelOutput(refined=refined, modulated=modulated, gate=gate)
+
+
+def both_convolutions(x: torch.Tensor, first: nn.Conv2d, second: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first(x), second(x)) as one convolution of x by both kernels stacked: two layers of the same shape and
+    input read it once, forward and backward (7 % of a training step on a 2-core CPU; RESULTS.md, "Fit"). Their
+    weights stay two layers, as checkpoints store them."""
+    both = F.conv2d(x, torch.cat([first.weight, second.weight]), torch.cat([first.bias, second.bias]),
+                    padding=first.padding)
+    return both.split([first.out_channels, second.out_channels], dim=1)
 
 
 class AlignmentHead(nn.Module):

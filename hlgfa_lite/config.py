@@ -48,7 +48,8 @@ class HLGFAConfig:
     # --- training -----------------------------------------------------------------------------------------
     steps: int = 500  # optimiser steps: exactly these when passes is 0, else the most a fit takes
     passes: float = 5.0  # steps = passes over the training images / batch, within [MIN_STEPS, steps]; 0: steps
-    batch_size: int = 16
+    batch_size: int = 16  # images per head step; fewer on a small set (min_batch_size)
+    min_batch_size: int = 8  # fewest per step on a small set (training.head_batch; RESULTS.md, "Steps"); 0: batch_size
     lr: float = 1e-3
     weight_decay: float = 1e-4
     holdout_fraction: float = 0.1  # good images kept aside to calibrate normalisation and threshold
@@ -107,6 +108,7 @@ class HLGFAConfig:
         ("hr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("lr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
+        ("min_batch_size", lambda v: v >= 0, ">= 0"),
         ("passes", lambda v: 0 <= v <= 1e6, "in [0, 1e6]"),
         ("aug_copies", lambda v: v >= 0, ">= 0"), ("aug_budget", lambda v: v >= 0, ">= 0"),
         ("head_draws", lambda v: v >= 0, ">= 0"),
@@ -150,7 +152,7 @@ class HLGFAConfig:
         # checkpoints written before a switch existed behave as they did then
         values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
                   "train_precision": "float32", "aug_budget": 0, "normality_levels": "all",
-                  "map_normality_weight": None, "head_draws": 0, **values}
+                  "map_normality_weight": None, "head_draws": 0, "min_batch_size": 0, **values}
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -168,10 +170,10 @@ PRESETS: dict[str, HLGFAConfig] = {
     # (normality_weight 0.5: no normality maps to weigh, and the value every checkpoint before the field had)
     # (its head is the whole score, and the lessons' heads are fitted with it: it reads every draw)
     "lite_paper": HLGFAConfig(normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None,
-                              head_draws=0),
+                              head_draws=0, min_batch_size=0),
     "paper": HLGFAConfig(backbone="wide_resnet50_2", out_indices=(1, 2, 3), batch_size=16, steps=2000, passes=0.0,
                          normality="none", map_scale="std", normality_weight=0.5, map_normality_weight=None,
-                         head_draws=0),
+                         head_draws=0, min_batch_size=0),
 }
 
 

@@ -6,8 +6,9 @@
    fit within ``max_cache_gib``, else in a file on disk read back batch by batch (the same values, so the same
    head), else computed on the fly; ``fit`` says which, and how much memory, before any work. The normality term's
    Gaussians are fitted over them too (``fit_normality``).
-3. Train the head for ``head_steps`` steps: a number of passes over the training images (``passes``) within
-   [``MIN_STEPS``, ``steps``], or exactly ``steps`` when ``passes`` is 0; AdamW, cosine learning-rate decay,
+3. Train the head for ``head_steps`` steps of ``head_batch`` images: a number of passes over the training images
+   (``passes``) within [``MIN_STEPS``, ``steps``], or exactly ``steps`` when ``passes`` is 0 (a small set takes
+   smaller batches, down to ``min_batch_size``, rather than more passes); AdamW, cosine learning-rate decay,
    loss = sum over levels of mean(1 - cos(F_hat, T)), optionally under bfloat16 autocast (``train_precision``).
 4. Calibrate, by values: the raw maps of the held-out images are computed once; from them come the map scale
    (with ``map_scale="auto"``, the one that best localises synthetic defects made on those images,
@@ -45,9 +46,9 @@ from .synthetic import synthetic_defects
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
            "choose_map_scale", "cross_fit_plan", "cross_fit_scores", "fit", "fit_normality", "fold_head_steps",
-           "good_level_maps", "head_reads", "head_steps", "level_statistics", "load_images", "LevelStatistics",
-           "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc", "set_calibration", "set_statistics",
-           "split_holdout", "train_head", "wanted_priors"]
+           "good_level_maps", "head_batch", "head_reads", "head_steps", "level_statistics", "load_images",
+           "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc", "set_calibration",
+           "set_statistics", "split_holdout", "train_head", "wanted_priors"]
 
 
 @dataclass
@@ -55,6 +56,7 @@ class FitReport:
     losses: list[float] = field(default_factory=list)  # one per step
     n_train: int = 0
     steps: int = 0  # optimiser steps of the head (``head_steps``)
+    batch_size: int = 0  # images per step (``head_batch``)
     precision: str = "float32"  # of those steps (``training_precision``)
     n_holdout: int = 0
     cache_seconds: float = 0.0  # feature extraction
@@ -68,27 +70,28 @@ class FitReport:
     map_scale_auroc: dict[str, float] = field(default_factory=dict)  # "auto": synthetic pixel AUROC of each scale
 
 
-def head_reads(cfg, n_images: int, draws: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, views), each (steps, batch_size): the draw ``views[s, i]`` of image ``images[s, i]`` that step ``s``
+def head_reads(cfg, n_images: int, draws: int, steps: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, views), each (steps, batch): the draw ``views[s, i]`` of image ``images[s, i]`` that step ``s``
     of a head reads, uniform and seeded by ``cfg.seed``. It never depends on the features, so ``fit`` knows before
     computing any which draws a head will read (``wanted_priors``). With ``cfg.head_draws`` = k > 0 a head reads only
     the first k draws of each image (the clean one first): only their priors need a high-res pass."""
     readable = min(draws, cfg.head_draws) if cfg.head_draws else draws
     generator = torch.Generator().manual_seed(cfg.seed)
-    images, views = torch.empty(steps, cfg.batch_size, dtype=torch.long), torch.empty(steps, cfg.batch_size,
-                                                                                       dtype=torch.long)
+    images, views = torch.empty(steps, batch, dtype=torch.long), torch.empty(steps, batch, dtype=torch.long)
     for step in range(steps):  # interleaved, one step at a time, as the sampler has always drawn them
-        images[step] = torch.randint(n_images, (cfg.batch_size,), generator=generator)
-        views[step] = torch.randint(readable, (cfg.batch_size,), generator=generator)
+        images[step] = torch.randint(n_images, (batch,), generator=generator)
+        views[step] = torch.randint(readable, (batch,), generator=generator)
     return images, views
 
 
 def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
                on_step: Callable[[int, float], None] | None = None, desc: str = "training head") -> list[float]:
-    """Optimise the head on the held features for a fixed number of steps; returns the loss of each step."""
+    """Optimise the head on the held features for a fixed number of steps of ``head_batch`` images each; returns the
+    loss of each step."""
     cfg = model.cfg
     torch.manual_seed(cfg.seed)
-    images_read, views_read = head_reads(cfg, cache.n_images, cache.draws, steps)  # (steps, B) each
+    batch = head_batch(cfg, cache.n_images)
+    images_read, views_read = head_reads(cfg, cache.n_images, cache.draws, steps, batch)  # (steps, B) each
     optimiser = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(steps, 1))
     bfloat16 = training_precision(cfg, model.device) == "bfloat16"
@@ -109,7 +112,7 @@ def train_head(model: HLGFA, cache: Features, steps: int, progress: bool = True,
         if on_step:
             on_step(step, losses[-1])
         if step % 10 == 0 or step == steps - 1:
-            rate = (step + 1) * cfg.batch_size / (time.perf_counter() - started)
+            rate = (step + 1) * batch / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", img_per_s=f"{rate:.0f}")
     model.head.eval()
     return losses
@@ -326,12 +329,24 @@ def training_precision(cfg, device) -> str:
     return cfg.train_precision
 
 
+def head_batch(cfg, n_train: int) -> int:
+    """Images per step of a head on ``n_train`` training images: ``cfg.batch_size``, or, where ``passes`` passes
+    take fewer than MIN_STEPS steps of it, the batch that takes them in MIN_STEPS steps, ceil(passes * n_train /
+    MIN_STEPS), but at least ``cfg.min_batch_size`` (0: always ``batch_size``). The step floor is there for the
+    optimiser, not for more passes: on tire (63 images) 125 steps of 8 images score as 125 of 16 did, at about half
+    the time (RESULTS.md, "Steps that follow the data")."""
+    if not cfg.passes or not cfg.min_batch_size:
+        return cfg.batch_size
+    needed = math.ceil(cfg.passes * n_train / MIN_STEPS)
+    return max(min(cfg.min_batch_size, cfg.batch_size), min(cfg.batch_size, needed))
+
+
 def head_steps(cfg, n_train: int) -> int:
     """Optimiser steps of the head on ``n_train`` training images: ``cfg.steps`` when ``cfg.passes`` is 0, else
-    ceil(passes * n_train / batch_size) kept within [MIN_STEPS, cfg.steps], so the work follows the data."""
+    ceil(passes * n_train / head_batch) kept within [MIN_STEPS, cfg.steps], so the work follows the data."""
     if not cfg.passes:
         return cfg.steps
-    return min(cfg.steps, max(MIN_STEPS, math.ceil(cfg.passes * n_train / cfg.batch_size)))
+    return min(cfg.steps, max(MIN_STEPS, math.ceil(cfg.passes * n_train / head_batch(cfg, n_train))))
 
 
 def fold_head_steps(cfg, n_train: int, folds: int) -> int:
@@ -359,12 +374,12 @@ def wanted_priors(cfg, n_train: int, draws: int, prior_draws: int, steps: int, c
     where the step cap cuts the passes). Their priors are left zero and never computed; every draw that is read
     holds the same values as it would with every prior computed, so the fit is the same bit for bit."""
     wanted = torch.zeros(n_train, prior_draws, dtype=torch.bool)
-    images, views = head_reads(cfg, n_train, draws, steps)
+    images, views = head_reads(cfg, n_train, draws, steps, head_batch(cfg, n_train))
     wanted[images, views % prior_draws] = True
     if cross_fit:
         splits, fold_steps = cross_fit_plan(cfg, n_train, steps=cross_fit_steps)
         for _, kept in splits:
-            images, views = head_reads(cfg, len(kept), draws, fold_steps)
+            images, views = head_reads(cfg, len(kept), draws, fold_steps, head_batch(cfg, len(kept)))
             wanted[kept[images], views % prior_draws] = True
     return wanted
 
@@ -399,7 +414,8 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     cfg = model.cfg
     train_paths, holdout_paths = split_holdout(list(paths), cfg.holdout_fraction, cfg.seed)
     report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths),
-                       steps=head_steps(cfg, len(train_paths)), precision=training_precision(cfg, model.device))
+                       steps=head_steps(cfg, len(train_paths)), batch_size=head_batch(cfg, len(train_paths)),
+                       precision=training_precision(cfg, model.device))
     report.cache_plan = plan = plan_cache(model, len(train_paths), max_cache_gib, cache_dir)
     if plan.policy == "stop":
         raise HLGFAError(plan.describe())
@@ -407,9 +423,9 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     wanted = wanted_priors(cfg, report.n_train, plan.draws, plan.prior_draws, report.steps, crossing, cross_fit_steps)
     report.prior_draws = (int(wanted.sum()), wanted.numel())
     if say:
-        passes = report.steps * cfg.batch_size / report.n_train
+        passes = report.steps * report.batch_size / report.n_train
         rule = f"{cfg.passes:g} passes asked, at most {cfg.steps} steps" if cfg.passes else "a fixed count"
-        say(f"{plan.describe()}; the head trains {report.steps} steps of {cfg.batch_size} images ({passes:.1f} passes "
+        say(f"{plan.describe()}; the head trains {report.steps} steps of {report.batch_size} images ({passes:.1f} passes "
             f"over the {report.n_train} training images; {rule}), in {report.precision}; high-res priors of the "
             f"{report.prior_draws[0]} draws the heads read (of {plan.prior_draws} per image they may read, "
             f"{report.prior_draws[1]} in all)")

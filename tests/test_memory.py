@@ -130,14 +130,16 @@ def test_priors_read_as_bfloat16_train_the_head_that_autocast_trains_from_float3
         features.close()
 
 
-def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_for_bit(monkeypatch):
+@pytest.mark.parametrize("batching, batch", [({}, 4), ({"batch_size": 6, "min_batch_size": 2}, 2)])
+def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_for_bit(monkeypatch, batching, batch):
     """fit computes the high-res priors only of the draws its heads will read (``training.wanted_priors``): fewer
     high-res backbone passes, and the head, the cross-fitted heads, the normality term and the calibration all the
-    same bit for bit as with every draw's priors computed."""
+    same bit for bit as with every draw's priors computed; also where a small set shrinks the batch
+    (``training.head_batch``: 6 images, five passes need 1 per step, the least is 2)."""
     from hlgfa_lite import training
 
     paths = good_paths()
-    model = tiny_model(steps=2, head_draws=0)  # 2 steps of 4 picks among 6 images x 4 draws: most are never read
+    model = tiny_model(steps=2, head_draws=0, **batching)  # 2 steps of a few picks among 6 images x 4 draws
     passes, holding = [], []  # the side of each backbone pass while the features are held
     real_forward, real_hold = model.backbone.forward, training.hold_features
 
@@ -158,8 +160,8 @@ def test_priors_of_draws_no_head_reads_are_skipped_and_the_fit_is_the_same_bit_f
     monkeypatch.setattr(training, "hold_features", hold)
     report = fit(model, paths, progress=False, cross_fit=True, cross_fit_steps=1, say=None)
     read, drawn = report.prior_draws
-    assert drawn == 6 * 4 and 0 < read < drawn
-    every = tiny_model(steps=2, head_draws=0)
+    assert drawn == 6 * 4 and 0 < read < drawn and report.batch_size == batch
+    every = tiny_model(steps=2, head_draws=0, **batching)
     monkeypatch.setattr(training, "wanted_priors", lambda cfg, n, draws, prior_draws, *rest: torch.ones(n, prior_draws,
                                                                                                       dtype=torch.bool))
     fit(every, paths, progress=False, cross_fit=True, cross_fit_steps=1, say=None)
@@ -175,7 +177,7 @@ def test_the_draws_wanted_are_those_every_head_reads():
     from hlgfa_lite import training
 
     cfg = preset("lite", **TINY)
-    images, views = training.head_reads(cfg, 6, 4, 3)
+    images, views = training.head_reads(cfg, 6, 4, 3, cfg.batch_size)
     alone = training.wanted_priors(cfg, 6, 4, 4, 3)
     assert alone.sum() == len(set(zip(images.flatten().tolist(), views.flatten().tolist())))
     assert alone[images, views].all()
@@ -183,7 +185,7 @@ def test_the_draws_wanted_are_those_every_head_reads():
     splits, fold_steps = training.cross_fit_plan(cfg, 6, steps=2)
     assert fold_steps == 2 and (crossed >= alone).all()
     for _, kept in splits:
-        fold_images, fold_views = training.head_reads(cfg, len(kept), 4, fold_steps)
+        fold_images, fold_views = training.head_reads(cfg, len(kept), 4, fold_steps, cfg.batch_size)
         assert crossed[kept[fold_images], fold_views].all()
     assert training.wanted_priors(cfg, 6, 4, 1, 3)[:, 0].sum() == len(images.unique())  # "low": one clean draw
 
@@ -194,12 +196,12 @@ def test_a_head_reading_the_first_draws_of_each_image_wants_only_their_priors():
     from hlgfa_lite import training
 
     cfg = preset("lite", **TINY, head_draws=2)
-    images, views = training.head_reads(cfg, 6, 4, 40)
+    images, views = training.head_reads(cfg, 6, 4, 40, cfg.batch_size)
     assert set(views.unique().tolist()) == {0, 1}
     wanted = training.wanted_priors(cfg, 6, 4, 4, 40, cross_fit=True, cross_fit_steps=20)
     assert wanted[:, :2].any(dim=0).all() and not wanted[:, 2:].any()
     for every in (0, 4, 9):
-        _, views = training.head_reads(cfg.replace(head_draws=every), 6, 4, 40)
+        _, views = training.head_reads(cfg.replace(head_draws=every), 6, 4, 40, cfg.batch_size)
         assert set(views.unique().tolist()) == {0, 1, 2, 3}
     with pytest.raises(HLGFAError, match="head_draws"):
         preset("lite", head_draws=-1)

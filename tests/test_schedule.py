@@ -9,7 +9,7 @@ import pytest
 
 from hlgfa_lite import HLGFA, fit, preset
 from hlgfa_lite.assets import sample_dir
-from hlgfa_lite.training import CROSS_FIT_SHARE, MIN_STEPS, fold_head_steps, head_steps, planned_steps
+from hlgfa_lite.training import CROSS_FIT_SHARE, MIN_STEPS, fold_head_steps, head_batch, head_steps, planned_steps
 
 
 @pytest.mark.parametrize("n_train, steps", [
@@ -21,6 +21,32 @@ from hlgfa_lite.training import CROSS_FIT_SHARE, MIN_STEPS, fold_head_steps, hea
 ])
 def test_the_head_trains_five_passes_within_the_floor_and_the_most(n_train, steps):
     assert head_steps(preset("lite"), n_train) == steps
+
+
+@pytest.mark.parametrize("n_train, batch", [
+    (9, 8),  # ten images: the fewest the rule allows
+    (63, 8),  # tire: 5 passes would take 20 steps of 16; 125 of 8 are 16 passes
+    (200, 8),  # 125 steps of 8 are exactly 5 passes
+    (201, 9),  # ceil(5 * 201 / 125): 125 steps of 9 are five passes
+    (300, 12),
+    (400, 16),  # from here 5 passes take 125 steps of 16 or more
+    (685, 16),
+])
+def test_a_small_set_trains_on_smaller_batches_down_to_the_least(n_train, batch):
+    cfg = preset("lite")
+    assert head_batch(cfg, n_train) == batch
+    steps = head_steps(cfg, n_train)
+    assert steps == max(MIN_STEPS, -(-5 * n_train // batch))  # ceil: five passes, or the floor
+    assert steps * batch >= 5 * n_train  # never fewer than five passes
+
+
+def test_the_batch_stays_where_it_is_asked_to():
+    assert head_batch(preset("lite", min_batch_size=0), 9) == 16  # the switch off: as before it existed
+    assert head_batch(preset("lite_paper"), 9) == 16 and head_batch(preset("paper"), 9) == 16
+    assert head_batch(preset("lite", passes=0.0), 9) == 16  # a fixed schedule keeps its batch
+    assert head_batch(preset("lite", batch_size=4), 9) == 4  # a batch below the least is kept
+    from hlgfa_lite import HLGFAConfig
+    assert HLGFAConfig.from_dict({}).min_batch_size == 0  # a checkpoint from before the field refits as it did
 
 
 def test_without_passes_the_steps_are_exact():

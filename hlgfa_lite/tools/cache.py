@@ -73,6 +73,14 @@ def to_working(features: torch.Tensor, device, dtype: torch.dtype = torch.float3
     return features.to(device, dtype, memory_format=torch.channels_last)
 
 
+def channels_last_storage(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float16 (N, K, C, h, w) tensor whose channels lie innermost in memory (as (N, K, h, w, C)): what the
+    backbone hands over and what the head reads, so a draw goes in and out with a cast and no transposition (a
+    transposing read of the detail prior took 10 ms of a training step)."""
+    n, k, c, h, w = shape
+    return torch.empty((n, k, h, w, c), dtype=torch.float16).permute(0, 1, 4, 2, 3)
+
+
 def prior_tensors(priors: list[Priors]) -> list[torch.Tensor]:
     """Priors per level -> [structure, detail, target] * levels: the order they are stored and read in."""
     return [t for p in priors for t in (p.structure, p.detail, p.target)]
@@ -220,7 +228,7 @@ def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, p
             # (collecting chunks and concatenating them would hold the cache twice at the end)
 
             def allocate(t: torch.Tensor) -> torch.Tensor:
-                return torch.empty((len(hr_images), *t.shape[1:]), dtype=torch.float16)
+                return channels_last_storage((len(hr_images), *t.shape[1:]))
 
             cache = FeatureCache(priors=[p.apply(allocate) for p in priors], low=[allocate(t) for t in lows])
         rows = slice(start, start + len(lows[0]))
@@ -232,18 +240,19 @@ def cache_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, p
 
 
 def _record(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """[(b, K, ...)] -> (b, K, sum of the per-draw sizes) float16: one draw's tensors side by side, as stored."""
-    return torch.cat([t.flatten(2).to(torch.float16) for t in tensors], dim=2).cpu().contiguous()
+    """[(b, K, C, h, w)] -> (b, K, sum of the per-draw sizes) float16: one draw's tensors side by side, each with
+    its channels innermost (h, w, C), as ``SpilledCache._split`` reads them back."""
+    return torch.cat([t.permute(0, 1, 3, 4, 2).flatten(2).to(torch.float16) for t in tensors], dim=2).cpu().contiguous()
 
 
 class SpilledCache:
     """The ``FeatureCache`` of the same images in one file, read back with explicit reads (``os.preadv``).
 
     File layout (float16): N * K low records, then N * Kp prior records; record (i, k) holds draw k of image i,
-    its levels side by side (low: F_L of each level; prior: structure, detail, target of each level). Rows of one
-    image's draws are adjacent, so every draw of a run of images is one read. ``fd`` is the open, nameless file
-    (``anonymous_file``); ``index`` maps this view's images to the file's (``subset`` shares the file through a
-    descriptor of its own)."""
+    its tensors side by side, each (h, w, C) (low: F_L of each level; prior: structure, detail, target of each
+    level). Rows of one image's draws are adjacent, so every draw of a run of images is one read. ``fd`` is the open,
+    nameless file (``anonymous_file``); ``index`` maps this view's images to the file's (``subset`` shares the file
+    through a descriptor of its own)."""
 
     def __init__(self, fd: int, folder: Path, n_images: int, draws: int, prior_draws: int,
                  low_shapes: list[tuple[int, ...]], prior_shapes: list[tuple[int, ...]]):
@@ -279,8 +288,9 @@ class SpilledCache:
 
     @staticmethod
     def _split(flat: torch.Tensor, shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """(b, record) -> [(b, C, h, w)], channels-last views of the records ``_record`` wrote."""
         parts = torch.split(flat, [math.prod(s) for s in shapes], dim=1)
-        return [part.reshape(len(flat), *shape) for part, shape in zip(parts, shapes)]
+        return [part.reshape(len(flat), h, w, c).permute(0, 3, 1, 2) for part, (c, h, w) in zip(parts, shapes)]
 
     def batch(self, images: torch.Tensor, views: torch.Tensor, device,
               conv_dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], list[Priors]]:

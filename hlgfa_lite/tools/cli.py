@@ -96,14 +96,14 @@ def fit_into(out: Path, paths: list[Path], args) -> dict:
     device = resolve_device(args.device)
     model = HLGFA(cfg, pretrained=not args.random_weights, weights=args.weights).to(device)
     print(f"backbone {cfg.backbone} ({model.backbone.weights_source}), {len(paths)} good images, "
-          f"batch {cfg.batch_size}, device {device}")
+          f"device {device}")
     started = time.perf_counter()
     report = fit(model, paths, progress=not args.quiet, target_fpr=args.target_fpr, confidence=args.confidence,
                  max_cache_gib=args.max_cache_gib, cache_dir=args.cache_dir)
     seconds = time.perf_counter() - started
     save(model, out, overwrite=args.overwrite, extra={"fit": {
         "preset": args.preset, "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
-        "steps": report.steps, "precision": report.precision,
+        "steps": report.steps, "batch_size": report.batch_size, "precision": report.precision,
         "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1],
         "map_scale_auroc": report.map_scale_auroc}})
     cal = model.calibration
