@@ -49,7 +49,7 @@ class HLGFAConfig:
     steps: int = 500  # optimiser steps: exactly these when passes is 0, else the most a fit takes
     passes: float = 5.0  # steps = passes over the training images / batch, within [MIN_STEPS, steps]; 0: steps
     batch_size: int = 16  # images per head step; fewer on a small set (min_batch_size)
-    min_batch_size: int = 8  # fewest per step on a small set (training.head_batch; RESULTS.md, "Steps"); 0: batch_size
+    min_batch_size: int = 8  # fewest per step on small sets (head_batch; RESULTS.md, "Steps that follow the data")
     lr: float = 1e-3
     weight_decay: float = 1e-4
     holdout_fraction: float = 0.1  # good images kept aside to calibrate normalisation and threshold

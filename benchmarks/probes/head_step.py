@@ -23,8 +23,10 @@ from hlgfa_lite.tools import cache
 from hlgfa_lite.training import train_head
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.head_step", description=__doc__.splitlines()[0])
+def held_for_steps(prog: str, description: str, argv: list[str] | None):
+    """(args, model, held, start): the command line of a head-step probe, and the features of the first ``--images``
+    training images held in memory as ``fit`` holds them, with the head's starting weights to train from."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("data", help="MVTec-layout category folder")
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--steps", type=int, default=25)
@@ -32,10 +34,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = HLGFA(preset("lite", train_precision="bfloat16"))
+    # batches of 16 whatever the number of images held (a set this small would train on 8: training.head_batch)
+    model = HLGFA(preset("lite", train_precision="bfloat16", min_batch_size=0))
     images = cache.load_images(train_image_paths(args.data)[:args.images], model.cfg.hr_size)
     held = cache.cache_features(model, images, progress=False)
-    start = {k: v.clone() for k, v in model.head.state_dict().items()}
+    return args, model, held, {k: v.clone() for k, v in model.head.state_dict().items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, model, held, start = held_for_steps("python -m benchmarks.probes.head_step", __doc__.splitlines()[0], argv)
     library_read = cache.working_priors
 
     def float32_read(tensors, device, conv_dtype):

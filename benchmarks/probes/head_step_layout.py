@@ -12,17 +12,17 @@ same start for each combination, alternately, ``--rounds`` times (the library's 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
-from hlgfa_lite import HLGFA, alignment, preset
+from hlgfa_lite import alignment
 from hlgfa_lite.alignment import LevelOutput
-from hlgfa_lite.data import train_image_paths
 from hlgfa_lite.tools import cache
 from hlgfa_lite.training import train_head
+
+from .head_step import held_for_steps
 
 
 def two_convolutions(self, low, priors):
@@ -41,25 +41,14 @@ def channels_first(held: cache.FeatureCache) -> cache.FeatureCache:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes.head_step_layout",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("data", help="MVTec-layout category folder")
-    parser.add_argument("--images", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model = HLGFA(preset("lite", train_precision="bfloat16"))
-    images = cache.load_images(train_image_paths(args.data)[:args.images], model.cfg.hr_size)
-    last = cache.cache_features(model, images, progress=False)
+    args, model, last, start = held_for_steps("python -m benchmarks.probes.head_step_layout",
+                                              __doc__.splitlines()[0], argv)
     first = channels_first(last)
     fused = alignment.AlignmentLevel.forward
     combinations = {"channels-first, two convolutions (before)": (first, two_convolutions),
                      "channels-last, two convolutions": (last, two_convolutions),
                      "channels-first, one convolution": (first, fused),
                      "channels-last, one convolution (fit)": (last, fused)}
-    start = {k: v.clone() for k, v in model.head.state_dict().items()}
     milliseconds: dict[str, list[float]] = {name: [] for name in combinations}
     heads = {}
     for _ in range(args.rounds + 1):  # the first round warms up and is not counted
