@@ -128,6 +128,7 @@ def test_cli_fit_predict_evaluate_on_the_sample(sample, tmp_path, capsys):
     meta = json.loads((run / METADATA).read_text())
     chosen = meta["config"]["map_scale"]  # "auto" resolved by the fit, its evidence beside it
     assert chosen in ("std", "max") and set(meta["fit"]["map_scale_auroc"]) == {"std", "max"}
+    assert meta["fit"]["steps"] == 3 and meta["fit"]["batch_size"] == 16  # exact steps keep the preset's batch
     assert f"map scale {chosen!r}, chosen on synthetic defects" in capsys.readouterr().out
     assert main(["fit", str(sample), "--out", str(run), "--steps", "3", "--quiet"]) == 2  # no silent overwrite
     images = sample / "test" / "broken_large"

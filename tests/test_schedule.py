@@ -49,6 +49,15 @@ def test_the_batch_stays_where_it_is_asked_to():
     assert HLGFAConfig.from_dict({}).min_batch_size == 0  # a checkpoint from before the field refits as it did
 
 
+@pytest.mark.parametrize("asked", [4, 16, 32])
+def test_a_batch_asked_on_the_command_line_is_the_batch_every_step_takes(asked):
+    from hlgfa_lite.tools.cli import exact_batch
+
+    cfg = preset("lite", **exact_batch(asked))
+    assert [head_batch(cfg, n) for n in (9, 188, 685)] == [asked] * 3  # no smaller batch on a small set
+    assert exact_batch(None) == {}
+
+
 def test_without_passes_the_steps_are_exact():
     assert head_steps(preset("lite", passes=0.0, steps=37), 10_000) == 37
     assert head_steps(preset("paper"), 10) == 2000

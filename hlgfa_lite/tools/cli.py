@@ -64,6 +64,12 @@ def exact_steps(steps: int | None) -> dict:
     return {} if steps is None else {"steps": steps, "passes": 0.0}
 
 
+def exact_batch(batch: int | None) -> dict:
+    """--batch-size N as config overrides: exactly N images per head step, whatever the data (no smaller batches on a
+    small set, ``training.head_batch``); None: the preset's rule."""
+    return {} if batch is None else {"batch_size": batch, "min_batch_size": 0}
+
+
 def fit_command(args) -> dict:
     from .checkpoint import METADATA
     from ..data import train_image_paths
@@ -84,9 +90,7 @@ def fit_into(out: Path, paths: list[Path], args) -> dict:
     from ..model import HLGFA
     from ..training import fit
 
-    overrides = {"seed": args.seed}
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
+    overrides = {"seed": args.seed, **exact_batch(args.batch_size)}
     overrides.update(exact_steps(args.steps))
     if args.epochs is not None:
         overrides["passes"] = float(args.epochs)
@@ -441,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     count_options(p, "exactly this many head steps (default: the preset's rule, lite: 5 passes within 125-500)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="passes over the training images (steps follow the data, at most the preset's steps)")
-    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="exactly this many images per head step (default: the preset's rule, lite: 16, or 8-15 on "
+                        "sets under 400 images)")
     p.add_argument("--target-fpr", type=fpr_float, default=DEFAULT_TARGET_FPR,
                    help="share of good parts allowed above the image threshold (default %(default)s)")
     p.add_argument("--confidence", type=confidence_float, default=DEFAULT_CONFIDENCE,
