@@ -135,8 +135,8 @@ def curve(data: str, steps: list[int], precisions: list[str], seeds: list[int], 
                 result = evaluate_samples(memo, samples, cfg.eval_size, warmup=0, progress=False)
                 row = {"seed": seed, "precision": precision, "steps": n_steps, "n_train": len(train_paths),
                        "head_draws": model.cfg.head_draws,
-                       "batch_size": head_batch(model.cfg, cache.n_images), "draws": cache.draws,
-                       "passes": n_steps * head_batch(model.cfg, cache.n_images) / (cache.n_images * cache.draws),
+                       "batch_size": (batch := head_batch(model.cfg, cache.n_images)), "draws": cache.draws,
+                       "passes": n_steps * batch / (cache.n_images * cache.draws),
                        "map_scale": model.cfg.map_scale, "last_loss": losses[-1], "train_s": train_s,
                        "features_s": features_s,
                        **{k: result.metrics[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")}}

@@ -94,7 +94,7 @@ class AlignmentLevel(nn.Module):
 
 def both_convolutions(x: torch.Tensor, first: nn.Conv2d, second: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(first(x), second(x)) as one convolution of x by both kernels stacked: two layers of the same shape and
-    input read it once, forward and backward (7 % of a training step on a 2-core CPU; RESULTS.md, "Fit"). Their
+    input read it once, forward and backward (benchmarks/probes/head_step_layout.py; RESULTS.md, "Fit"). Their
     weights stay two layers, as checkpoints store them."""
     both = F.conv2d(x, torch.cat([first.weight, second.weight]), torch.cat([first.bias, second.bias]),
                     padding=first.padding)

@@ -165,7 +165,8 @@ class FrozenBackbone(nn.Module):
     def _apply(self, fn, recurse=True):
         """``.to()``, ``.double()`` and the like. A traced graph holds its weights frozen in, so a move to another
         device or dtype traces again; a ``.to()`` that moves nothing (a fold model sharing this backbone, placed on
-        the device it is on) keeps the graphs, which cost about 0.7 s per input shape to trace and fuse."""
+        the device it is on) keeps the graphs: tracing and fusing each input shape again, per fold, cost a small
+        set's fit seconds (RESULTS.md, "Fit")."""
         weight = next(self.net.parameters())
         placed = (weight.device, weight.dtype)
         moved = super()._apply(fn, recurse)

@@ -427,8 +427,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         rule = f"{cfg.passes:g} passes asked, at most {cfg.steps} steps" if cfg.passes else "a fixed count"
         say(f"{plan.describe()}; the head trains {report.steps} steps of {report.batch_size} images "
             f"({passes:.1f} passes over the {report.n_train} training images; {rule}), in {report.precision}; "
-            f"high-res priors of the "
-            f"{report.prior_draws[0]} draws the heads read (of {plan.prior_draws} per image they may read, "
+            f"high-res priors of the {report.prior_draws[0]} draws the heads read (of {plan.prior_draws} per image they may read, "
             f"{report.prior_draws[1]} in all)")
     started = time.perf_counter()
     train_images = load_images(train_paths, cfg.hr_size)

@@ -75,8 +75,8 @@ def to_working(features: torch.Tensor, device, dtype: torch.dtype = torch.float3
 
 def channels_last_storage(shape: tuple[int, ...]) -> torch.Tensor:
     """An empty float16 (N, K, C, h, w) tensor whose channels lie innermost in memory (as (N, K, h, w, C)): what the
-    backbone hands over and what the head reads, so a draw goes in and out with a cast and no transposition (a
-    transposing read of the detail prior took 10 ms of a training step)."""
+    backbone hands over and what the head reads, so a draw goes in and out with a cast and no transposition
+    (benchmarks/probes/head_step_layout.py; RESULTS.md, "Fit")."""
     n, k, c, h, w = shape
     return torch.empty((n, k, h, w, c), dtype=torch.float16).permute(0, 1, 4, 2, 3)
 
