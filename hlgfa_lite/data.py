@@ -29,6 +29,9 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 # decompression bomb or a panorama would otherwise take gigabytes; downscale it first
 MAX_PIXELS = 100_000_000
 MAX_SIDE = 4096  # the CLI's longest side: bigger images are downscaled while decoding, so memory stays bounded
+# the shortest side a training image may have: 32 px, one cell of the backbone's coarsest stride, would already be
+# enlarged 16 times to 512 px; a smaller "good" image (a thumbnail, a 1x1 export) is a mistake, not a part
+MIN_TRAINING_SIDE = 32
 
 
 class TooManyPixels(HLGFAError):

@@ -299,11 +299,15 @@ def test_fit_part_gives_a_loadable_checkpoint_zip(store, sample, tmp_path):
     paths = sorted((sample / "train" / "good").glob("*.png"))[:4]
     junk = tmp_path / "junk.png"
     junk.write_text("nope")
+    thumbnail = tmp_path / "thumb.png"  # readable, but too small to learn from: skipped, named without a server path
+    Image.new("RGB", (1, 1)).save(thumbnail)
     progress = []
-    part = visitor_fit.fit_part([*paths, junk], store, steps=3, report_progress=lambda f, text: progress.append(f))
+    part = visitor_fit.fit_part([*paths, junk, thumbnail], store, steps=3,
+                                report_progress=lambda f, text: progress.append(f))
     try:
         assert progress[-1] == 1.0 and progress == sorted(progress)
-        assert "skipped 1 unreadable" in part.summary and "Fitted on 3 images" in part.summary
+        assert "skipped 2 file(s) the head cannot learn from" in part.summary and "Fitted on 3 images" in part.summary
+        assert "thumb.png (1x1 px, too small to learn from)" in part.summary
         with zipfile.ZipFile(part.zip_path) as archive:
             assert sorted(archive.namelist()) == ["my_part_lite/head.safetensors", "my_part_lite/model.json"]
             archive.extractall(tmp_path / "unzipped")

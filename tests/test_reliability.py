@@ -87,6 +87,66 @@ def test_out_that_is_a_file_or_inside_the_inputs_is_refused_before_training(samp
     assert code == 2 and "inside the input folder" in err and not (sample / "run").exists()
 
 
+def test_a_missing_data_folder_is_named_whatever_the_out(tmp_path, capsys, monkeypatch):
+    """Only a real input folder can hold --out: a mistyped one is reported as missing, not as holding --out."""
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["fit", "nosuchdir", "--out", "run", "--steps", "1"], capsys)
+    assert code == 2 and "nosuchdir" in err and "inside the input folder" not in err and not Path("run").exists()
+
+
+def test_one_image_is_scored_into_a_folder_beside_it(tiny_run, tmp_path, capsys, monkeypatch):
+    """A photo in the current folder, results in a folder there: nothing of it is read back as input."""
+    Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(["predict", tiny_run, "a.png", "--out", "results"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "results" / "overlays" / "a.png.png").is_file()
+
+
+def test_the_folder_you_are_in_is_never_replaced_by_a_checkpoint(sample, tmp_path, capsys, monkeypatch):
+    """--out . (or "", or a folder holding the current one) would swap the folder you stand in for a new one: refused
+    before any work, your files untouched where they are."""
+    here = tmp_path / "work" / "here"
+    here.mkdir(parents=True)
+    (here / "notes.txt").write_text("mine")
+    inode = here.stat().st_ino
+    monkeypatch.chdir(here)
+    for out in (".", "", "..", str(here)):
+        code, err = run_cli(["fit", sample, "--out", out, "--steps", "1", "--random-weights"], capsys)
+        assert code == 2 and "the folder you are in" in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert here.stat().st_ino == inode and sorted(p.name for p in here.iterdir()) == ["notes.txt"]
+
+
+def test_a_fit_removes_what_a_killed_fit_left_beside_its_out(sample, tmp_path, capsys):
+    """A fit killed while it wrote its checkpoint leaves the half-written folder beside --out (named by the library);
+    the next fit into that --out holds it, so it removes the leftover and says so. A look-alike of yours stays."""
+    half = tmp_path / ".run.new-0123456789"
+    (half / "sub").mkdir(parents=True)
+    yours = tmp_path / ".run.new-notours"
+    yours.mkdir()
+    code, err = run_cli(["fit", sample, "--out", tmp_path / "run", "--steps", "1", "--random-weights", "--quiet"],
+                        capsys)
+    assert code == 0, err
+    assert not half.exists() and yours.is_dir() and (tmp_path / "run" / METADATA).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.new-notours", "run"]
+
+
+def test_a_training_image_too_small_to_learn_from_is_named_in_one_line(sample, tmp_path, capsys):
+    data = tmp_path / "good"
+    data.mkdir()
+    for image in sorted((sample / "train" / "good").glob("*.png"))[:3]:
+        (data / image.name).write_bytes(image.read_bytes())
+    Image.new("RGB", (1, 1)).save(data / "thumb.png")
+    code, err = run_cli(["fit", data, "--out", tmp_path / "run", "--steps", "1", "--random-weights"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error")]  # beside the random weights' warning
+    assert code == 2 and len(errors) == 1 and "thumb.png is 1x1 px" in errors[0] and not (tmp_path / "run").exists()
+
+
+def test_an_argument_error_is_one_line(tmp_path, capsys):
+    code, err = run_cli(["fit", tmp_path, "--steps", "0"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--steps" in err and "--help" in err
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
 def test_read_only_out_is_refused_before_training(sample, tmp_path, capsys):
     locked = tmp_path / "locked"
@@ -152,6 +212,7 @@ def test_two_predict_runs_into_one_out_keep_both_rows_and_a_concurrent_one_is_re
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert sorted(Path(r["path"]).name for r in rows) == ["a.jpg", "a.png"]  # both runs' rows kept
     assert {p.name for p in (out / "overlays").iterdir()} == {"a.png.png", "a.jpg.png"}  # no collision
+    assert sorted(p.name for p in out.iterdir()) == ["overlays", "scores.csv"]  # results only: the lock went too
     with open(out / ".hlgfa.lock", "w") as held:  # another run holds the folder
         fcntl.flock(held, fcntl.LOCK_EX)
         code, err = run_cli(["predict", tiny_run, src / "a.png", "--out", out], capsys)
@@ -197,6 +258,24 @@ def test_an_interrupted_predict_lists_every_image_it_wrote_and_leaves_no_partial
     assert sorted(Path(r["path"]).name for r in rows) == ["a.png", "b.png"]
     assert {p.name for p in (out / "overlays").iterdir()} == {"a.png.png", "b.png.png"}
     assert {p.name for p in (out / "maps").iterdir()} == {"a.png.npy", "b.png.npy"}
+
+
+def test_a_predict_that_writes_nothing_leaves_no_table(tiny_run, tmp_path, capsys, monkeypatch):
+    """A full disk at the first overlay: one line, and no scores.csv listing nothing."""
+    import errno
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8)).save(src / "a.png")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("hlgfa_lite.tools.visualize.save_png", full_disk)
+    out = tmp_path / "out"
+    code, err = run_cli(["predict", tiny_run, src, "--out", out], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error")]  # beside the tiny head's warning
+    assert code == 2 and len(errors) == 1 and "No space left" in errors[0] and not (out / "scores.csv").exists()
 
 
 @pytest.mark.parametrize("earlier", [

@@ -49,6 +49,21 @@ def test_readme_header_configures_a_gradio_space(space):
     assert fields["sdk_version"].strip() == gradio.__version__
 
 
+def test_readme_links_every_repository_file_it_names_the_space_does_not_hold(space):
+    """The Space folder holds the library, not the tests or the benchmarks: a file of the repository that its README
+    names is a link a visitor can follow."""
+    import re
+
+    from hlgfa_lite.demo.examples import code_url
+
+    text = space.joinpath("README.md").read_text()
+    named = re.findall(r"`((?:benchmarks|notebooks|scripts|tests)/[^`\s]+)`", text)
+    assert named, "the README names the tests and benchmarks behind its figures"
+    for path in named:
+        assert not (space / path).exists()
+        assert f"[`{path}`]({code_url()}/blob/main/{path})" in text
+
+
 def test_requirements_name_no_repository_and_every_dependency(space):
     lines = [line for line in space.joinpath("requirements.txt").read_text().splitlines()
              if line and not line.startswith("#")]

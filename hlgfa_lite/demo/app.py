@@ -121,7 +121,10 @@ CSS = """
 #inspect-examples .grid-container {padding-top: 32px !important;}
 #inspect-examples .grid-container {grid-template-columns: repeat(7, minmax(0, 1fr)) !important; gap: 6px;}
 #inspect-examples .caption-label {white-space: normal; font-size: 11px; line-height: 1.15; max-width: 92%;
-                                  overflow: visible; text-overflow: clip; overflow-wrap: anywhere;}
+                                  overflow: visible; text-overflow: clip; overflow-wrap: break-word;
+                                  hyphens: auto;}
+/* the command that scores a folder with a fitted head: wrapped on a phone, not cut off */
+#fit-summary pre, #fit-summary code {white-space: pre-wrap !important; overflow-wrap: anywhere;}
 #inside-gallery .caption-label {white-space: normal; max-width: 95%; font-size: 12px;}
 #inside-gallery .grid-wrap {height: auto !important; max-height: none !important;}
 @media (max-width: 640px) {
@@ -291,10 +294,11 @@ def inspect_tab(shared: Shared, part_state: gr.State, result_state: gr.State) ->
             with gr.Column(scale=1, min_width=320):
                 verdict = gr.Markdown(NO_IMAGE_YET, elem_id="verdict")
                 with gr.Row():
+                    # two corner buttons, not three: on a phone a third covers the label ("Anom")
                     overlay = gr.Image(label="Anomaly map", format="jpeg", interactive=False, height=250,
-                                       min_width=150, elem_id="overlay")
+                                       min_width=150, buttons=["download", "fullscreen"], elem_id="overlay")
                     mask = gr.Image(label="Defect mask", format="png", interactive=False, height=250, min_width=150,
-                                    elem_id="mask")
+                                    buttons=["download", "fullscreen"], elem_id="mask")
                 gr.HTML(colour_scale_legend(shared.store.model.calibrated), elem_id="legend")
                 score = gr.Number(None, label="Image score", interactive=False, visible=False,
                                   elem_id="score")  # for the API; the verdict shows it to people
@@ -306,6 +310,9 @@ def inspect_tab(shared: Shared, part_state: gr.State, result_state: gr.State) ->
 
     inspect_outputs = [overlay, mask, score, verdict, result_state]
     examples.select(pick_example, None, image, api_visibility="private")
+    # an upload is not the thumbnail picked before it: no thumbnail stays highlighted
+    image.upload(lambda: gr.Gallery(selected_index=None), None, examples, api_visibility="private",
+                 show_progress="hidden")
     image.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_name="inspect",
                  show_progress_on=[verdict], **MODEL_GROUP)
     choice.change(inspect, [image, choice, sensitivity, part_state], inspect_outputs, api_visibility="private",
@@ -328,7 +335,7 @@ def fit_tab(shared: Shared, part_state: gr.State, choice: gr.Radio) -> None:
                         report_progress=lambda f, text: progress(f, desc=text))
         remove_fitted(old_part, shared.store)  # a new fit replaces the session's previous one
         shared.fitted_parts[session] = part
-        gr.Info("Your head is ready: the Inspect tab now uses it.")
+        gr.Info("Your head is ready: the Inspect tab now uses it.", duration=5)  # not over the controls for long
         return part.summary, part.zip_path, part, MY_PART
 
     def claim_fit_files(files, request: gr.Request = None):

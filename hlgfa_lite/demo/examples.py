@@ -35,9 +35,13 @@ def example_images() -> list[tuple[str, str]]:
 
 
 def bundled_test_images() -> list[tuple[str, str]]:
-    """(caption, path) of every bundled test image, good ones first: "good 000", "broken large 007", ..."""
-    return [(f"{kind.replace('_', ' ')} {image.stem}", str(image))
-            for kind, images in _test_images_by_type().items() for image in images]
+    """(caption, path) of every bundled test image: one good image, then the first of each defect type, then the
+    rest ("good 000", "broken large 000", ...), so a phone's first screen of thumbnails shows good and defective
+    bottles side by side."""
+    by_type = _test_images_by_type()
+    firsts = [(kind, images[0]) for kind, images in by_type.items()]
+    rest = [(kind, image) for kind, images in by_type.items() for image in images[1:]]
+    return [(f"{kind.replace('_', ' ')} {image.stem}", str(image)) for kind, image in firsts + rest]
 
 
 def good_images() -> list[str]:

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from ..config import preset
+from ..data import MIN_TRAINING_SIDE
 from ..errors import HLGFAError
 from ..model import HLGFA
 from ..tools.checkpoint import save
@@ -63,7 +64,7 @@ def fit_estimate(steps: int, n_images: int) -> str:
     cfg = preset("lite", steps=steps, passes=0.0)
     per_step = FIT_SECONDS_PER_STEP[training_precision(cfg, torch.device("cpu"))]
     seconds = FIT_SECONDS_FIXED + FIT_SECONDS_PER_IMAGE * n_images + per_step * planned_steps(cfg, n_images)
-    return f"{max(10, round(seconds / 10) * 10):.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    return f"{max(5, round(seconds / 5) * 5):.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 @dataclass
@@ -125,11 +126,15 @@ def _fit_part(paths, store, steps, tell, seed, notes, cancel) -> FittedPart:
             except HLGFAError as exc:
                 skipped.append(f"{Path(path).name} ({exc})")
                 continue
+            height, width = loaded.tensor.shape[-2:]
+            if min(height, width) < MIN_TRAINING_SIDE:  # the library refuses it: say so here, without a server path
+                skipped.append(f"{Path(path).name} ({width}x{height} px, too small to learn from)")
+                continue
             target = images_dir / f"{i:03d}.png"
             Image.fromarray(to_uint8_image(loaded.tensor)).save(target)
             kept.append(target)
         if skipped:
-            notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped))
+            notes.append(f"skipped {len(skipped)} file(s) the head cannot learn from: " + "; ".join(skipped))
         if len(kept) < MIN_FIT_IMAGES:
             raise HLGFAError(f"Only {len(kept)} of your files could be read as images; fitting needs at least "
                              f"{MIN_FIT_IMAGES}. " + (notes[-1] if skipped else ""))

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ..augmentation import NoiseAugment
 from ..backbone import resize
-from ..data import MAX_SIDE, load_image
+from ..data import MAX_SIDE, MIN_TRAINING_SIDE, load_image
 from ..errors import HLGFAError
 from ..model import HLGFA
 from ..priors import Priors
@@ -54,12 +54,17 @@ GIB = 2 ** 30
 
 def load_images(paths: list[Path], size: int) -> torch.Tensor:
     """Images resized to (size, size), stored as uint8 (N, 3, size, size) to keep memory small (one over
-    ``MAX_SIDE`` is downscaled while decoding). Decoded by a few threads, as Pillow and torch release the GIL while
-    they work: the same values as one after another."""
+    ``MAX_SIDE`` is downscaled while decoding; one under ``MIN_TRAINING_SIDE`` is refused). Decoded by a few threads,
+    as Pillow and torch release the GIL while they work: the same values as one after another."""
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
 
     def load_one(i: int) -> None:
-        out[i] = (resize(load_image(paths[i], MAX_SIDE)[None], size)[0] * 255).round().to(torch.uint8)
+        image = load_image(paths[i], MAX_SIDE)
+        if min(image.shape[-2:]) < MIN_TRAINING_SIDE:
+            height, width = image.shape[-2:]
+            raise HLGFAError(f"{paths[i]} is {width}x{height} px; a good image to learn from needs at least "
+                             f"{MIN_TRAINING_SIDE} px on each side: remove it, or give it at its real size.")
+        out[i] = (resize(image[None], size)[0] * 255).round().to(torch.uint8)
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(load_one, range(len(paths))))  # list(): the first error is raised here, as a loop would

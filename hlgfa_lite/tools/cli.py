@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -21,7 +22,7 @@ from ..config import PRESETS
 from ..data import MAX_SIDE  # images are downscaled to this longer side while decoding
 from ..device import resolve_device
 from ..errors import HLGFAError
-from .files import real_target, write_bytes, write_text
+from .files import check_replaceable, stale_staging, write_bytes, write_text
 from .folders import check_output_dir, exclusive
 from ..training import DEFAULT_MAX_CACHE_GIB
 
@@ -75,11 +76,14 @@ def fit_command(args) -> dict:
     from ..data import train_image_paths
 
     out = check_output_dir(Path(args.out), [Path(args.data)])
-    real_target(out, folder=True)  # a link pointing nowhere: refused now, not after the fit
+    check_replaceable(out, "checkpoint")  # a link pointing nowhere, or the folder you are in: refused now
     paths = train_image_paths(args.data)  # fit reads every image before any work, and nothing is written before it ends
     with exclusive(out, beside=True):  # a second fit into the same --out is refused now, not after this one's work
         if (out / METADATA).exists() and not args.overwrite:
             raise HLGFAError(f"{out} already holds a checkpoint; choose another --out or pass --overwrite.")
+        for left in stale_staging(out):  # ours, by name, and no run holds --out: a killed fit's leftovers
+            shutil.rmtree(left, ignore_errors=True)
+            print(f"removed {left}, left by a fit that was stopped before it finished")
         return fit_into(out, paths, args)
 
 
@@ -266,7 +270,7 @@ def predict_command(args) -> list[dict]:
         raise HLGFAError(f"{source} does not exist; give an image file or a folder of images.")
     if not paths:
         raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
-    out = check_output_dir(Path(args.out), [root])
+    out = check_output_dir(Path(args.out), [source])
     _read_rows(out / "scores.csv")  # every check of --out and its files before any slow work (read again below)
     check_predict_targets(out, [path.relative_to(root) for path in paths], args.save_maps)
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
@@ -297,11 +301,13 @@ def predict_command(args) -> list[dict]:
                 print(f"{score:8.3f}  {verdict.upper():<10}  {path}")
         finally:  # interrupted or stopped too: the table lists every image whose overlay was written
             scored = {row["path"] for row in rows}
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=SCORE_FIELDS)
-            writer.writeheader()
-            writer.writerows([row for row in earlier if row["path"] not in scored] + rows)
-            write_text(out / "scores.csv", buffer.getvalue())
+            kept = [row for row in earlier if row["path"] not in scored] + rows
+            if kept:  # none scored and none before (the first write failed): no table of nothing
+                buffer = io.StringIO()
+                writer = csv.DictWriter(buffer, fieldnames=SCORE_FIELDS)
+                writer.writeheader()
+                writer.writerows(kept)
+                write_text(out / "scores.csv", buffer.getvalue())
     images = "1 image" if len(rows) == 1 else f"{len(rows)} images"
     print(f"{images} scored (anomalous above {cal.threshold(args.sensitivity):.3f}, borderline above "
           f"{cal.borderline(args.sensitivity):.3f}); results in {out}")
@@ -356,7 +362,7 @@ def quickstart_command(args) -> Path:
     with torch.no_grad():
         panel_figure(rows, model.calibration.map_vmin, model.calibration.map_vmax, out / "overlays.png")
     print(f"checkpoint: {out}\nmetrics:    {out / 'metrics.json'}\nfigure:     {out / 'overlays.png'}")
-    print(f"next: hlgfa-lite predict {out} YOUR_IMAGES --out predictions")
+    print(f"next: hlgfa-lite predict {out} IMAGE_OR_FOLDER --out predictions")
     return out
 
 
@@ -434,8 +440,16 @@ def count_options(p: argparse.ArgumentParser, steps_help: str) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the head, the draws and the split (default 0)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line, as every other error of the command: the usage is what --help is for.
+    Its subcommands' parsers are of this class too (``add_subparsers`` makes them of the parent's class)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fit", help="fit the alignment head on good images")

@@ -251,11 +251,40 @@ def _swap_in(staging: Path, target: Path, aside: list[Path]) -> None:
         raise
 
 
+def check_replaceable(target: str | Path, what: str = "folder") -> Path:
+    """``target`` resolved (``real_target``), if ``replace_folder`` may put a new folder in its place: not the
+    current folder or one that holds it. Replacing that would leave the shell (and anything else working there) in
+    a deleted folder, its files seemingly gone; refused in one line, before any work."""
+    real = real_target(target, folder=True)
+    try:
+        here = Path.cwd().resolve()
+    except FileNotFoundError:  # the current folder was deleted already: nothing of it to protect
+        return real
+    if real == here or real in here.parents:
+        raise HLGFAError(f"{target or '.'} is the folder you are in (or holds it); a {what} replaces its folder whole, "
+                         f"so give it a folder of its own (e.g. {Path(target) / 'run'}).")
+    return real
+
+
+STAGING = re.compile(r"^\.(?P<name>.+)\.(?:new|old)-[0-9a-f]{10}$")  # what replace_folder writes beside a target
+
+
+def stale_staging(target: str | Path) -> list[Path]:
+    """The folders ``replace_folder`` left beside ``target`` when a run was killed before it finished (a new
+    checkpoint half written, or an old one set aside). Only the caller that holds the target's lock may call them
+    stale (``folders.exclusive``): no other run can be writing them."""
+    real = real_target(target, folder=True)
+    if not real.parent.is_dir():
+        return []
+    return sorted(p for p in real.parent.iterdir()
+                  if (m := STAGING.match(p.name)) and m["name"] == real.name and p.is_dir() and not p.is_symlink())
+
+
 def replace_folder(target: str | Path, build: Callable[[Path], None], what: str = "folder") -> Path:
     """Call ``build(folder)`` on a new folder beside ``target``, then put it in ``target``'s place atomically,
     carrying over the old folder's other files. Returns ``target`` (as given; a link keeps pointing at it)."""
     shown = Path(target)
-    real = real_target(shown, folder=True)
+    real = check_replaceable(shown, what)
     before = _identity(real)
     aside: list[Path] = []
     staging = None

@@ -11,14 +11,19 @@ from ..errors import HLGFAError
 
 
 def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") -> Path:
-    """Before any work: ``out`` is not a file, not inside (or the same as) an input folder, and can be written."""
+    """Before any work: ``out`` is not a file, not inside (or the same as) an input folder, and can be written.
+
+    Only input *folders* count: a run would read back what it wrote inside one (a second ``predict`` of the folder
+    would score its own overlays). A single image, or an input that does not exist (its own check says so), leaves
+    ``out`` free to be next to it."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HLGFAError(f"{what} {out} is a file; give a folder.")
     resolved = out.resolve()
     for source in inputs:
-        source = Path(source).resolve()
-        folder = source if source.is_dir() else source.parent
+        folder = Path(source).resolve()
+        if not folder.is_dir():
+            continue
         if resolved == folder or folder in resolved.parents:
             raise HLGFAError(f"{what} {out} is inside the input folder {folder}; write the results elsewhere.")
     existing = resolved
@@ -35,8 +40,9 @@ def check_output_dir(out: Path, inputs: list[Path] = (), what: str = "--out") ->
 def exclusive(out: Path, beside: bool = False):
     """Hold a lock for the duration; a second run into the same folder is refused in one line.
 
-    The lock is ``out/.hlgfa.lock``; with ``beside``, ``.<name>.hlgfa.lock`` next to ``out``, removed at the end: for
-    a folder that must not exist before the run ends (a checkpoint is written whole, then put in place)."""
+    The lock is ``out/.hlgfa.lock``, or with ``beside`` ``.<name>.hlgfa.lock`` next to ``out`` (for a folder that must
+    not exist before the run ends: a checkpoint is written whole, then put in place); either is removed at the end,
+    so a finished run leaves only its results."""
     import fcntl
 
     if beside:
@@ -55,8 +61,7 @@ def exclusive(out: Path, beside: bool = False):
                 from None
         try:
             yield
-        finally:
-            if beside:  # removed while still held: a run that opens it later finds a fresh file
-                lock.unlink(missing_ok=True)
+        finally:  # removed while still held: a run that opens it later finds a fresh file
+            lock.unlink(missing_ok=True)
     finally:
         handle.close()

@@ -68,12 +68,21 @@ def requirements_text() -> str:
         *torch_first, ""])
 
 
+# files of the repository that the Space README names; the Space folder holds none of them, so each becomes a link
+REPOSITORY_PATH = re.compile(r"`((?:benchmarks|notebooks|scripts|tests)/[^`\s]+)`")
+
+
 def readme_text() -> str:
     text = (template_dir() / "README.md").read_text()
     try:  # the Space installs Gradio from sdk_version: use the one this demo ran with here
         text = re.sub(r"(?m)^sdk_version: .*$", f"sdk_version: {metadata.version('gradio')}", text, count=1)
     except metadata.PackageNotFoundError:
         pass
+    from ..demo.examples import code_url
+
+    repository = code_url()
+    if repository:  # a visitor of the Space can follow them to the repository
+        text = REPOSITORY_PATH.sub(lambda m: f"[`{m[1]}`]({repository}/blob/main/{m[1]})", text)
     return text
 
 
