@@ -128,9 +128,13 @@ def test_phone_tap_an_example_and_see_the_verdict_without_scrolling(sync_playwri
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         try:
             page = open_page(browser, server, PHONE)
-            example = page.locator("#inspect-examples button.thumbnail-item", has_text="broken large 000").first
-            box = example.bounding_box()
-            assert box and box["y"] + box["height"] <= PHONE["height"], "the examples are below the first screen"
+            from hlgfa_lite.demo.examples import example_images
+
+            for kind, _ in example_images():  # one good bottle and one of each defect, side by side in view
+                example = page.locator("#inspect-examples button.thumbnail-item", has_text=kind).first
+                box = example.bounding_box()
+                assert box and box["y"] + box["height"] <= PHONE["height"], "the examples are below the first screen"
+                assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], f"{kind}: off to the side"
             verdict = tap_example(page, "broken large 000")
             assert "Anomalous" in verdict
             page.screenshot(path=str(ARTIFACTS / "demo-phone.png"))

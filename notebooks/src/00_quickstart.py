@@ -11,7 +11,7 @@
 # - why the colour scale and the threshold come from good images, and what "borderline" means.
 #
 # **Prerequisites:** Python and a first look at PyTorch tensors; nothing about anomaly detection.
-# **Duration:** about 15 min to read; about 2 min to run on a 2-core CPU (the fit is about one of them).
+# **Duration:** about 15 min to read; under a minute to run on a 2-core CPU (the fit is most of it).
 #
 # **The model: the `lite` preset**, the library's default and what `hlgfa-lite fit` trains. Its map has two
 # parts: the abstract's *cross-resolution alignment* (below, and lessons 01-04) and a *normality term* that this
@@ -83,8 +83,15 @@ plt.show()
 # without a third of the training images, so that the threshold rests on more than two good scores (section 4).
 # The model lives on `DEVICE` (the setup cell's choice: a GPU when there is one). In FAST mode (CI) the head trains
 # for only a few steps, so its maps are rougher. Setting `STEPS` fixes the count instead of the data's rule. On the
-# 18 training images here the 125-step floor wins, so the head makes over a hundred passes, not five (the `fit`
-# line below says how many).
+# 18 training images here the 125-step floor wins, and a set this small trains on batches of 8 images instead of 16
+# (`min_batch_size`: a step costs about half as much, and the heads measured scored as well), so it still makes
+# dozens of passes, not five (the `fit` line below says how many).
+#
+# The first line `fit` prints is its plan, said before any work: how much memory the cached features take and
+# whether they stay in memory, the steps and images per step, the precision of the head's steps (bfloat16 where the
+# processor computes it natively), and how many *draws* need a 512 px pass. A draw is one version of a training
+# image: the image itself or a copy with camera noise added (lesson 04); the head reads the clean draw and one noisy
+# copy of each image.
 
 # %%
 STEPS = 20 if FAST else None  # None: the preset's rule; a number: exactly that many steps
@@ -92,8 +99,9 @@ model = HLGFA(preset("lite", **({} if STEPS is None else {"steps": STEPS, "passe
 print(f"backbone {model.cfg.backbone}: frozen; alignment head: {model.trainable_parameters():,} trainable parameters; "
       f"on {DEVICE}")
 report = fit(model, train_paths, progress=False)
-print(f"trained on {report.n_train} images for {report.steps} steps ({report.precision}), calibrated on {report.n_holdout} held-out good images "
-      f"and {len(report.cross_fit_scores)} cross-fitted scores")
+print(f"trained on {report.n_train} images for {report.steps} steps of {report.batch_size} images "
+      f"({report.steps * report.batch_size / report.n_train:.0f} passes, {report.precision}), calibrated on "
+      f"{report.n_holdout} held-out good images and {len(report.cross_fit_scores)} cross-fitted scores")
 print(f"feature caching {report.cache_seconds:.1f} s, head training {report.train_seconds:.1f} s, "
       f"cross-fitted heads {report.cross_fit_seconds:.1f} s")
 print(f"loss: first step {report.losses[0]:.4f}, last step {report.losses[-1]:.4f}")
@@ -193,6 +201,11 @@ print(f"{sample.defect_type}/{sample.path.name}: the map's share w_map = {w_map}
 # $k(n)$ is the one-sided tolerance factor (`calibration.tolerance_factor`): with few images it grows, so the
 # threshold keeps its promise. Scores between the two thresholds are **borderline**: within the calibration's own
 # uncertainty, worth a look by eye. With a good model the two histograms do not overlap.
+#
+# The line under the histogram summarises the ranking in two numbers that need no threshold. **Image AUROC** is the
+# probability that a random defective image scores above a random good one (1: every defect above every good
+# image; one half: a coin toss). **Pixel AUROC** asks the same of pixels: does a defect pixel of the map score above a
+# normal one? Lesson 05 opens both, and adds the measures that count small defects as much as large ones.
 
 # %%
 labels = evaluation.labels
@@ -345,7 +358,7 @@ def image_score(anomaly_map: torch.Tensor, topk: float) -> float:
     raise NotImplementedError
 
 
-check("image_score", image_score)
+check("image_score", image_score);
 
 # %% [markdown]
 # ## Further research

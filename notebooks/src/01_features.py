@@ -182,6 +182,7 @@ def feature_figure(inspection, index: int, level: int, channel: int | None = Non
 
 
 for index, name in ((0, "good"), (1, "broken_small")):
+    # list index 1 is level 2: the levels are named 1-3, as the printout above names them; Python lists count from 0
     fig = feature_figure(ins, index, level=1, title=f"{name}, level 2 (stride 8)")
     if index == 1:
         save_figure(fig, "01_pca_features.png")
@@ -362,7 +363,7 @@ def misalignment(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError
 
 
-check("misalignment", misalignment)
+check("misalignment", misalignment);
 
 
 # %% [markdown]

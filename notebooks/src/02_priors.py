@@ -172,6 +172,12 @@ save_figure(fig, "02_energy.png")
 plt.show()
 
 # %% [markdown]
+# Read the curves at the dotted line, the default cut-off: that is the share of each level's energy the detail
+# prior carries. Every curve rises with sigma: a wider blur moves more of the features out of the structure prior
+# and into the detail prior. At the same sigma, the level whose curve lies highest is the one whose features change
+# most from cell to cell.
+
+# %% [markdown]
 # ## 4. On the low-res grid
 #
 # `priors_on_low_grid` is what the model uses. Pixel-unshuffle only *moves* values: each 2×2 block of the
@@ -319,7 +325,7 @@ def copy_the_target(structure: torch.Tensor, detail: torch.Tensor, ratio: int) -
     raise NotImplementedError
 
 
-check("copy_the_target", copy_the_target)
+check("copy_the_target", copy_the_target);
 
 
 # %% [markdown]

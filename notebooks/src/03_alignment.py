@@ -256,10 +256,11 @@ widgets.interact(explore_head, image=widgets.Dropdown(options=list(picker), valu
 # | no gate | `use_gate=False` | $\hat F_L = M + R([M; d])$ |
 # | no priors | both priors off | a gated refiner of $F_L$ alone: it never sees the high-res view |
 #
-# On the bottle sample every one of these heads finds every defective image, so an ablation there cannot rank
-# them. The five heads of this section are fitted on the bundled **tire** sample instead (10 good training
-# images, a seeded one held out), a part where the method errs, and scored on its 23 test images (9 good, 14
-# defective): few, so a difference of a few hundredths is noise; lesson 05 has the full tire test set.
+# On bottle, the full head and the heads without one part score image AUROCs within a few tenths of a point of each
+# other (`benchmarks/RESULTS.md`, "The head's parts"), so an ablation there cannot rank them. The five heads of this
+# section are fitted on the bundled **tire** sample instead (10 good training images, a seeded one held out), a part
+# where the method errs, and scored on its 23 test images (9 good, 14 defective): few, so a difference of a few
+# hundredths is noise; lesson 05 has the full tire test set.
 
 # %%
 from hlgfa_lite.assets import sample_dir
@@ -461,7 +462,7 @@ def film(low: torch.Tensor, structure: torch.Tensor, level: AlignmentLevel) -> t
     raise NotImplementedError
 
 
-check("film", film)
+check("film", film);
 
 
 # %% [markdown]

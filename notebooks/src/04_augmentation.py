@@ -474,7 +474,7 @@ def brightness(normalised: torch.Tensor, factor: float, mean: torch.Tensor, std:
     raise NotImplementedError
 
 
-check("brightness", brightness)
+check("brightness", brightness);
 
 
 # %% [markdown]

@@ -13,7 +13,7 @@
 # of the good features at each position, whose map is fused with the alignment map), the *map scale* (how each map is
 # normalised before the fusion) and *cross-fitted* scores (extra heads, each trained without a group of training
 # images, that score those images, so the threshold rests on more good scores than the few held out).
-# **Duration:** about 30 min to read; about 2 min to run on a 2-core CPU in full mode.
+# **Duration:** about 30 min to read; 2 to 4 min to run on a 2-core CPU in full mode.
 #
 # **The part: MVTec 3D-AD *tire*.** On bottle every variant of this method scores an image AUROC of 1.000, so
 # thresholds, failures and rankings have nothing to show. A dark tyre on a dark background, with small cuts, holes
@@ -65,7 +65,8 @@ model = load(CHECKPOINT, device=DEVICE)
 cfg = model.cfg
 fit_record = read_metadata(CHECKPOINT).get("fit", {})  # what the fit did: steps taken, images, seconds
 print(f"checkpoint {CHECKPOINT.name}: backbone {cfg.backbone}, {fit_record.get('steps', cfg.steps)} head steps on "
-      f"{fit_record.get('n_train', '?')} good images, seed {cfg.seed}, "
+      f"{fit_record.get('n_train', '?')} good images ({fit_record.get('n_holdout', '?')} more held out to calibrate), "
+      f"seed {cfg.seed}, "
       f"normality term {cfg.normality!r} (weight {cfg.normality_weight} in the score, {model.map_share} in the map), "
       f"map scale {cfg.map_scale!r}, "
       f"thresholds from {model.calibration.n_images} good scores (held-out images, and cross-fitted ones when few "
@@ -195,6 +196,11 @@ save_figure(fig, "05_pro_curve.png")
 plt.show()
 
 # %% [markdown]
+# Read the curve from the left: at thresholds where almost no normal pixel lights up (FPR near 0), how much of each
+# defect region is already covered? The shaded area up to FPR 0.3 is AUPRO. A curve that rises only late means the
+# small regions are found only once many normal pixels light up with them.
+
+# %% [markdown]
 # ### Try it: what a region overlap is
 # Pick a defective image and a pixel threshold. Each connected defect region gets its own colour and its overlap
 # $|\{u \in r: A(u) > t\}| / |r|$; the FPR is over the normal pixels of *all* test images at that threshold.
@@ -271,6 +277,12 @@ for t in ev.per_type:
           f"pixel AUROC {per_type_pixel[t]:.3f}")
 
 # %% [markdown]
+# Read each type's two bars together. Its image AUROC says whether its images stand out as wholes, its pixel AUROC
+# whether the map finds the defect inside them. A type high in pixels and low in images is a defect the map finds
+# but the image score loses: the top 1 % of a small cut's map can be no brighter than the top 1 % of a good tyre's
+# glints and edges. Find that type in the printout; section 7 shows its images.
+
+# %% [markdown]
 # ## 6. F1 and choosing the threshold
 #
 # AUROC ranks; a line needs a yes or no. Two ways to pick the image threshold:
@@ -324,8 +336,28 @@ def threshold_figure(sensitivity: float = 1.0):
 
 
 threshold_figure()
+n_defective, n_good = int((labels == 1).sum()), int((labels == 0).sum())
+at_one = confusion(model.threshold())
+print(f"at sensitivity 1: {at_one['defects caught']} of {n_defective} defective images caught "
+      f"({100 * at_one['defects caught'] / n_defective:.0f} %), {at_one['good flagged']} of {n_good} good images "
+      f"flagged ({100 * at_one['good flagged'] / n_good:.0f} %, target {100 * cal.target_fpr:g} %); a threshold that "
+      f"keeps a {100 * cal.target_fpr:g} % promise flags at least one of {n_good} good images with probability "
+      f"{1 - (1 - cal.target_fpr) ** n_good:.2f}")
 widgets.interact(threshold_figure, sensitivity=widgets.FloatSlider(value=1.0, min=0.25, max=4, step=0.25,
                                                                    continuous_update=False));
+
+# %% [markdown]
+# **Read the lines together.** The calibrated threshold keeps its promise to good parts: it flags about as many good
+# images as its target allows (with this few good test images, one flag is within chance: the last number above).
+# Where the scores overlap, as on tire, it lets most defective images through, while the F1-optimal threshold
+# catches them all by flagging most good ones. Both say what the overlap of section 3 said: when most defects score
+# within the range of good scores, no threshold can both pass the good and catch the defective. Calibration does
+# not rank. It says where, among good scores, to draw the line, and it can do so on day one, without a single
+# defect; whether that line catches defects depends on the ranking. Two levers are left: the sensitivity (move the
+# slider and watch both counts) trades missed defects for false alarms, and a model that ranks better moves the
+# defects away from the good scores (section 8 compares the families, lesson 07 the parts). On bottle
+# (`CATEGORY = "bottle"`), where the two sets do not overlap, the same calibration flags every defective image
+# (`benchmarks/CALIBRATION.md`).
 
 # %% [markdown]
 # ## 7. Failure cases
@@ -508,6 +540,11 @@ save_figure(fig, "05_baseline.png")
 plt.show()
 
 # %% [markdown]
+# Read each row across: the same defective image under each method, each on its own calibrated colour scale, the
+# true defect outlined. A method that lights up the outline and little else localises; one that lights up the
+# part's edges and texture everywhere is reporting its normal structure, and its pixel AUROC pays for it.
+
+# %% [markdown]
 # ### Where HLGFA sits among anomaly detectors
 #
 # Every unsupervised detector keeps *some* model of the good images and measures how far a test image is from it;
@@ -683,7 +720,7 @@ def pro_at(maps: np.ndarray, masks: np.ndarray, threshold: float) -> float:
     raise NotImplementedError
 
 
-check("pro_at", pro_at)
+check("pro_at", pro_at);
 
 # %% [markdown]
 # ## Further research
