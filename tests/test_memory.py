@@ -64,6 +64,8 @@ def test_the_policy_follows_the_budget_and_the_free_disk(images, tmp_path, monke
     assert fly.policy == "on the fly" and "on the fly" in fly.describe()
     stop = cache.plan_cache(model, len(images), plan.image_bytes / 2 / GIB, tmp_path)
     assert stop.policy == "stop" and "--max-cache-gib" in stop.describe() and "\n" not in stop.describe()
+    small = cache.plan_cache(model, len(images), 0.03, tmp_path)  # a budget of 31 MiB is not called "0.0 GiB"
+    assert "the 31 MiB budget" in small.describe() and cache.size_text(4 * GIB) == "4.0 GiB"
 
 
 def test_a_spilled_cache_reads_back_exactly_what_the_memory_cache_holds(images, tmp_path):

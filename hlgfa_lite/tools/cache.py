@@ -470,20 +470,26 @@ class CachePlan:
         """One line: how much memory, which policy, and why."""
         cache = (f"the feature cache ({self.n_images} images x {self.draws} draws, float16) takes "
                  f"{self.cache_bytes / GIB:.2f} GiB")
-        budget = f"the {self.budget_bytes / GIB:.1f} GiB budget (--max-cache-gib)"
+        budget = f"the {size_text(self.budget_bytes)} budget (--max-cache-gib)"
         held = f"fit holds {self.host_bytes / GIB:.2f} GiB of training data in memory"
         if self.policy == "memory":
             return f"{held} ({cache}, images {self.image_bytes / GIB:.2f} GiB), within {budget}: cache in memory"
         if self.policy == "disk":
             return (f"{held} (the images): {cache}, over {budget}, so it is written once to a temporary file in "
-                    f"{self.folder} ({self.disk_free_bytes / GIB:.1f} GiB free) and read back batch by batch "
+                    f"{self.folder} ({size_text(self.disk_free_bytes)} free) and read back batch by batch "
                     "(every draw kept: the same head as in memory)")
         if self.policy == "on the fly":
-            return (f"{held} (the images): {cache}, over {budget} and more than the {self.disk_free_bytes / GIB:.1f} "
-                    f"GiB free in {self.folder} (--cache-dir), so features are computed on the fly at each step "
-                    "(every draw kept as fresh nuisances; slow on a CPU, fine on a GPU)")
+            return (f"{held} (the images): {cache}, over {budget} and more than the "
+                    f"{size_text(self.disk_free_bytes)} free in {self.folder} (--cache-dir), so features are "
+                    "computed on the fly at each step (every draw kept as fresh nuisances; slow on a CPU, fine on a GPU)")
         return (f"fit cannot start: its {self.n_images} training images alone take {self.image_bytes / GIB:.2f} GiB "
                 f"(uint8), over {budget}; raise --max-cache-gib or fit on fewer images.")
+
+
+def size_text(n_bytes: int, digits: int = 1) -> str:
+    """A budget or free space for a person: GiB with ``digits`` decimals, or whole MiB below a tenth of a GiB (where
+    "0.0 GiB" would hide a budget of 30 MiB or a nearly full disk)."""
+    return f"{n_bytes / 2 ** 20:.0f} MiB" if n_bytes < GIB / 10 else f"{n_bytes / GIB:.{digits}f} GiB"
 
 
 @torch.no_grad()
