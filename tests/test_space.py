@@ -37,6 +37,9 @@ def test_space_has_every_file_a_space_needs(space):
                                                   "hlgfa_lite"}
     assert (space / "hlgfa_lite" / "assets" / "checkpoints" / "bottle_lite" / "head.safetensors").is_file()
     assert (space / "hlgfa_lite" / "assets" / "samples" / "bottle" / "test" / "good").is_dir()
+    assets = space / "hlgfa_lite" / "assets"  # what only the notebooks use stays out of the folder a visitor pushes
+    assert not any(path.exists() for path in (assets / "lesson_heads", assets / "checkpoints" / "tire_lite",
+                                              assets / "samples" / "tire"))
     assert not list(space.rglob("__pycache__"))
 
 

@@ -5,7 +5,8 @@ The folder holds everything the Space needs and nothing to edit:
 * ``app.py`` — the thin entry point (``hlgfa_lite/demo/space/app.py``);
 * ``README.md`` — the Space's README, whose YAML header configures it (``sdk_version`` = the Gradio installed here);
 * ``requirements.txt`` — PyTorch CPU wheels and the library's own dependencies (read from its installed metadata);
-* ``hlgfa_lite/`` — the library, copied from the installed package, with the bundled checkpoint and sample images;
+* ``hlgfa_lite/`` — the library, copied from the installed package, with the demo's bundled checkpoint and sample
+  images (the lessons' heads and the tire assets are left out: ``SPACE_ASSETS``);
 * ``.gitattributes`` — binaries (checkpoint, wheels, images) through Git LFS, which the Hub requires for ``git push``
   (added to the lines of a ``.gitattributes`` already there).
 
@@ -33,6 +34,9 @@ CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 EXTRA = "demo"  # the optional dependencies the Space needs besides the core ones
 LFS_PATTERNS = ["*.safetensors", "*.whl", "*.png", "*.jpg", "*.jpeg", "*.zip"]
 NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi")  # caches, and stubs Gradio may write
+# of the package's assets, the Space keeps what the demo serves (the bottle checkpoint and sample): the lessons' heads
+# and the tire checkpoint and sample are for the notebooks, and would more than double the folder a visitor pushes
+SPACE_ASSETS = {"checkpoints": {"README.md", "bottle_lite", "bottle_lite_metrics.json"}, "samples": {"bottle"}}
 SPACE_ENTRIES = ("app.py", "README.md", "requirements.txt", ".gitattributes", "hlgfa_lite")  # all this builder writes
 
 
@@ -101,6 +105,19 @@ def _existing_text(path: Path) -> str:
         raise HLGFAError(f"{path} cannot be read ({exc}); fix or remove it, then run again.") from None
 
 
+def not_for_the_space(folder: str, names: list[str]) -> set[str]:
+    """``copytree``'s ignore rule for the package: caches and stubs, and every asset the demo does not serve
+    (``SPACE_ASSETS``)."""
+    skipped = set(NOT_COPIED(folder, names))
+    assets = package_dir().resolve() / "assets"
+    here = Path(folder).resolve()
+    if here == assets:
+        skipped |= {name for name in names if (here / name).is_dir() and name not in SPACE_ASSETS}
+    elif here.parent == assets and here.name in SPACE_ASSETS:
+        skipped |= set(names) - SPACE_ASSETS[here.name]
+    return skipped
+
+
 def build_space(out: str | Path, overwrite: bool = False) -> Path:
     """Write the Space folder ``out``. A new folder appears whole (built beside it, then renamed); in an existing
     one (with ``overwrite``) only ``SPACE_ENTRIES`` are replaced, each atomically, and ``.git`` and every other
@@ -119,6 +136,6 @@ def build_space(out: str | Path, overwrite: bool = False) -> Path:
     def build(staging: Path) -> None:
         for name, text in texts.items():
             (staging / name).write_text(text)
-        shutil.copytree(package_dir(), staging / "hlgfa_lite", ignore=NOT_COPIED)
+        shutil.copytree(package_dir(), staging / "hlgfa_lite", ignore=not_for_the_space)
 
     return replace_entries(out, build, list(SPACE_ENTRIES), what="Space folder")
