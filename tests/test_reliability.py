@@ -118,17 +118,18 @@ def test_the_folder_you_are_in_is_never_replaced_by_a_checkpoint(sample, tmp_pat
 
 
 def test_a_fit_removes_what_a_killed_fit_left_beside_its_out(sample, tmp_path, capsys):
-    """A fit killed while it wrote its checkpoint leaves the half-written folder beside --out (named by the library);
-    the next fit into that --out holds it, so it removes the leftover and says so. A look-alike of yours stays."""
-    half = tmp_path / ".run.new-0123456789"
-    (half / "sub").mkdir(parents=True)
-    yours = tmp_path / ".run.new-notours"
-    yours.mkdir()
-    code, err = run_cli(["fit", sample, "--out", tmp_path / "run", "--steps", "1", "--random-weights", "--quiet"],
-                        capsys)
-    assert code == 0, err
-    assert not half.exists() and yours.is_dir() and (tmp_path / "run" / METADATA).is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.new-notours", "run"]
+    """A fit killed while it wrote its checkpoint leaves the folder it was building beside --out (named by the
+    library); the next fit into that --out holds it, and the checkpoint in --out is whole, so it removes the leftover
+    and says so. An old checkpoint set aside (.old-) may be the one copy of it, and a look-alike is yours: both stay."""
+    command = ["fit", sample, "--out", tmp_path / "run", "--steps", "1", "--random-weights", "--quiet"]
+    assert run_cli(command, capsys)[0] == 0
+    half, aside, yours = (tmp_path / name for name in (".run.new-0123456789", ".run.old-0123456789", ".run.new-mine"))
+    for folder in (half / "sub", aside, yours):
+        folder.mkdir(parents=True)
+    code, out = main([str(a) for a in command + ["--overwrite"]]), capsys.readouterr().out
+    assert code == 0 and f"removed {half}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.new-mine", ".run.old-0123456789", "run"]
+    load(tmp_path / "run")
 
 
 def test_a_training_image_too_small_to_learn_from_is_named_in_one_line(sample, tmp_path, capsys):

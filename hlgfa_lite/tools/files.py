@@ -266,15 +266,17 @@ def check_replaceable(target: str | Path, what: str = "folder") -> Path:
     return real
 
 
-STAGING = re.compile(r"^\.(?P<name>.+)\.(?:new|old)-[0-9a-f]{10}$")  # what replace_folder writes beside a target
+STAGING = re.compile(r"^\.(?P<name>.+)\.new-[0-9a-f]{10}$")  # the folder replace_folder builds beside a target
 
 
 def stale_staging(target: str | Path) -> list[Path]:
-    """The folders ``replace_folder`` left beside ``target`` when a run was killed before it finished (a new
-    checkpoint half written, or an old one set aside). Only the caller that holds the target's lock may call them
-    stale (``folders.exclusive``): no other run can be writing them."""
+    """The folders ``replace_folder`` built beside ``target`` and left there when its run was killed: a new
+    checkpoint half written, or, killed after the swap, the old one it replaced. Only while ``target`` itself is
+    whole (it exists), so none of them is the one copy of a checkpoint; and only the caller that holds the target's
+    lock may call them stale (``folders.exclusive``): no other run can be writing them. (An old folder set aside as
+    ``.<name>.old-*``, where the file system cannot swap two folders, is never called stale: it may be that copy.)"""
     real = real_target(target, folder=True)
-    if not real.parent.is_dir():
+    if not real.is_dir():
         return []
     return sorted(p for p in real.parent.iterdir()
                   if (m := STAGING.match(p.name)) and m["name"] == real.name and p.is_dir() and not p.is_symlink())
