@@ -261,6 +261,28 @@ def test_an_interrupted_predict_lists_every_image_it_wrote_and_leaves_no_partial
     assert {p.name for p in (out / "maps").iterdir()} == {"a.png.npy", "b.png.npy"}
 
 
+def test_several_images_and_folders_are_scored_in_one_run(tiny_run, tmp_path, capsys):
+    """A shell's *.png gives predict many paths: each is scored once, named as alone; two that would share a name
+    are refused before any work."""
+    import csv
+
+    for folder, name in (("a", "x.png"), ("a", "y.png"), ("b", "x.png"), ("c/deep", "z.png")):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / folder / name)
+    out = tmp_path / "out"
+    a = tmp_path / "a"
+    code, err = run_cli(["predict", tiny_run, a / "x.png", a / "y.png", a / "x.png", tmp_path / "c", "--out", out],
+                        capsys)
+    assert code == 0, err
+    assert sorted(Path(r["path"]).name for r in csv.DictReader((out / "scores.csv").open())) == ["x.png", "y.png",
+                                                                                                 "z.png"]
+    assert {p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.png")} == {
+        "x.png.png", "y.png.png", "deep/z.png.png"}
+    code, err = run_cli(["predict", tiny_run, a / "x.png", tmp_path / "b" / "x.png", "--out", tmp_path / "o2"], capsys)
+    assert code == 2 and "would both be written as x.png" in err and not (tmp_path / "o2").exists()
+
+
 def test_a_predict_that_writes_nothing_leaves_no_table(tiny_run, tmp_path, capsys, monkeypatch):
     """A full disk at the first overlay: one line, and no scores.csv listing nothing."""
     import errno

@@ -253,26 +253,43 @@ def check_predict_targets(out: Path, relatives: list[Path], save_maps: bool) -> 
                              "another --out.")
 
 
+def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
+    """(image, its name in the results) for each image file given (its file name) and each image inside each folder
+    given (its path relative to that folder), in order; one line for a source that is missing or holds no image, or
+    for two images that would be written under the same name."""
+    from ..data import IMAGE_EXTENSIONS
+
+    found: dict[Path, Path] = {}  # name in the results -> image
+    for source in sources:
+        if source.is_file():
+            images = [(source, Path(source.name))]
+        elif source.is_dir():
+            images = [(p, p.relative_to(source)) for p in sorted(source.rglob("*"))
+                      if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+            if not images:
+                raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        else:
+            raise HLGFAError(f"{source} does not exist; give image files or folders of images.")
+        for image, name in images:
+            if found.setdefault(name, image).resolve() != image.resolve():
+                raise HLGFAError(f"{found[name]} and {image} would both be written as {name}; predict them into "
+                                 "separate --out folders.")
+    return [(image, name) for name, image in found.items()]
+
+
 def predict_command(args) -> list[dict]:
     import numpy as np
 
     from .checkpoint import load
-    from ..data import IMAGE_EXTENSIONS, load_image
+    from ..data import load_image
     from .visualize import outline, overlay, save_png
 
-    source = Path(args.images)
-    if source.is_file():
-        root, paths = source.parent, [source]
-    elif source.is_dir():
-        root = source
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    else:
-        raise HLGFAError(f"{source} does not exist; give an image file or a folder of images.")
-    if not paths:
-        raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
-    out = check_output_dir(Path(args.out), [source])
+    sources = [Path(source) for source in args.images]
+    images = images_to_predict(sources)  # [(image, name in the results)]
+    paths = [path for path, _ in images]
+    out = check_output_dir(Path(args.out), sources)
     _read_rows(out / "scores.csv")  # every check of --out and its files before any slow work (read again below)
-    check_predict_targets(out, [path.relative_to(root) for path in paths], args.save_maps)
+    check_predict_targets(out, [relative for _, relative in images], args.save_maps)
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
     cal = model.calibrated
@@ -281,13 +298,12 @@ def predict_command(args) -> list[dict]:
     rows = []
     with exclusive(out):
         earlier = _read_rows(out / "scores.csv")
-        check_predict_targets(out, [path.relative_to(root) for path in paths], args.save_maps)
+        check_predict_targets(out, [relative for _, relative in images], args.save_maps)
         try:
-            for path in paths:
+            for path, relative in images:
                 image = load_image(path, MAX_SIDE)
                 [(anomaly_map, score)] = model.predict([image])
                 verdict = cal.verdict(score, args.sensitivity)  # NaN/inf: HLGFAError, never "normal"
-                relative = path.relative_to(root)
                 picture = overlay(image, anomaly_map, cal.map_vmin, cal.map_vmax)
                 picture = outline(picture, cal.mask(anomaly_map.numpy(), args.sensitivity))
                 save_png(picture, out / "overlays" / output_name(relative, ".png"))
@@ -362,7 +378,7 @@ def quickstart_command(args) -> Path:
     with torch.no_grad():
         panel_figure(rows, model.calibration.map_vmin, model.calibration.map_vmax, out / "overlays.png")
     print(f"checkpoint: {out}\nmetrics:    {out / 'metrics.json'}\nfigure:     {out / 'overlays.png'}")
-    print(f"next: hlgfa-lite predict {out} IMAGE_OR_FOLDER --out predictions")
+    print(f"next: hlgfa-lite predict {out} IMAGES_OR_FOLDERS --out predictions")
     return out
 
 
@@ -484,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="score images; write scores.csv, overlays and (optionally) maps")
     p.add_argument("run_dir", help="checkpoint folder (what fit --out wrote)")
-    p.add_argument("images", help="an image file or a folder (searched recursively)")
+    p.add_argument("images", nargs="+", help="image files and folders (searched recursively), e.g. a shell's *.png")
     p.add_argument("--out", required=True, help="results folder: scores.csv, overlays/, maps/")
     p.add_argument("--save-maps", action="store_true", help="raw float32 maps as maps/<path>.npy")
     p.add_argument("--sensitivity", type=positive_float, default=1.0, help=">1 flags more images, <1 fewer")
