@@ -134,7 +134,6 @@ CSS = """
   #inspect-examples .grid-wrap {overflow-x: auto;}
   #inspect-examples .grid-container {grid-template-columns: none !important; grid-auto-flow: column;
                                      grid-auto-columns: 76px; grid-template-rows: 76px !important;}
-  #inspect-examples .caption-label {font-size: 10px;}  /* "contamination" whole on a 76 px thumbnail */
   /* the two maps side by side: their labels, without the icon, clear the corner buttons */
   #overlay label[data-testid=block-label] > span, #mask label[data-testid=block-label] > span {display: none;}
   #overlay label[data-testid=block-label], #mask label[data-testid=block-label] {font-size: 12px;}

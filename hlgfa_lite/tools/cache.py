@@ -486,10 +486,10 @@ class CachePlan:
                 f"(uint8), over {budget}; raise --max-cache-gib or fit on fewer images.")
 
 
-def size_text(n_bytes: int, digits: int = 1) -> str:
-    """A budget or free space for a person: GiB with ``digits`` decimals, or whole MiB below a tenth of a GiB (where
-    "0.0 GiB" would hide a budget of 30 MiB or a nearly full disk)."""
-    return f"{n_bytes / 2 ** 20:.0f} MiB" if n_bytes < GIB / 10 else f"{n_bytes / GIB:.{digits}f} GiB"
+def size_text(n_bytes: int) -> str:
+    """A budget or free space for a person: GiB to one decimal, or whole MiB below a tenth of a GiB (where "0.0 GiB"
+    would hide a budget of 30 MiB or a nearly full disk)."""
+    return f"{n_bytes / 2 ** 20:.0f} MiB" if n_bytes < GIB / 10 else f"{n_bytes / GIB:.1f} GiB"
 
 
 @torch.no_grad()
