@@ -104,10 +104,6 @@ class HLGFA(nn.Module):
     def priors(self, high: list[torch.Tensor]) -> list[Priors]:
         return [priors_on_low_grid(f, self.cfg.prior_sigma, self.cfg.hr_lr_ratio) for f in high]
 
-    def align(self, low: list[torch.Tensor], high: list[torch.Tensor]) -> tuple[list[Priors], list[LevelOutput]]:
-        priors = self.priors(high)
-        return priors, self.head(low, priors)
-
     # --- scoring -----------------------------------------------------------------------------------------
     @property
     def map_share(self) -> float:
@@ -171,13 +167,28 @@ class HLGFA(nn.Module):
                          low: list[torch.Tensor]) -> Inspection:
         """``inspect`` from the frozen features of both views, already computed (they never change while heads
         are compared on the same images: the backbone is frozen)."""
-        priors, outputs = self.align(low, high)
-        level_maps = [misalignment(o.refined, p.target) for o, p in zip(outputs, priors)]
-        normality_maps = self.normality(low) if self.normality is not None else []
+        priors = self.priors(high)
+        outputs, level_maps, normality_maps = self.raw_maps(low, priors)
         anomaly_map = self.fuse(level_maps + normality_maps)
         score_map = self.score_map(level_maps + normality_maps, anomaly_map)
         return Inspection(hr_image, lr_image, high, low, priors, outputs, level_maps, normality_maps, anomaly_map,
                           image_scores(score_map, self.cfg.score_topk))
+
+    def raw_maps(self, low: list[torch.Tensor],
+                 priors: list[Priors]) -> tuple[list[LevelOutput], list[torch.Tensor], list[torch.Tensor]]:
+        """The head's outputs, the misalignment maps e = 1 - cos(F_hat, T) and any normality maps of F_L, per level."""
+        outputs = self.head(low, priors)
+        level_maps = [misalignment(o.refined, p.target) for o, p in zip(outputs, priors)]
+        normality_maps = self.normality(low) if self.normality is not None else []
+        return outputs, level_maps, normality_maps
+
+    @torch.no_grad()
+    def score_features(self, low: list[torch.Tensor], priors: list[Priors]) -> torch.Tensor:
+        """Image scores (B,) from F_L and the priors of F_H alone, as ``inspect_features`` computes them: for
+        features a fit already holds (the cross-fitted scores of ``training.cross_fit_scores``)."""
+        _, level_maps, normality_maps = self.raw_maps(low, priors)
+        raw = level_maps + normality_maps
+        return image_scores(self.score_map(raw, self.fuse(raw)), self.cfg.score_topk)
 
     @torch.no_grad()
     def score_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

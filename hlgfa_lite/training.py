@@ -14,8 +14,8 @@
    (with ``map_scale="auto"``, the one that best localises synthetic defects made on those images,
    ``choose_map_scale``, ``synthetic.py``) and each map's mean and scale (``level_statistics``); with fewer than
    ``CROSS_FIT_BELOW`` held-out images, k fold models (new models on the same frozen backbone, each fitted on the
-   cached features of the other training images) score each fold too (``cross_fit_scores``), so the threshold
-   rests on every image, not on one or two. ``set_calibration`` then sets the rule, the statistics and the
+   cached features of the other training images) score each fold too, from the features the cache holds
+   (``cross_fit_scores``), so the threshold rests on every image, not on one or two. ``set_calibration`` then sets the rule, the statistics and the
    ``Calibration`` on the model, once.
 """
 
@@ -44,10 +44,12 @@ from .scoring import LEVEL_SETS, SCALES, image_scores, map_statistics
 from .synthetic import synthetic_defects
 
 Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the training features (see cache.py)
+# (high view, low view, F_H per level, F_L per level): what ``HLGFA.inspect_features`` reads
+FrozenFeatures = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
            "choose_map_scale", "cross_fit_plan", "cross_fit_scores", "fit", "fit_normality", "fold_head_steps",
-           "good_level_maps", "head_batch", "head_reads", "head_steps", "level_statistics", "load_images",
-           "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc", "set_calibration",
+           "frozen_features", "FrozenFeatures", "good_level_maps", "head_batch", "head_reads", "head_steps",
+           "held_scores", "level_statistics", "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc", "set_calibration",
            "set_statistics", "split_holdout", "train_head", "wanted_priors"]
 
 
@@ -132,14 +134,31 @@ def fit_normality(model: HLGFA, cache: Features, chunk: int = 32, progress: bool
 
 
 @torch.no_grad()
-def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1,
-                    desc: str | None = None) -> list[torch.Tensor]:
+def good_level_maps(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, desc: str | None = None,
+                    features: list[FrozenFeatures] | None = None) -> list[torch.Tensor]:
     """Raw maps [(N, h, w)] of uint8 images (misalignment per level, then any normality maps), through the
     model's own ``inspect``; their fusion there used the old statistics and is recomputed by the caller.
-    ``desc``: a progress bar with that name."""
-    maps = [model.inspect(as_float(hr_images[i:i + batch_size])).all_maps
-            for i in tqdm(range(0, len(hr_images), batch_size), desc=desc, disable=desc is None, leave=False)]
+    ``desc``: a progress bar with that name. ``features``: the images' ``frozen_features`` (batches of
+    ``batch_size``), when several models score the same images: the backbone then runs no pass here."""
+    def inspected(n: int, start: int):
+        return model.inspect_features(*features[n]) if features else model.inspect(
+            as_float(hr_images[start:start + batch_size]))
+
+    starts = tqdm(range(0, len(hr_images), batch_size), desc=desc, disable=desc is None, leave=False)
+    maps = [inspected(n, start).all_maps for n, start in enumerate(starts)]
     return [torch.cat(level) for level in zip(*maps)]
+
+
+@torch.no_grad()
+def frozen_features(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1) -> list[FrozenFeatures]:
+    """(high view, low view, F_H, F_L) of uint8 images, ``batch_size`` at a time: what ``inspect`` computes before
+    the head, and the same for every model on this frozen backbone (the final model and the fold models of a
+    cross-fit score the same held-out images)."""
+    features = []
+    for start in range(0, len(hr_images), batch_size):
+        high, low = model.views(as_float(hr_images[start:start + batch_size]).to(model.device))
+        features.append((high, low, model.backbone(high), model.backbone(low)))
+    return features
 
 
 def fusion_candidates(cfg, with_normality: bool) -> dict[str, tuple[str, str]]:
@@ -271,39 +290,51 @@ def calibrate_model(model: HLGFA, hr_images: torch.Tensor, batch_size: int = 1, 
 
 
 @torch.no_grad()
-def _scores_of(model: HLGFA, hr_images: torch.Tensor) -> list[float]:
-    return [model.inspect(as_float(hr_images[i:i + 1])).scores.item() for i in range(len(hr_images))]
+def held_scores(model: HLGFA, cache: Features, rows: torch.Tensor, chunk: int = 8) -> list[float]:
+    """Scores of the clean draws of the cached images ``rows``, read from ``cache`` (``HLGFA.score_features``): the
+    fit computed their features once already, so scoring them costs no backbone pass. The cache holds them in
+    float16, as every head step reads them; a score moves by that rounding only (RESULTS.md, "Fit")."""
+    scores: list[float] = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        low, priors = cache.batch(part, torch.zeros_like(part), model.device)
+        scores += model.score_features(low, priors).tolist()
+    return scores
 
 
-def cross_fit_scores(model: HLGFA, cache: Features, hr_images: torch.Tensor, holdout_images: torch.Tensor,
-                     map_scale: str, folds: int = CROSS_FIT_FOLDS, steps: int | None = None,
-                     normality_levels: str = "all",
-                     on_step: Callable[[int, float], None] | None = None, progress: bool = False) -> list[float]:
-    """Out-of-fold good scores of the training images (uint8 (N, 3, hr, hr), their features in ``cache``).
+def cross_fit_scores(model: HLGFA, cache: Features, holdout_images: torch.Tensor, map_scale: str,
+                     folds: int = CROSS_FIT_FOLDS, steps: int | None = None, normality_levels: str = "all",
+                     on_step: Callable[[int, float], None] | None = None, progress: bool = False,
+                     holdout_features: list[FrozenFeatures] | None = None) -> list[float]:
+    """Out-of-fold good scores of the training images whose features ``cache`` holds, in fold order.
 
     The images are split into ``folds`` groups (``calibration.fold_splits``); for each, a fold model (a new
     ``HLGFA`` on ``model``'s frozen backbone) repeats the whole fit without that group: a fresh head trained for
     ``steps`` (default ``fold_head_steps``: all folds together cost half a training more) on the
     cached features of the others, normality statistics from those others, and per-map statistics under
     ``map_scale`` and ``normality_levels`` (the final model's rules) from the held-out images (``holdout_images``,
-    uint8). The fold model then scores its group: a good image it never saw, on a scale set by good images it
-    never saw, as the final model scores a new part. (Scoring with the *final* model's statistics instead puts a head trained for a fraction
-    of the steps on a scale made for a better one: its misalignment, a little higher everywhere, reads as many
-    spreads above normal, and the threshold lands above the defects.) ``model`` is not changed. ``on_step(i,
-    loss)`` counts the steps of all folds."""
-    splits, fold_steps = cross_fit_plan(model.cfg, len(hr_images), folds, steps)
+    uint8; ``holdout_features``: their ``frozen_features``, computed once for every model). The fold model then
+    scores its group from the cache (``held_scores``): a good image it never saw, on a scale set by good images it
+    never saw, as the final model scores a new part. (Scoring with the *final* model's statistics instead puts a head
+    trained for a fraction of the steps on a scale made for a better one: its misalignment, a little higher
+    everywhere, reads as many spreads above normal, and the threshold lands above the defects.) ``model`` is not
+    changed. ``on_step(i, loss)`` counts the steps of all folds."""
+    splits, fold_steps = cross_fit_plan(model.cfg, cache.n_images, folds, steps)
+    holdout_features = holdout_features or frozen_features(model, holdout_images)
     scores: list[float] = []
     for fold, (held, kept) in enumerate(splits):
         fold_model = HLGFA(model.cfg, backbone=model.backbone, init_seed=model.cfg.seed + 100 + fold)
         fold_model = fold_model.to(model.device).eval()
-        fit_normality(fold_model, cache.subset(kept))  # the normality term must not have seen the fold either
-        train_head(fold_model, cache.subset(kept), fold_steps, progress=progress,
+        others = cache.subset(kept)
+        fit_normality(fold_model, others)  # the normality term must not have seen the fold either
+        train_head(fold_model, others, fold_steps, progress=progress,
                    on_step=(lambda i, loss, o=fold * fold_steps: on_step(o + i, loss)) if on_step else None,
                    desc=f"cross-fitted head {fold + 1}/{len(splits)}")
-        good_maps = good_level_maps(fold_model, holdout_images)  # its scale; no threshold of its own is needed
+        # its own scale; no threshold of its own is needed
+        good_maps = good_level_maps(fold_model, holdout_images, features=holdout_features)
         set_statistics(fold_model, level_statistics(fold_model, holdout_images, good_maps, map_scale,
                                                     normality_levels=normality_levels))
-        scores += _scores_of(fold_model, hr_images[held])
+        scores += held_scores(fold_model, cache, held)
     return scores
 
 
@@ -377,6 +408,7 @@ def wanted_priors(cfg, n_train: int, draws: int, prior_draws: int, steps: int, c
     images, views = head_reads(cfg, n_train, draws, steps, head_batch(cfg, n_train))
     wanted[images, views % prior_draws] = True
     if cross_fit:
+        wanted[:, 0] = True  # the fold models score each image's clean draw from the cache (``held_scores``)
         splits, fold_steps = cross_fit_plan(cfg, n_train, steps=cross_fit_steps)
         for _, kept in splits:
             images, views = head_reads(cfg, len(kept), draws, fold_steps, head_batch(cfg, len(kept)))
@@ -439,15 +471,17 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
         started = time.perf_counter()
         report.losses = train_head(model, cache, report.steps, progress=progress, on_step=on_step)
         report.train_seconds = time.perf_counter() - started
+        # a cross-fit's fold models score the held-out images too: their frozen features are computed once
+        holdout_features = frozen_features(model, holdout_images) if crossing else None
         good_maps = good_level_maps(model, holdout_images,  # [(N, h, w)]: computed once, used by every step below
-                                    desc="held-out images" if progress else None)
+                                    desc="held-out images" if progress else None, features=holdout_features)
         statistics = level_statistics(model, holdout_images, good_maps, progress=progress)
         report.map_scale_auroc = statistics.scale_auroc
         if crossing:
             started = time.perf_counter()
             report.cross_fit_scores = cross_fit_scores(
-                model, cache, train_images, holdout_images, statistics.map_scale, steps=cross_fit_steps,
-                normality_levels=statistics.normality_levels,
+                model, cache, holdout_images, statistics.map_scale, steps=cross_fit_steps,
+                normality_levels=statistics.normality_levels, holdout_features=holdout_features,
                 progress=progress, on_step=(lambda i, loss: on_step(report.steps + i, loss)) if on_step else None)
             report.cross_fit_seconds = time.perf_counter() - started
     finally:

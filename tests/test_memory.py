@@ -189,6 +189,7 @@ def test_the_draws_wanted_are_those_every_head_reads():
     for _, kept in splits:
         fold_images, fold_views = training.head_reads(cfg, len(kept), 4, fold_steps, cfg.batch_size)
         assert crossed[kept[fold_images], fold_views].all()
+    assert crossed[:, 0].all(), "the fold models score every image's clean draw from the cache"
     assert training.wanted_priors(cfg, 6, 4, 1, 3)[:, 0].sum() == len(images.unique())  # "low": one clean draw
 
 
@@ -316,14 +317,54 @@ def test_cross_fitted_scores_are_scaled_like_a_whole_fit_not_by_the_final_head(i
     train_head(model, held, 3, progress=False)
     holdout = images[4:]
     calibrate_model(model, holdout)
-    first = cross_fit_scores(model, held, images[:4], holdout, model.cfg.map_scale, folds=2, steps=2)
+    first = cross_fit_scores(model, held, holdout, model.cfg.map_scale, folds=2, steps=2)
     model.level_scale.div_(10)  # as if the final head were far better than the fold heads
     final_mean, final_scale = model.level_mean.clone(), model.level_scale.clone()
     head = {k: v.clone() for k, v in model.head.state_dict().items()}
-    second = cross_fit_scores(model, held, images[:4], holdout, model.cfg.map_scale, folds=2, steps=2)
+    second = cross_fit_scores(model, held, holdout, model.cfg.map_scale, folds=2, steps=2)
     assert len(first) == 4 and second == pytest.approx(first, rel=1e-5)
     assert torch.equal(model.level_mean, final_mean) and torch.equal(model.level_scale, final_scale)
     assert all(torch.equal(v, head[k]) for k, v in model.head.state_dict().items())
+
+
+def test_cross_fitted_scores_read_the_held_features_and_match_a_fresh_inspection(images, monkeypatch):
+    """A fold model scores its images from the clean draws the cache already holds (``training.held_scores``): the
+    scores of a fresh ``inspect`` to float16 rounding, and a fit's cross-fit costs no backbone pass: after the
+    feature phase, a fit with three fold models runs exactly the passes of a fit without them (the held-out images
+    and the map scale's synthetic defects)."""
+    from hlgfa_lite import training
+    from hlgfa_lite.training import calibrate_model, held_scores
+
+    model = tiny_model()
+    held = cache.cache_features(model, images[:4], progress=False)
+    fit_normality(model, held)
+    train_head(model, held, 3, progress=False)
+    calibrate_model(model, images[4:])
+    fresh = [model.inspect(cache.as_float(images[i:i + 1])).scores.item() for i in range(4)]
+    assert held_scores(model, held, torch.tensor([2, 0, 3, 1]), chunk=3) == pytest.approx(
+        [fresh[i] for i in (2, 0, 3, 1)], abs=2e-3)  # scores count good-image spreads: 0.002 of one
+
+    def passes_after_the_features(cross_fit: bool) -> int:
+        fitted, passes, held_now = tiny_model(steps=2), [], []
+        real_forward, real_hold = fitted.backbone.forward, training.hold_features
+
+        def forward(batch):
+            passes.append(not held_now)
+            return real_forward(batch)
+
+        def hold(*args, **kwargs):
+            try:
+                return real_hold(*args, **kwargs)
+            finally:
+                held_now.append(True)
+
+        monkeypatch.setattr(fitted.backbone, "forward", forward)
+        monkeypatch.setattr(training, "hold_features", hold)
+        report = fit(fitted, good_paths(), progress=False, cross_fit=cross_fit, cross_fit_steps=1, say=None)
+        assert len(report.cross_fit_scores) == (report.n_train if cross_fit else 0)
+        return passes.count(False)
+
+    assert passes_after_the_features(True) == passes_after_the_features(False) > 0
 
 
 @pytest.mark.parametrize("n_images, copies, budget, draws", [
