@@ -10,7 +10,8 @@ own ``fit`` (what ``hlgfa-lite fit`` runs), on the training images of DATA, with
         --checkouts /tmp/before . --repeats 2
 
 Printed per fit: total seconds (images read, features held, head trained, calibrated), the feature phase, the
-head's milliseconds per step and the last loss (a changed loss means the change changed the arithmetic).
+head's milliseconds per step, the cross-fitted heads' seconds (small sets only), the last loss and the image
+threshold (a changed loss or threshold means the change changed the arithmetic).
 
 ``--anomalib PYTHON`` times instead, on each folder one after another, the whole ``hlgfa-lite fit DATA --preset
 lite --seed 0`` command and anomalib 2.7's PaDiM and PatchCore fits (``benchmarks.anomalib_peers``' own code, run
@@ -54,7 +55,8 @@ started = time.perf_counter()
 model = HLGFA(preset("lite", steps=int(sys.argv[2])))
 report = fit(model, train_image_paths(sys.argv[1]), progress=False, say=None)
 print(json.dumps({"total_s": time.perf_counter() - started, "features_s": report.cache_seconds,
-                  "ms_per_step": 1000 * report.train_seconds / len(report.losses), "last_loss": report.losses[-1]}))
+                  "ms_per_step": 1000 * report.train_seconds / len(report.losses), "last_loss": report.losses[-1],
+                  "cross_fit_s": report.cross_fit_seconds, "threshold": model.calibration.image_threshold}))
 """
 
 
@@ -147,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             results[checkout].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"repeat {repeat + 1}, {checkout}: {results[checkout][-1]}", flush=True)
     print(f"\n{args.steps} steps, {args.threads} torch threads, medians of {args.repeats} fit(s) each\n")
-    print("| checkout | fit s | features s | head ms / step | last loss |")
-    print("|---|---:|---:|---:|---:|")
+    print("| checkout | fit s | features s | head ms / step | cross-fitted heads s | last loss | threshold |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for checkout, runs in results.items():
         median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
         print(f"| {checkout} | {median['total_s']:.1f} | {median['features_s']:.1f} | {median['ms_per_step']:.0f} | "
-              f"{median['last_loss']:.4f} |")
+              f"{median['cross_fit_s']:.1f} | {median['last_loss']:.4f} | {median['threshold']:.5f} |")
     return 0
 
 
