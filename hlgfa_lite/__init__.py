@@ -12,7 +12,8 @@ from .errors import HLGFAError  # noqa: E402
 from .model import HLGFA, Inspection  # noqa: E402
 from .data import load_image, load_test_split, train_image_paths  # noqa: E402
 from .training import fit  # noqa: E402
+from .evaluation import evaluate, evaluate_samples  # noqa: E402
 from .tools.checkpoint import load, save  # noqa: E402
 
-__all__ = ["HLGFA", "HLGFAConfig", "HLGFAError", "Inspection", "fit", "load", "load_image", "preset", "save",
-           "load_test_split", "train_image_paths", "__version__"]
+__all__ = ["HLGFA", "HLGFAConfig", "HLGFAError", "Inspection", "evaluate", "evaluate_samples", "fit", "load",
+           "load_image", "preset", "save", "load_test_split", "train_image_paths", "__version__"]

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import HLGFAError
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # the one pixel limit for every way an image enters (library, CLI, demo): refused before decoding, since a
 # decompression bomb or a panorama would otherwise take gigabytes; downscale it first
 MAX_PIXELS = 100_000_000
@@ -64,9 +64,16 @@ def natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
+def is_image_file(path: Path, folder: Path | None = None) -> bool:
+    """An image a folder offers: a file with an image extension, hidden neither itself nor below ``folder`` (a
+    name starting with "." is a system's, not a part's: macOS's "._000.png" beside a copied "000.png",
+    ".ipynb_checkpoints/")."""
+    names = path.relative_to(folder).parts if folder is not None else (path.name,)
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not any(n.startswith(".") for n in names) and path.is_file()
+
+
 def list_images(folder: Path) -> list[Path]:
-    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
-                  key=natural_key)
+    return sorted((p for p in Path(folder).iterdir() if is_image_file(p)), key=natural_key)
 
 
 def check_pixels(width: int, height: int, what: str = "the image") -> None:
@@ -104,6 +111,9 @@ def decode(path: str | Path, max_side: int | None = None) -> Decoded:
             if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
                 image.draft("RGB", (max_side, max_side))
             image.load()
+            if multi_frame:  # Pillow keeps a multi-page file open for its other pages: keep the first, close it
+                first, image = image, image.copy()
+                first.close()
     except HLGFAError:
         raise
     except Image.DecompressionBombError:

@@ -7,6 +7,7 @@ them draws from the same code path. ``model.predict(images)`` returns maps at ea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,44 @@ RENAMED_TENSORS = {"level_std": "level_scale"}
 
 def upgrade_tensor_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {RENAMED_TENSORS.get(k, k): v for k, v in tensors.items()}
+
+
+# how far outside [0, 1] an image may reach: a bicubic resize overshoots a little at hard edges; 0-255 images and
+# ImageNet-normalised ones reach far beyond, and would score as anomalies everywhere
+RANGE_SLACK = 0.25
+
+
+def checked_images(images, shape: str = "(B, 3, H, W)") -> torch.Tensor:
+    """``images`` if the model can read them (a float tensor of ``shape``, 3 colour channels or 1 grey, finite,
+    values in [0, 1]), else ``HLGFAError`` saying what to change. One pass over the values (their range)."""
+    batched = shape.startswith("(B")
+    if not isinstance(images, torch.Tensor):
+        a_path = isinstance(images, (str, bytes)) or hasattr(images, "__fspath__")
+        hint = ("load files with hlgfa_lite.load_image(path)" if a_path
+                else "for an (H, W, 3) uint8 array: torch.from_numpy(a).permute(2, 0, 1).float() / 255")
+        raise HLGFAError(f"images must be a torch tensor {shape} in [0, 1], got {type(images).__name__}; {hint}.")
+    size = tuple(images.shape)
+    if images.dim() != len(shape.split(",")):
+        hint = "; add the batch dimension: images[None]" if batched and images.dim() == 3 else ""
+        raise HLGFAError(f"images must be {shape}, got shape {size}{hint}.")
+    if images.shape[-3] not in (1, 3):
+        move = "images.permute(0, 3, 1, 2)" if batched else "image.permute(2, 0, 1)"
+        hint = (f"channels last? move them first: {move}" if images.shape[-1] in (1, 3)
+                else "drop the alpha channel: images[..., :3, :, :]" if images.shape[-3] == 4
+                else "give 3 colour channels or 1 grey")
+        raise HLGFAError(f"images must be {shape} with 3 colour channels (or 1 grey), got shape {size}; {hint}.")
+    if not images.is_floating_point():
+        raise HLGFAError(f"images must be floats in [0, 1], got {images.dtype}; for 8-bit images use "
+                         "images.float() / 255.")
+    low, high = (v.item() for v in torch.aminmax(images.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise HLGFAError("images hold NaN or infinite values; check how they were loaded or computed.")
+    if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        hint = ("divide 0-255 images by 255" if high > 2 and low >= 0 else
+                "give them unnormalised: the backbone applies its own ImageNet normalisation" if low < 0 else
+                "clamp them to [0, 1]")
+        raise HLGFAError(f"images must be in [0, 1], got values from {low:.3g} to {high:.3g}; {hint}.")
+    return images
 
 
 @dataclass
@@ -156,7 +195,7 @@ class HLGFA(nn.Module):
     def inspect(self, images: torch.Tensor, low_view: torch.Tensor | None = None) -> Inspection:
         """Run the whole method on (B, 3, H, W) images in [0, 1]; ``low_view`` overrides the low-res input
         (e.g. a nuisance applied to it only, as during training)."""
-        images = images.to(self.device)
+        images = checked_images(images).to(self.device, self.level_mean.dtype)
         hr_image, lr_image = self.views(images)
         if low_view is not None:
             lr_image = resize(low_view.to(self.device), self.cfg.lr_size)
@@ -198,9 +237,16 @@ class HLGFA(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: list[torch.Tensor]) -> list[tuple[torch.Tensor, float]]:
-        """Images of any sizes [(3, H_i, W_i)] -> [(map (H_i, W_i) on CPU, score)], one at a time."""
+        """Images of any sizes [(3, H_i, W_i)] -> [(map (H_i, W_i) on CPU, score)], one at a time, on the
+        calibrated scale: a model that was neither fitted nor loaded raises ``HLGFAError`` (``inspect`` and
+        ``score_batch`` still show an unfitted model's maps, as the lessons do)."""
+        _ = self.calibrated  # the "not calibrated" error, before any work
+        if isinstance(images, torch.Tensor):
+            raise HLGFAError("predict takes a list of (3, H, W) images, each at its own size; for a batch "
+                             "(B, 3, H, W) of one size call score_batch.")
         results = []
         for image in images:
+            checked_images(image, "(3, H, W)")
             anomaly_map, score = self.score_batch(image[None])
             results.append((resize_map(anomaly_map[0], *image.shape[-2:]).cpu(), score.item()))
         return results
@@ -209,7 +255,8 @@ class HLGFA(nn.Module):
     @property
     def calibrated(self) -> Calibration:
         if self.calibration is None:
-            raise HLGFAError("the model is not calibrated; fit it (or call training.calibrate_model) first.")
+            raise HLGFAError("the model is not calibrated; fit it (hlgfa_lite.fit), load a fitted one (hlgfa_lite.load) "
+                             "or calibrate it (training.calibrate_model) first.")
         return self.calibration
 
     def verdict(self, score: float, sensitivity: float = 1.0) -> str:

@@ -36,6 +36,7 @@ from .tools.cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheF
                     cache_features, hold_features, load_images, plan_cache)
 from .calibration import (CROSS_FIT_BELOW, CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration,
                           calibrate, fold_splits)
+from .data import train_image_paths
 from .device import has_fast_bfloat16
 from .errors import HLGFAError
 from .metrics import pixel_auroc
@@ -48,7 +49,7 @@ Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the t
 FrozenFeatures = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
            "choose_map_scale", "cross_fit_plan", "cross_fit_scores", "fit", "fit_normality", "fold_head_steps",
-           "frozen_features", "FrozenFeatures", "good_level_maps", "head_batch", "head_reads", "head_steps",
+           "frozen_features", "FrozenFeatures", "good_image_paths", "good_level_maps", "head_batch", "head_reads", "head_steps",
            "held_scores", "level_statistics", "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc", "set_calibration",
            "set_statistics", "split_holdout", "train_head", "wanted_priors"]
 
@@ -338,6 +339,22 @@ def cross_fit_scores(model: HLGFA, cache: Features, holdout_images: torch.Tensor
     return scores
 
 
+def good_image_paths(paths) -> list[Path]:
+    """``fit``'s images: a list of image files, or a folder (``data.train_image_paths``: an MVTec category's
+    train/good or a plain folder of images); ``HLGFAError`` for fewer than 2 or an entry that is not a file."""
+    if isinstance(paths, (str, Path)):
+        return train_image_paths(paths)
+    paths = [Path(p) for p in paths]
+    missing = next((p for p in paths if not p.is_file()), None)
+    if missing is not None:
+        what = "a folder" if missing.is_dir() else "not found"
+        raise HLGFAError(f"{missing} is {what}: fit takes image files, or one folder (fit(model, 'path/to/bottle')).")
+    if len(paths) < 2:
+        raise HLGFAError(f"fit needs at least 2 defect-free images (one to train on, one held out to calibrate), "
+                         f"got {len(paths)}.")
+    return paths
+
+
 def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
     """(train, holdout), a seeded shuffle; at least one image on each side."""
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -429,12 +446,13 @@ def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_s
     return steps + folds * (fold_head_steps(cfg, n_train, folds) if cross_fit_steps is None else cross_fit_steps)
 
 
-def fit(model: HLGFA, paths: list[Path], progress: bool = True,
+def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
         on_step: Callable[[int, float], None] | None = None, target_fpr: float = DEFAULT_TARGET_FPR,
         confidence: float = DEFAULT_CONFIDENCE, cross_fit: bool | None = None,
         cross_fit_steps: int | None = None, max_cache_gib: float = DEFAULT_MAX_CACHE_GIB,
         cache_dir: str | Path | None = None, say: Callable[[str], None] | None = print) -> FitReport:
-    """Fit ``model``'s head on good images at ``paths`` and calibrate it; returns what happened.
+    """Fit ``model``'s head on good images at ``paths`` (image files, or a folder: ``good_image_paths``) and calibrate
+    it; returns what happened.
 
     ``cross_fit`` (default: when fewer than ``CROSS_FIT_BELOW`` images are held out) adds out-of-fold scores of
     the training images to the calibration: ``CROSS_FIT_FOLDS`` more heads trained on the held features for
@@ -444,7 +462,7 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
     the features go within ``max_cache_gib`` (a spill file goes in ``cache_dir``, default the temporary folder);
     when not even the images fit, ``HLGFAError`` says so instead."""
     cfg = model.cfg
-    train_paths, holdout_paths = split_holdout(list(paths), cfg.holdout_fraction, cfg.seed)
+    train_paths, holdout_paths = split_holdout(good_image_paths(paths), cfg.holdout_fraction, cfg.seed)
     report = FitReport(n_train=len(train_paths), n_holdout=len(holdout_paths),
                        steps=head_steps(cfg, len(train_paths)), batch_size=head_batch(cfg, len(train_paths)),
                        precision=training_precision(cfg, model.device))
@@ -462,8 +480,9 @@ def fit(model: HLGFA, paths: list[Path], progress: bool = True,
             f"high-res priors of the {report.prior_draws[0]} draws the heads read (of {plan.prior_draws} per image they may read, "
             f"{report.prior_draws[1]} in all)")
     started = time.perf_counter()
-    train_images = load_images(train_paths, cfg.hr_size)
-    holdout_images = load_images(holdout_paths, cfg.hr_size)  # now: an unreadable image stops the fit before any work
+    # all at once, before any work: an unreadable image stops the fit, and shapes are compared across the whole set
+    images = load_images(train_paths + holdout_paths, cfg.hr_size)
+    train_images, holdout_images = images[:len(train_paths)], images[len(train_paths):]
     cache = hold_features(model, train_images, plan, progress=progress, wanted=wanted)
     try:
         fit_normality(model, cache, progress=progress)

@@ -162,3 +162,35 @@ def test_a_transform_that_squares_the_image_keeps_its_mask_paired(tmp_path):
                LabelledImage(tmp_path / "002.png", "good", None)]
     result = evaluate_samples(score, samples, 32, warmup=0, progress=False, transform=lambda x: resize(x[None], 64)[0])
     assert result.metrics["pixel_auroc"] > 0.95
+
+
+def test_hidden_files_and_folders_are_not_images(tmp_path):
+    """macOS's "._000.png" beside a copied "000.png", ".ipynb_checkpoints/" and dot files are a system's, not parts:
+    a folder lists, and predict walks, only the images a person put there (WebP included)."""
+    from PIL import Image
+    from hlgfa_lite.data import list_images
+    from hlgfa_lite.tools.cli import images_to_predict
+
+    for name in ("000.png", "001.webp", "._000.png", ".hidden.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="WEBP" if name.endswith("webp") else "PNG")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / ".ipynb_checkpoints" / "002.png")
+    assert [p.name for p in list_images(tmp_path)] == ["000.png", "001.webp"]
+    assert [str(name) for _, name in images_to_predict([tmp_path])] == ["000.png", "001.webp"]
+
+
+def test_a_multi_page_tiff_reads_its_first_page_and_leaves_no_file_open(tmp_path):
+    import gc
+    import warnings
+    from PIL import Image
+    from hlgfa_lite.data import decode, load_image
+
+    path = tmp_path / "pages.tif"
+    Image.new("RGB", (20, 10), "red").save(path, save_all=True, append_images=[Image.new("RGB", (20, 10), "blue")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert decode(path).multi_frame
+        image = load_image(path)
+        gc.collect()
+    assert image[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]

@@ -406,3 +406,23 @@ def test_images_load_in_threads_with_the_values_of_one_after_another(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(HLGFAError, match="cannot read image .*broken.png"):
         cache.load_images([paths[0], tmp_path / "broken.png", paths[1]], 96)
+
+
+def test_a_few_images_of_another_shape_are_named_in_one_warning(tmp_path):
+    """Every image is stretched to a square; a few of another aspect ratio among many of one (a crop among whole
+    parts) are named, as they lift the threshold; a set whose shapes vary throughout (the magnetic tile) is not."""
+    from PIL import Image
+    import warnings
+
+    square = [tmp_path / f"{i}.png" for i in range(5)]
+    for path in square:
+        Image.new("RGB", (64, 64), "gray").save(path)
+    Image.new("RGB", (64, 40), "gray").save(tmp_path / "crop.png")
+    with pytest.warns(UserWarning, match=r"1 of 6 good images have another aspect ratio than most \(crop.png\)"):
+        cache.load_images([*square, tmp_path / "crop.png"], 32)
+    for i, width in enumerate((40, 50, 64, 80, 100)):
+        Image.new("RGB", (width, 64), "gray").save(tmp_path / f"varied{i}.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.load_images([*square], 32)
+        cache.load_images(sorted(tmp_path.glob("varied*.png")), 32)

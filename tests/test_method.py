@@ -24,7 +24,13 @@ def test_inspect_shapes_and_dtypes(lite_model):
         assert out.level_maps[level].shape == (2, 256 // s, 256 // s)
     assert out.anomaly_map.shape == (2, 256, 256) and out.scores.shape == (2,)
     assert all(t.dtype == torch.float32 for t in [out.anomaly_map, out.scores, *out.high, *out.low])
-    [(full_map, score)] = lite_model.predict([torch.rand(3, 301, 199)])
+    from hlgfa_lite.calibration import calibrate
+
+    lite_model.calibration = calibrate(torch.tensor([1.0, 1.1, 1.2]), torch.rand(1, 4, 4))  # predict wants one
+    try:
+        [(full_map, score)] = lite_model.predict([torch.rand(3, 301, 199)])
+    finally:
+        lite_model.calibration = None
     assert full_map.shape == (301, 199) and isinstance(score, float)
 
 

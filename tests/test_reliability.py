@@ -4,6 +4,7 @@ cases and writes docs/reliability.md."""
 
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -644,3 +645,62 @@ def test_overwrite_keeps_the_users_other_files(tmp_path):
     save(tiny_model(seed=1), run, overwrite=True)
     assert (run / "metrics.json").read_text() == "{}"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda img: img * 255, "divide 0-255 images by 255"),
+    (lambda img: (img * 255).to(torch.uint8), "images.float() / 255"),
+    (lambda img: (img - 0.45) / 0.22, "applies its own ImageNet normalisation"),
+    (lambda img: img.permute(1, 2, 0), "image.permute(2, 0, 1)"),
+    (lambda img: torch.cat([img, img[:1]]), "drop the alpha channel"),
+    (lambda img: img.permute(1, 2, 0).numpy(), "torch.from_numpy"),
+    (lambda img: "x.png", "load_image"),
+    (lambda img: img.index_fill(2, torch.tensor([5]), float("nan")), "NaN or infinite"),
+    (lambda img: img.index_fill(1, torch.tensor([0]), float("inf")), "NaN or infinite"),
+])
+def test_images_the_model_cannot_read_are_one_line_saying_what_to_change(make, words):
+    """The Python API's images are float tensors in [0, 1], 3 channels (or 1) first: 0-255 values, 8-bit or
+    normalised tensors, channels last, an alpha channel, arrays, paths and NaN pixels each get a line that says what to
+    change, where they used to score as an anomaly everywhere, as normal, or end in a traceback inside the backbone."""
+    model, image = tiny_model(), torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(HLGFAError, match=re.escape(words)):
+        model.predict([make(image)])
+    if isinstance(make(image), torch.Tensor) and make(image).dim() == 3:  # a batch of it, to score_batch
+        batched = words.replace("image.permute(2, 0, 1)", "images.permute(0, 3, 1, 2)")
+        with pytest.raises(HLGFAError, match=re.escape(batched)):
+            model.score_batch(make(image)[None])
+    assert model.predict([image.double()])[0][0].shape == (40, 56)  # any float dtype is read as the model's own
+    assert model.predict([image[:1]])[0][1] == pytest.approx(model.predict([image[:1].expand(3, -1, -1)])[0][1])
+
+
+def test_predict_wants_a_list_and_a_fitted_model():
+    model, image = tiny_model(), torch.rand(3, 40, 56)
+    with pytest.raises(HLGFAError, match="list of"):
+        model.predict(image)
+    with pytest.raises(HLGFAError, match="add the batch dimension"):
+        model.inspect(image)
+    model.calibration = None
+    with pytest.raises(HLGFAError, match="not calibrated"):
+        model.predict([image])
+    assert model.inspect(image[None]).anomaly_map.shape == (1, 32, 32)  # an unfitted model's maps, as lessons show
+
+
+def test_fit_takes_a_folder_or_image_files_and_names_what_is_neither(sample, tmp_path):
+    from hlgfa_lite import fit
+    from hlgfa_lite.training import good_image_paths
+    from hlgfa_lite.data import train_image_paths
+
+    assert good_image_paths(str(sample)) == good_image_paths(sample) == train_image_paths(sample)
+    files = train_image_paths(sample)[:3]
+    assert good_image_paths(f for f in files) == files
+    for paths, words in [([sample], "is a folder"), ([tmp_path / "gone.png", *files], "not found"),
+                         (files[:1], "at least 2"), (tmp_path / "none", "is not a folder")]:
+        with pytest.raises(HLGFAError, match=words):
+            fit(tiny_model(), paths, progress=False, say=None)
+
+
+def test_loading_onto_a_device_this_machine_lacks_is_one_line(tiny_run):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(HLGFAError, match="no CUDA GPU"):
+        load(tiny_run, device="cuda")

@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,18 +58,38 @@ def load_images(paths: list[Path], size: int) -> torch.Tensor:
     ``MAX_SIDE`` is downscaled while decoding; one under ``MIN_TRAINING_SIDE`` is refused). Decoded by a few threads,
     as Pillow and torch release the GIL while they work: the same values as one after another."""
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    aspects = [1.0] * len(paths)  # width / height of each image as stored
 
     def load_one(i: int) -> None:
         image = load_image(paths[i], MAX_SIDE)
-        if min(image.shape[-2:]) < MIN_TRAINING_SIDE:
-            height, width = image.shape[-2:]
+        height, width = image.shape[-2:]
+        if min(height, width) < MIN_TRAINING_SIDE:
             raise HLGFAError(f"{paths[i]} is {width}x{height} px; a good image to learn from needs at least "
                              f"{MIN_TRAINING_SIDE} px on each side: remove it, or give it at its real size.")
+        aspects[i] = width / height
         out[i] = (resize(image[None], size)[0] * 255).round().to(torch.uint8)
 
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(load_one, range(len(paths))))  # list(): the first error is raised here, as a loop would
+    warn_of_other_shapes(paths, aspects)
     return out
+
+
+ASPECT_TOLERANCE = 0.1  # aspect ratios within 10 % of the set's median count as the same shape
+
+
+def warn_of_other_shapes(paths: list[Path], aspects: list[float]) -> None:
+    """One warning naming the few images (under a quarter of them) whose aspect ratio differs from most by over
+    ``ASPECT_TOLERANCE``. Every image is stretched to a square: a part of another shape reaches the head distorted,
+    and a distorted good image that is held out or cross-fitted scores high and lifts the threshold over real
+    defects. Where shapes vary throughout (the magnetic tile's crops), stretching is the set's norm: no warning."""
+    typical = sorted(aspects)[len(aspects) // 2]
+    others = [p for p, a in zip(paths, aspects) if abs(math.log(a / typical)) > math.log(1 + ASPECT_TOLERANCE)]
+    if 0 < len(others) < len(paths) / 4:
+        named = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
+        warnings.warn(f"{len(others)} of {len(paths)} good images have another aspect ratio than most ({named}): "
+                      "each image is stretched to a square, which distorts these and raises the threshold; crop "
+                      "them like the others or leave them out.", stacklevel=3)
 
 
 def to_working(features: torch.Tensor, device, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from .._version import __version__
 from ..calibration import Calibration
 from ..config import HLGFAConfig
+from ..device import resolve_device
 from ..errors import HLGFAError
 from .files import real_target, replace_folder
 from ..model import HLGFA, upgrade_tensor_names
@@ -295,4 +296,4 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
         warnings.warn(
             f"backbone weights differ from those the head was fit on ({model.backbone.weights_source} vs "
             f"{metadata.get('backbone_weights_source')}): scores may shift; re-fit for exact results.", stacklevel=2)
-    return model.to(device).eval()
+    return model.to(resolve_device(str(device))).eval()

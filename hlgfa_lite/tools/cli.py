@@ -257,15 +257,14 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
     """(image, its name in the results) for each image file given (its file name) and each image inside each folder
     given (its path relative to that folder), in order; one line for a source that is missing or holds no image, or
     for two images that would be written under the same name."""
-    from ..data import IMAGE_EXTENSIONS
+    from ..data import IMAGE_EXTENSIONS, is_image_file
 
     found: dict[Path, Path] = {}  # name in the results -> image
     for source in sources:
         if source.is_file():
             images = [(source, Path(source.name))]
         elif source.is_dir():
-            images = [(p, p.relative_to(source)) for p in sorted(source.rglob("*"))
-                      if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+            images = [(p, p.relative_to(source)) for p in sorted(source.rglob("*")) if is_image_file(p, source)]
             if not images:
                 raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
         else:
