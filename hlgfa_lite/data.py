@@ -199,9 +199,16 @@ def marks_over_half(mask: torch.Tensor) -> bool:
     return mask.float().mean().item() > 0.5
 
 
-def mask_warnings(backgrounds: list[tuple[object, Path]], large: list[Path], total: int) -> list[str]:
-    """One line for the masks whose background is not 0, one for those that mark over half of their image."""
+def mask_warnings(backgrounds: list[tuple[object, Path]], large: list[Path], total: int,
+                  masks: list[Path] = ()) -> list[str]:
+    """One line for the masks whose background is not 0, one for those that mark over half of their image, one for
+    those of ``masks`` stored lossy (JPEG)."""
     lines = []
+    lossy = [m for m in masks if Path(m).suffix.lower() in {".jpg", ".jpeg"}]
+    if lossy:
+        lines.append(f"{len(lossy)} of {total} masks (e.g. {lossy[0]}) are JPEGs: compression leaves faint values "
+                     "around each defect, and every non-zero value counts as defect, which lowers pixel AUROC and "
+                     "AUPRO; save masks as PNG.")
     if backgrounds:
         background, example = backgrounds[0]
         lines.append(f"{len(backgrounds)} of {total} masks (e.g. {example}) have background value {background}, not 0 "
@@ -218,7 +225,7 @@ def load_mask(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     of the image (``mask_warnings``)."""
     mask, background = read_mask(path, size)
     offsets = [(background, Path(path))] if background != 0 else []
-    for line in mask_warnings(offsets, [Path(path)] if marks_over_half(mask) else [], 1):
+    for line in mask_warnings(offsets, [Path(path)] if marks_over_half(mask) else [], 1, [Path(path)]):
         warnings.warn(line, stacklevel=2)
     return mask
 

@@ -78,7 +78,8 @@ def evaluate_samples(score: ScoreFunction, samples: list[LabelledImage], eval_si
                 large.append(sample.mask_path)
             mask = mask.float()
             masks.append(F.interpolate(mask[None, None], size=(eval_size, eval_size), mode="nearest")[0, 0].numpy() > 0)
-    for line in mask_warnings(offsets, large, sum(s.mask_path is not None for s in samples)):
+    mask_paths = [s.mask_path for s in samples if s.mask_path is not None]
+    for line in mask_warnings(offsets, large, len(mask_paths), mask_paths):
         warnings.warn(line, stacklevel=2)  # one line for the whole set, not one per mask
     result = Evaluation({}, samples, np.array(scores), np.stack(maps), np.stack(masks))
     labels = result.labels

@@ -194,3 +194,20 @@ def test_a_multi_page_tiff_reads_its_first_page_and_leaves_no_file_open(tmp_path
         gc.collect()
     assert image[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+
+
+def test_a_jpeg_mask_is_named_in_a_warning_as_its_artefacts_count_as_defect(tmp_path):
+    """Every non-zero mask value is a defect, so a JPEG's faint ringing around the defect widens it. The mask still
+    loads; a warning says why the pixel metrics may fall."""
+    import warnings
+
+    drawn = Image.new("L", (64, 64))
+    drawn.paste(255, (20, 20, 40, 40))
+    drawn.save(tmp_path / "m.jpg", quality=90)
+    drawn.save(tmp_path / "m.png")
+    with pytest.warns(UserWarning, match="are JPEGs"):
+        lossy = load_mask(tmp_path / "m.jpg", (64, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = load_mask(tmp_path / "m.png", (64, 64))
+    assert exact.sum() == 400 and lossy.sum() > exact.sum()
