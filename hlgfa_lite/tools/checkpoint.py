@@ -240,7 +240,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
          pretrained: bool = True, backbone_runtime: str | None = None) -> HLGFA:
     """A ready-to-score model from ``run_dir``; every stored fact is checked against what is rebuilt.
     ``backbone_runtime`` ("torch" or "onnxruntime") overrides the stored one: it changes speed, not results."""
-    run_dir = Path(run_dir)
+    run_dir, device = Path(run_dir), resolve_device(str(device))  # a device this machine lacks: before any work
     metadata = read_metadata(run_dir)
     meta_path = run_dir / METADATA
     cfg = _check_config(metadata["config"], meta_path)
@@ -296,4 +296,4 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
         warnings.warn(
             f"backbone weights differ from those the head was fit on ({model.backbone.weights_source} vs "
             f"{metadata.get('backbone_weights_source')}): scores may shift; re-fit for exact results.", stacklevel=2)
-    return model.to(resolve_device(str(device))).eval()
+    return model.to(device).eval()
