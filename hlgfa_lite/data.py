@@ -261,10 +261,30 @@ def train_image_paths(root: str | Path) -> list[Path]:
         if (root / "train").is_dir() or (root / "test").is_dir():
             raise HLGFAError(f"{root} has no train/good folder; put the defect-free images in {folder}.")
         folder = root
-    paths = list_images(folder)
-    if len(paths) < 2:
-        raise HLGFAError(f"{folder} holds {len(paths)} image(s); fit needs at least 2 defect-free images "
-                         f"({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    return enough_to_fit(list_images(folder), f"{folder} holds", f" ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+
+
+def good_image_paths(paths) -> list[Path]:
+    """``fit``'s images: a list of image files, or a folder (``train_image_paths``: an MVTec category's train/good
+    or a plain folder of images); ``HLGFAError`` for too few, or an entry that is not a file."""
+    if isinstance(paths, (str, Path)):
+        return train_image_paths(paths)
+    paths = [Path(p) for p in paths]
+    missing = next((p for p in paths if not p.is_file()), None)
+    if missing is not None:
+        what = "a folder" if missing.is_dir() else "not found"
+        raise HLGFAError(f"{missing} is {what}: fit takes image files, or one folder (fit(model, 'path/to/bottle')).")
+    return enough_to_fit(paths, "fit was given")
+
+
+MIN_GOOD_IMAGES = 2  # one to train on, one held out to calibrate
+
+
+def enough_to_fit(paths: list[Path], where: str, kinds: str = "") -> list[Path]:
+    """``paths``, or ``HLGFAError`` when they are fewer than ``MIN_GOOD_IMAGES``."""
+    if len(paths) < MIN_GOOD_IMAGES:
+        raise HLGFAError(f"{where} {len(paths)} image(s); fit needs at least {MIN_GOOD_IMAGES} defect-free images "
+                         f"(one to train on, one held out to calibrate){kinds}.")
     return paths
 
 

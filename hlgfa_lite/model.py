@@ -36,9 +36,10 @@ def upgrade_tensor_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Te
 RANGE_SLACK = 0.25
 
 
-def checked_images(images, shape: str = "(B, 3, H, W)") -> torch.Tensor:
+def checked_images(images, shape: str = "(B, 3, H, W)", values: bool = True) -> torch.Tensor:
     """``images`` if the model can read them (a float tensor of ``shape``, 3 colour channels or 1 grey, finite,
-    values in [0, 1]), else ``HLGFAError`` saying what to change. One pass over the values (their range)."""
+    values in [0, 1]), else ``HLGFAError`` saying what to change. The values cost one pass (their range);
+    ``values=False`` checks the layout alone, for a caller whose images ``inspect`` checks next."""
     batched = shape.startswith("(B")
     if not isinstance(images, torch.Tensor):
         a_path = isinstance(images, (str, bytes)) or hasattr(images, "__fspath__")
@@ -58,6 +59,8 @@ def checked_images(images, shape: str = "(B, 3, H, W)") -> torch.Tensor:
     if not images.is_floating_point():
         raise HLGFAError(f"images must be floats in [0, 1], got {images.dtype}; for 8-bit images use "
                          "images.float() / 255.")
+    if not values:
+        return images
     low, high = (v.item() for v in torch.aminmax(images.detach()))
     if not (math.isfinite(low) and math.isfinite(high)):
         raise HLGFAError("images hold NaN or infinite values; check how they were loaded or computed.")
@@ -246,7 +249,7 @@ class HLGFA(nn.Module):
                              "(B, 3, H, W) of one size call score_batch.")
         results = []
         for image in images:
-            checked_images(image, "(3, H, W)")
+            checked_images(image, "(3, H, W)", values=False)  # its own shape's words; inspect checks the values
             anomaly_map, score = self.score_batch(image[None])
             results.append((resize_map(anomaly_map[0], *image.shape[-2:]).cpu(), score.item()))
         return results

@@ -36,7 +36,7 @@ from .tools.cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheF
                     cache_features, hold_features, load_images, plan_cache)
 from .calibration import (CROSS_FIT_BELOW, CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration,
                           calibrate, fold_splits)
-from .data import train_image_paths
+from .data import good_image_paths
 from .device import has_fast_bfloat16
 from .errors import HLGFAError
 from .metrics import pixel_auroc
@@ -49,9 +49,10 @@ Features = FeatureCache | SpilledCache | OnTheFlyFeatures  # how fit holds the t
 FrozenFeatures = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]
 __all__ = ["CROSS_FIT_FOLDS", "DEFAULT_MAX_CACHE_GIB", "FitReport", "as_float", "cache_features", "calibrate_model",
            "choose_map_scale", "cross_fit_plan", "cross_fit_scores", "fit", "fit_normality", "fold_head_steps",
-           "frozen_features", "FrozenFeatures", "good_image_paths", "good_level_maps", "head_batch", "head_reads", "head_steps",
-           "held_scores", "level_statistics", "load_images", "LevelStatistics", "pick_map_scale", "plan_cache", "planned_steps", "scale_auroc", "set_calibration",
-           "set_statistics", "split_holdout", "train_head", "wanted_priors"]
+           "frozen_features", "FrozenFeatures", "good_image_paths", "good_level_maps", "head_batch", "head_reads",
+           "head_steps", "held_scores", "level_statistics", "load_images", "LevelStatistics", "pick_map_scale",
+           "plan_cache", "planned_steps", "scale_auroc", "set_calibration", "set_statistics", "split_holdout",
+           "train_head", "wanted_priors"]
 
 
 @dataclass
@@ -337,22 +338,6 @@ def cross_fit_scores(model: HLGFA, cache: Features, holdout_images: torch.Tensor
                                                     normality_levels=normality_levels))
         scores += held_scores(fold_model, cache, held)
     return scores
-
-
-def good_image_paths(paths) -> list[Path]:
-    """``fit``'s images: a list of image files, or a folder (``data.train_image_paths``: an MVTec category's
-    train/good or a plain folder of images); ``HLGFAError`` for fewer than 2 or an entry that is not a file."""
-    if isinstance(paths, (str, Path)):
-        return train_image_paths(paths)
-    paths = [Path(p) for p in paths]
-    missing = next((p for p in paths if not p.is_file()), None)
-    if missing is not None:
-        what = "a folder" if missing.is_dir() else "not found"
-        raise HLGFAError(f"{missing} is {what}: fit takes image files, or one folder (fit(model, 'path/to/bottle')).")
-    if len(paths) < 2:
-        raise HLGFAError(f"fit needs at least 2 defect-free images (one to train on, one held out to calibrate), "
-                         f"got {len(paths)}.")
-    return paths
 
 
 def split_holdout(paths: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
