@@ -45,10 +45,10 @@ def low_pass(features: torch.Tensor, sigma: float) -> torch.Tensor:
     # a kernel wider than the map cannot be reflect-padded; clip it to the largest odd size that fits
     size = min(size, 2 * (min(features.shape[-2:]) - 1) - 1)
     channels, pad = features.shape[1], size // 2
-    # depthwise convolutions on channels-last tensors: measured 5x faster on a CPU than on plain NCHW ones
-    features = features.contiguous(memory_format=torch.channels_last)
     kernel = gaussian_kernel1d(sigma, size).to(features.device, features.dtype)
-    x = F.pad(features, [pad, pad, pad, pad], mode="reflect")
+    # depthwise convolutions on channels-last tensors: measured 5x faster on a CPU than on plain NCHW ones; the
+    # padding keeps the input's layout (reflecting a plain image is quicker before the layout changes than after)
+    x = F.pad(features, [pad, pad, pad, pad], mode="reflect").contiguous(memory_format=torch.channels_last)
     x = F.conv2d(x, kernel.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels)  # along H
     return F.conv2d(x, kernel.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)  # along W
 

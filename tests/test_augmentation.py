@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hlgfa_lite import HLGFAError, preset
-from hlgfa_lite.augmentation import NoiseAugment, apply_nuisance, brightness_shift
+from hlgfa_lite.augmentation import NoiseAugment, apply_nuisance, brightness_shift, sharpen
 
 
 def test_augmentation_is_reproducible_and_stays_in_range():
@@ -28,6 +28,18 @@ def test_each_nuisance_changes_the_image_but_not_its_shape(kind, strength):
     out = apply_nuisance(image, kind, strength)
     assert out.shape == image.shape and out.min() >= 0 and out.max() <= 1
     assert (out - image).abs().mean() > 0.005
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 48), (2, 3, 33, 40)])
+@pytest.mark.parametrize("factor", [0.0, 1.0, 1.37, 2.0])
+def test_sharpen_is_torchvisions_adjust_sharpness_value_for_value(shape, factor):
+    """The fast layout changes where the values lie in memory, not one of them: the fit's draws stay bit for bit."""
+    import torchvision.transforms.v2.functional as TF
+
+    image = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    out = sharpen(image, factor)
+    assert out.shape == image.shape and out.is_contiguous()
+    assert torch.equal(out, TF.adjust_sharpness(image, factor))
 
 
 def test_blur_removes_high_frequencies_and_brightness_shifts_the_mean():
@@ -74,3 +86,22 @@ def test_cached_draws_follow_where_the_nuisance_is_applied(views, head_draws, pr
 def test_aug_views_is_checked():
     with pytest.raises(HLGFAError, match="aug_views"):
         preset("lite", aug_views="high")
+
+
+@pytest.mark.parametrize("quality", [30, 90])
+def test_jpeg_is_a_pillow_round_trip_value_for_value(quality):
+    """Against the plain round trip (float -> 8 bits -> JPEG -> float), written out independently here."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from hlgfa_lite.augmentation import jpeg
+
+    image = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(1))
+    pixels = np.rint(image.permute(1, 2, 0).numpy() * 255).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    expected = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
+    assert torch.equal(jpeg(image, quality), torch.from_numpy(expected).permute(2, 0, 1))
+    assert torch.equal(jpeg(image[None], quality)[0], jpeg(image, quality))
