@@ -157,7 +157,6 @@ def time_fit(threads: int) -> None:
     import torch
 
     from hlgfa_lite.assets import sample_dir
-    from hlgfa_lite.config import preset
     from hlgfa_lite.demo import models, visitor_fit
     from hlgfa_lite.training import planned_steps
 
@@ -171,7 +170,7 @@ def time_fit(threads: int) -> None:
         part = visitor_fit.fit_part(images, store, steps=steps)
         seconds = time.perf_counter() - started
         visitor_fit.remove_fitted(part, store)
-        planned = planned_steps(preset("lite", steps=steps, passes=0.0), len(images))
+        planned = planned_steps(visitor_fit.fit_config(steps), len(images))
         print(f"fit_part {length}: {len(images)} images, {steps} steps ({planned} with the cross-fitted heads), "
               f"{threads} torch thread(s): {seconds:.1f} s in all, estimate {visitor_fit.fit_estimate(steps, len(images))}"
               f" (load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")

@@ -56,7 +56,8 @@ model = HLGFA(preset("lite", steps=int(sys.argv[2])))
 report = fit(model, train_image_paths(sys.argv[1]), progress=False, say=None)
 print(json.dumps({"total_s": time.perf_counter() - started, "features_s": report.cache_seconds,
                   "ms_per_step": 1000 * report.train_seconds / len(report.losses), "last_loss": report.losses[-1],
-                  "cross_fit_s": report.cross_fit_seconds, "threshold": model.calibration.image_threshold}))
+                  "cross_fit_s": report.cross_fit_seconds, "threshold": model.calibration.image_threshold,
+                  "precision": report.precision}))
 """
 
 
@@ -71,9 +72,9 @@ def time_hlgfa_fit(data: str, threads: int) -> dict:
     if done.returncode:
         raise RunFailed(f"hlgfa-lite fit failed on {data}:\n{done.stderr[-2000:]}")
     phases = re.search(r"fit done in (\d+) s \(features (\d+) s, head (\d+) s\)", done.stdout)
-    steps = re.search(r"the head trains (\d+) steps", done.stdout)
+    steps = re.search(r"the head trains (\d+) steps.*?in (float32|bfloat16)", done.stdout)
     return {"process_s": wall, "fit_s": int(phases[1]), "features_s": int(phases[2]), "head_s": int(phases[3]),
-            "head_steps": int(steps[1])}
+            "head_steps": int(steps[1]), "head_precision": steps[2]}
 
 
 def time_peer(python: str, data: str, name: str, model: str, threads: int, hf_home: str) -> dict:
@@ -148,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 sys.exit(f"fit failed in {checkout}:\n{done.stderr[-2000:]}")
             results[checkout].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"repeat {repeat + 1}, {checkout}: {results[checkout][-1]}", flush=True)
-    print(f"\n{args.steps} steps, {args.threads} torch threads, medians of {args.repeats} fit(s) each\n")
+    precisions = sorted({run.get("precision", "?") for runs in results.values() for run in runs})
+    print(f"\n{args.steps} steps, {args.threads} torch threads, head in {' and '.join(precisions)}, medians of "
+          f"{args.repeats} fit(s) each\n")
     print("| checkout | fit s | features s | head ms / step | cross-fitted heads s | last loss | threshold |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for checkout, runs in results.items():
-        median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        median = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "precision"}
         print(f"| {checkout} | {median['total_s']:.1f} | {median['features_s']:.1f} | {median['ms_per_step']:.0f} | "
               f"{median['cross_fit_s']:.1f} | {median['last_loss']:.4f} | {median['threshold']:.5f} |")
     return 0

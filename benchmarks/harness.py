@@ -164,13 +164,26 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_features(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")) -> list[str]:
+    """The vector instruction sets among ``wanted`` that this CPU reports (the head trains in bfloat16 only with
+    avx512_bf16 or amx_bf16; without them it trains in float32, about twice as slow)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    present = set(flags.split(":", 1)[1].split())
+    return [flag for flag in wanted if flag in present]
+
+
 def machine_info(device: str, threads: int) -> dict:
     import timm
     import torch
 
-    from hlgfa_lite.device import usable_cpus
+    from hlgfa_lite.device import has_fast_bfloat16, usable_cpus
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
+            # "AMD EPYC" names several generations: these say which one (bfloat16 in hardware or not)
+            "cpu_features": cpu_features(), "cpu_bfloat16": has_fast_bfloat16(torch.device("cpu")),
             "logical_cores": os.cpu_count(), "usable_cores": usable_cpus(), "torch_threads": threads,
             "torch": torch.__version__, "timm": timm.__version__, "hlgfa_lite": __version__, "device": device,
             "gpu": torch.cuda.get_device_name() if device == "cuda" else None}

@@ -265,6 +265,18 @@ def test_fit_lengths_offer_quick_and_normal_with_a_time_estimate():
     assert quick != normal
 
 
+def test_an_in_browser_fit_takes_the_librarys_batch_for_a_small_set_and_the_length_chosen():
+    """The visitor's length sets the steps; the batch is the one ``training.head_batch`` gives any set a visitor can
+    bring (at most MAX_FIT_IMAGES), so the demo and the library do not train small sets two ways."""
+    from hlgfa_lite import preset
+    from hlgfa_lite.training import head_batch, head_steps
+
+    for n_images in (visitor_fit.MIN_FIT_IMAGES, visitor_fit.FEW_FIT_IMAGES, visitor_fit.MAX_FIT_IMAGES):
+        cfg = visitor_fit.fit_config(visitor_fit.fit_steps("quick"), seed=3)
+        assert head_steps(cfg, n_images) == visitor_fit.fit_steps("quick") and cfg.seed == 3
+        assert head_batch(cfg, n_images) == head_batch(preset("lite"), n_images) == preset("lite").min_batch_size
+
+
 def test_fit_summary_command_works_as_written(store, sample, tmp_path, monkeypatch):
     """The hint after a fit: unzip, then `hlgfa-lite predict my_part_lite my_images --out results` must run."""
     from hlgfa_lite.tools.cli import main

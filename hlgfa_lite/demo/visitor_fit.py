@@ -33,10 +33,11 @@ MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
 # optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
 FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))
 # a fit's seconds on a quiet 2-core CPU = fixed + per image + per step, from the quick (8 images) and normal (20) fits
-# of benchmarks.demo_latency --fit (benchmarks/DEMO_RESULTS.md); a step in float32, where bfloat16 is not native,
-# from the earlier float32 fit there. The page's time estimate is only as good as that machine
+# of benchmarks.demo_latency --fit (benchmarks/DEMO_RESULTS.md). A float32 step (where bfloat16 is not native) is one
+# of 8 images, from the normal fit on such a CPU; the bfloat16 one was measured with steps of 16 and is an upper bound
+# now. The page's time estimate is only as good as those machines
 FIT_SECONDS_FIXED, FIT_SECONDS_PER_IMAGE = 6.3, 0.11
-FIT_SECONDS_PER_STEP = {"bfloat16": 0.087, "float32": 67 / 150}
+FIT_SECONDS_PER_STEP = {"bfloat16": 0.087, "float32": 0.22}
 # set by a stop signal: running fits end at their next step, so the process can exit without waiting for them
 SERVER_STOPPING = threading.Event()
 
@@ -50,6 +51,15 @@ def fit_steps(length: str) -> int:
     return max(1, FIT_STEPS // 3) if length == "quick" else FIT_STEPS
 
 
+def fit_config(steps: int, seed: int = 0):
+    """The ``lite`` config of an in-browser fit: the length the visitor chose (``steps``), not the data's, on
+    batches of ``min_batch_size`` images, the batch the library's rule gives every set of up to 200 training images
+    (``training.head_batch``; a visitor brings at most MAX_FIT_IMAGES). Against batches of 16 they scored the same
+    on the demo's lengths, in about half the time (benchmarks/DEMO_RESULTS.md)."""
+    cfg = preset("lite", steps=steps, passes=0.0, seed=seed)
+    return cfg.replace(batch_size=cfg.min_batch_size or cfg.batch_size)
+
+
 def fit_lengths() -> list[tuple[str, str]]:
     """The training lengths a visitor can choose, (label, key) for a radio; labels carry a time estimate for 20
     images."""
@@ -61,7 +71,7 @@ def fit_estimate(steps: int, n_images: int) -> str:
     """Time a fit of ``steps`` on ``n_images`` takes on the measured machine, in words; every optimiser step counts,
     the cross-fitted calibration heads of a small set included (``planned_steps``)."""
     n_images = min(n_images, MAX_FIT_IMAGES)
-    cfg = preset("lite", steps=steps, passes=0.0)
+    cfg = fit_config(steps)
     per_step = FIT_SECONDS_PER_STEP[training_precision(cfg, torch.device("cpu"))]
     seconds = FIT_SECONDS_FIXED + FIT_SECONDS_PER_IMAGE * n_images + per_step * planned_steps(cfg, n_images)
     return f"{max(5, round(seconds / 5) * 5):.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
@@ -141,7 +151,7 @@ def _fit_part(paths, store, steps, tell, seed, notes, cancel) -> FittedPart:
         if len(kept) < FEW_FIT_IMAGES:
             notes.append(f"with {len(kept)} images the threshold rests on few good scores: expect many borderline "
                          "verdicts")
-        cfg = preset("lite", steps=steps, passes=0.0, seed=seed)  # the length the visitor chose, not the data's
+        cfg = fit_config(steps, seed)
         tell(0.1, "preparing the frozen backbone")
         model = HLGFA(cfg).to(store.device)
         tell(0.12, f"caching features of {len(kept)} images")
