@@ -49,8 +49,9 @@ def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def sharpen(image: torch.Tensor, factor: float) -> torch.Tensor:
     """torchvision's ``adjust_sharpness`` (the image blended with a 3x3 smoothing of itself, factor 1 = unchanged)
-    of (3, H, W) or (B, 3, H, W), run on a channels-last batch: its depthwise convolution runs about 8x faster there
-    on a CPU than on a plain (3, H, W) image, and every value is the same (``tests/test_augmentation.py``)."""
+    of (3, H, W) or (B, 3, H, W), run on a channels-last batch, where its depthwise convolution is quicker on a CPU
+    than on a plain (3, H, W) image (``benchmarks/probes/nuisance_speed.py``); every value is the same
+    (``tests/test_augmentation.py``)."""
     batched = image if image.dim() == 4 else image[None]
     sharpened = TF.adjust_sharpness(batched.contiguous(memory_format=torch.channels_last), factor).contiguous()
     return sharpened if image.dim() == 4 else sharpened[0]
