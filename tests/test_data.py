@@ -179,6 +179,24 @@ def test_hidden_files_and_folders_are_not_images(tmp_path):
     assert [str(name) for _, name in images_to_predict([tmp_path])] == ["000.png", "001.webp"]
 
 
+def test_predict_names_a_folders_files_that_are_not_images_in_one_note(tmp_path, capsys):
+    from PIL import Image
+    from hlgfa_lite.tools.cli import images_to_predict
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "000.png")
+    (tmp_path / "notes.txt").write_text("a line")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "001.cr2").write_bytes(b"\0")
+    (tmp_path / ".DS_Store").write_bytes(b"\0")  # hidden: a system's file, not worth a note
+    assert [str(name) for _, name in images_to_predict([tmp_path])] == ["000.png"]
+    note = capsys.readouterr().out.strip()
+    assert note.count("\n") == 0 and "2 file(s)" in note and "notes.txt" in note and "raw/001.cr2" in note
+    assert ".DS_Store" not in note
+    Image.new("RGB", (8, 8)).save(tmp_path / "002.png")
+    images_to_predict([tmp_path / "000.png"])  # a file given by name: no folder, no note
+    assert capsys.readouterr().out == ""
+
+
 def test_a_multi_page_tiff_reads_its_first_page_and_leaves_no_file_open(tmp_path):
     import gc
     import warnings

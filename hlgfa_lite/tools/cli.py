@@ -256,7 +256,8 @@ def check_predict_targets(out: Path, relatives: list[Path], save_maps: bool) -> 
 def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
     """(image, its name in the results) for each image file given (its file name) and each image inside each folder
     given (its path relative to that folder), in order; one line for a source that is missing or holds no image, or
-    for two images that would be written under the same name."""
+    for two images that would be written under the same name. A folder's other files (not hidden ones) are named in
+    one note, so that a photo in a format not read here is not passed over in silence."""
     from ..data import IMAGE_EXTENSIONS, is_image_file
 
     found: dict[Path, Path] = {}  # name in the results -> image
@@ -264,9 +265,15 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
         if source.is_file():
             images = [(source, Path(source.name))]
         elif source.is_dir():
-            images = [(p, p.relative_to(source)) for p in sorted(source.rglob("*")) if is_image_file(p, source)]
+            files = [(p, p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()]
+            images = [(p, name) for p, name in files if is_image_file(p, source)]
+            others = [str(name) for p, name in files
+                      if not is_image_file(p, source) and not any(part.startswith(".") for part in name.parts)]
             if not images:
                 raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+            if others:
+                print(f"note: {len(others)} file(s) in {source} are not images and are skipped ("
+                      + ", ".join(others[:3]) + (", ..." if len(others) > 3 else "") + ")")
         else:
             raise HLGFAError(f"{source} does not exist; give image files or folders of images.")
         for image, name in images:
