@@ -12,7 +12,6 @@ library's ``train_head``, 2 torch threads). Run it alone on the machine:
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -21,6 +20,8 @@ from hlgfa_lite import HLGFA, preset
 from hlgfa_lite.data import train_image_paths
 from hlgfa_lite.tools import cache
 from hlgfa_lite.training import train_head
+
+from . import print_medians
 
 
 def held_for_steps(prog: str, description: str, argv: list[str] | None):
@@ -63,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     a, b = heads.values()
     print(f"{args.data}: {args.images} images held, {args.steps} steps of {model.cfg.batch_size} per round, "
           f"{args.threads} threads, medians of {args.rounds} rounds")
-    for name, values in milliseconds.items():
-        print(f"  priors read as {name}: {statistics.median(values[1:]):.1f} ms / step "
-              f"({', '.join(f'{v:.0f}' for v in values[1:])})")
+    print_medians({name: values[1:] for name, values in milliseconds.items()}, "ms / step", "  priors read as ")
     print(f"  the same head bit for bit: {all(torch.equal(a[k], b[k]) for k in a)}")
 
 

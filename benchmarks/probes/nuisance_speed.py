@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import time
 from contextlib import contextmanager
 
@@ -29,6 +28,8 @@ from hlgfa_lite.augmentation import NoiseAugment
 from hlgfa_lite.data import train_image_paths
 from hlgfa_lite.priors import gaussian_kernel1d
 from hlgfa_lite.tools import cache
+
+from . import print_medians
 
 
 def sharpen_before(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -97,9 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                 milliseconds[name].append(elapsed * 1000 / len(out))
     same = all(torch.equal(a, b) for a, b in zip(*draws.values()))
     print(f"{args.images} images x {args.copies} noisy draws, {args.threads} threads, medians of {args.rounds} rounds")
-    for name, values in milliseconds.items():
-        print(f"{name}: {statistics.median(values):.2f} ms per noisy draw (rounds: "
-              f"{', '.join(f'{v:.2f}' for v in values)})")
+    print_medians(milliseconds, "ms per noisy draw", digits=2)
     print(f"every draw the same, value for value: {same}")
 
 
