@@ -166,7 +166,8 @@ def cpu_model() -> str:
 
 def cpu_features(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")) -> list[str]:
     """The vector instruction sets among ``wanted`` that this CPU reports (the head trains in bfloat16 only with
-    avx512_bf16 or amx_bf16; without them it trains in float32, about twice as slow)."""
+    avx512_bf16 or amx_bf16; without them it trains in float32, at more than twice the time of a step: RESULTS.md,
+    "A ninth day, on a CPU without bfloat16")."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):

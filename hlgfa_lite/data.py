@@ -64,12 +64,20 @@ def natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
-def is_image_file(path: Path, folder: Path | None = None) -> bool:
-    """An image a folder offers: a file with an image extension, hidden neither itself nor below ``folder`` (a
-    name starting with "." is a system's, not a part's: macOS's "._000.png" beside a copied "000.png",
-    ".ipynb_checkpoints/")."""
+def is_hidden(path: Path, folder: Path | None = None) -> bool:
+    """Hidden itself or below ``folder``: a name starting with "." is a system's, not a part's (macOS's "._000.png"
+    beside a copied "000.png", ".ipynb_checkpoints/", ".DS_Store")."""
     names = path.relative_to(folder).parts if folder is not None else (path.name,)
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not any(n.startswith(".") for n in names) and path.is_file()
+    return any(n.startswith(".") for n in names)
+
+
+def has_image_extension(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_image_file(path: Path, folder: Path | None = None) -> bool:
+    """An image a folder offers: a file with an image extension, not hidden (``is_hidden``)."""
+    return has_image_extension(path) and not is_hidden(path, folder) and path.is_file()
 
 
 def list_images(folder: Path) -> list[Path]:

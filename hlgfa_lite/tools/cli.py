@@ -258,17 +258,18 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
     given (its path relative to that folder), in order; one line for a source that is missing or holds no image, or
     for two images that would be written under the same name. A folder's other files (not hidden ones) are named in
     one note, so that a photo in a format not read here is not passed over in silence."""
-    from ..data import IMAGE_EXTENSIONS, is_image_file
+    from ..data import IMAGE_EXTENSIONS, has_image_extension, is_hidden
 
     found: dict[Path, Path] = {}  # name in the results -> image
     for source in sources:
         if source.is_file():
             images = [(source, Path(source.name))]
         elif source.is_dir():
-            files = [(p, p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()]
-            images = [(p, name) for p, name in files if is_image_file(p, source)]
-            others = [str(name) for p, name in files
-                      if not is_image_file(p, source) and not any(part.startswith(".") for part in name.parts)]
+            # every file a person put there (hidden ones are a system's), then the images among them
+            files = [(p, p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()
+                     and not is_hidden(p, source)]
+            images = [(p, name) for p, name in files if has_image_extension(p)]
+            others = [str(name) for p, name in files if not has_image_extension(p)]
             if not images:
                 raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
             if others:
