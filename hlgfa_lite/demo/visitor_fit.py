@@ -33,9 +33,8 @@ MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
 # optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
 FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))
 # a fit's seconds on a quiet 2-core CPU = fixed + per image + per step, from the quick (8 images) and normal (20) fits
-# of benchmarks.demo_latency --fit (benchmarks/DEMO_RESULTS.md). A float32 step (where bfloat16 is not native) is one
-# of 8 images, from the normal fit on such a CPU; the bfloat16 one was measured with steps of 16 and is an upper bound
-# now. The page's time estimate is only as good as those machines
+# of benchmarks.demo_latency --fit (benchmarks/DEMO_RESULTS.md); a step is one of 8 images, from the normal fit on a
+# CPU with bfloat16 and on one without it. The page's time estimate is only as good as those machines
 FIT_SECONDS_FIXED, FIT_SECONDS_PER_IMAGE = 6.3, 0.11
 FIT_SECONDS_PER_STEP = {"bfloat16": 0.087, "float32": 0.22}
 # set by a stop signal: running fits end at their next step, so the process can exit without waiting for them
