@@ -13,6 +13,7 @@ order (sort order pairs ``x-10`` with ``x-2``'s mask), and every pair is checked
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -78,6 +79,22 @@ def has_image_extension(path: Path) -> bool:
 def is_image_file(path: Path, folder: Path | None = None) -> bool:
     """An image a folder offers: a file with an image extension, not hidden (``is_hidden``)."""
     return has_image_extension(path) and not is_hidden(path, folder) and path.is_file()
+
+
+def files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder``, hidden ones aside (``is_hidden``), sorted. A linked folder is followed, as a
+    person who linked a data set in expects, and each real folder is read once, so a link to a folder above cannot
+    loop."""
+    found, seen = [], set()
+    for parent, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [Path(parent) / name for name in names if not name.startswith(".")]
+    return sorted(p for p in found if p.is_file())
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -153,9 +170,12 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """Any PIL image (RGB, L, RGBA, P, CMYK, 16-bit, float) -> (3, H, W) float32 in [0, 1]."""
     if image.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
         values = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        if image.mode == "F":
-            top = max(float(values.max()), 1.0) if values.max() > 1 else 1.0
+        if image.mode.startswith("I;16"):
+            top = 65535.0
+        elif image.mode == "I":  # 32-bit integers, whatever the camera's depth: the smallest of 8, 16, 31 bits that fits
+            top = 255.0 if values.max() <= 255 else 65535.0 if values.max() <= 65535 else 2.0 ** 31 - 1
+        else:  # "F": floats, in [0, 1] or scaled to their largest value
+            top = max(float(values.max()), 1.0)
         gray = np.clip(values / top, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(gray)).expand(3, *gray.shape).clone()
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
@@ -269,7 +289,14 @@ def train_image_paths(root: str | Path) -> list[Path]:
         if (root / "train").is_dir() or (root / "test").is_dir():
             raise HLGFAError(f"{root} has no train/good folder; put the defect-free images in {folder}.")
         folder = root
-    return enough_to_fit(list_images(folder), f"{folder} holds", f" ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    images = list_images(folder)
+    if len(images) < MIN_GOOD_IMAGES:
+        holding = [sub for sub in sorted(folder.iterdir(), key=natural_key)
+                   if sub.is_dir() and not is_hidden(sub) and len(list_images(sub)) >= MIN_GOOD_IMAGES]
+        if holding:  # fit reads one folder's own images, not its subfolders': say which one to give
+            raise HLGFAError(f"{folder} holds {len(images)} image(s) of its own, but its subfolder {holding[0]} holds "
+                             f"{len(list_images(holding[0]))}: give that folder to fit (fit reads no subfolders).")
+    return enough_to_fit(images, f"{folder} holds", f" ({', '.join(sorted(IMAGE_EXTENSIONS))})")
 
 
 def good_image_paths(paths) -> list[Path]:

@@ -204,3 +204,17 @@ def test_every_presets_config_reads_back_and_a_wrong_type_is_refused(name, tmp_p
     assert _check_config(saved, tmp_path / "model.json") == preset(name)
     with pytest.raises(HLGFAError, match="map_normality_weight must be like"):
         _check_config({**saved, "map_normality_weight": "0.25"}, tmp_path / "model.json")
+
+
+def test_predict_notes_images_too_small_for_their_scores_to_mean_much(fitted, tmp_path, capsys):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, size in (("dot.png", (1, 1)), ("strip.png", (300, 5)), ("part.png", (64, 48))):
+        Image.new("RGB", size, (90, 80, 70)).save(src / name)
+    assert main(["predict", str(fitted[2]), str(src), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "2 image(s) are under 32 px" in notes[0]
+    assert "dot.png" in notes[0] and "strip.png" in notes[0] and "part.png" not in notes[0]
+    assert (tmp_path / "out" / "overlays" / "dot.png.png").is_file()  # still scored: a note, not a refusal

@@ -229,3 +229,41 @@ def test_a_jpeg_mask_is_named_in_a_warning_as_its_artefacts_count_as_defect(tmp_
         warnings.simplefilter("error")
         exact = load_mask(tmp_path / "m.png", (64, 64))
     assert exact.sum() == 400 and lossy.sum() > exact.sum()
+
+
+def test_a_linked_folder_is_walked_and_a_loop_of_links_is_not(tmp_path):
+    """A data set linked into a folder (``ln -s /data/bottle good``) is what a person means to predict; a link back up
+    the tree must not list anything twice, or never end."""
+    from PIL import Image
+    from hlgfa_lite.tools.cli import images_to_predict
+
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    for name in ("000.png", "001.png"):
+        Image.new("RGB", (8, 8)).save(real / name)
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "good").symlink_to(real, target_is_directory=True)
+    (real / "up").symlink_to(given, target_is_directory=True)  # a loop: elsewhere/up -> given/good -> elsewhere
+    assert [str(name) for _, name in images_to_predict([given])] == ["good/000.png", "good/001.png"]
+
+
+def test_fit_on_a_folder_whose_images_are_in_a_subfolder_names_that_subfolder(tmp_path):
+    rgb = np.zeros((40, 40, 3), dtype=np.uint8)
+    for name in ("000.png", "001.png", "002.png"):
+        write(tmp_path / "parts" / "good" / name, rgb)
+    with pytest.raises(HLGFAError, match=r"0 image\(s\) of its own, but its subfolder .*good holds 3"):
+        train_image_paths(tmp_path / "parts")
+    assert len(train_image_paths(tmp_path / "parts" / "good")) == 3
+
+
+@pytest.mark.parametrize("top", [200, 4000, 2_000_000_000])
+def test_32_bit_integer_images_are_scaled_by_the_depth_their_values_need(tmp_path, top):
+    """Mode "I" holds 32-bit integers whatever the camera's depth: 8-bit values are divided by 255, 16-bit ones by
+    65535 and larger ones by 2^31 - 1, so a 32-bit image is not clipped to white."""
+    ramp = np.linspace(0, top, 40 * 40).reshape(40, 40).astype(np.int32)
+    path = tmp_path / "deep.tif"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode == "I"
+    depth = 255 if top <= 255 else 65535 if top <= 65535 else 2 ** 31 - 1
+    np.testing.assert_allclose(load_image(path)[0].numpy(), ramp / depth, rtol=1e-6)

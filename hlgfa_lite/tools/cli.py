@@ -258,7 +258,7 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
     given (its path relative to that folder), in order; one line for a source that is missing or holds no image, or
     for two images that would be written under the same name. A folder's other files (not hidden ones) are named in
     one note, so that a photo in a format not read here is not passed over in silence."""
-    from ..data import IMAGE_EXTENSIONS, has_image_extension, is_hidden
+    from ..data import IMAGE_EXTENSIONS, files_below, has_image_extension
 
     found: dict[Path, Path] = {}  # name in the results -> image
     for source in sources:
@@ -266,8 +266,7 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
             images = [(source, Path(source.name))]
         elif source.is_dir():
             # every file a person put there (hidden ones are a system's), then the images among them
-            files = [(p, p.relative_to(source)) for p in sorted(source.rglob("*")) if p.is_file()
-                     and not is_hidden(p, source)]
+            files = [(p, p.relative_to(source)) for p in files_below(source)]
             images = [(p, name) for p, name in files if has_image_extension(p)]
             others = [str(name) for p, name in files if not has_image_extension(p)]
             if not images:
@@ -288,7 +287,7 @@ def predict_command(args) -> list[dict]:
     import numpy as np
 
     from .checkpoint import load
-    from ..data import load_image
+    from ..data import MIN_TRAINING_SIDE, load_image
     from .visualize import outline, overlay, save_png
 
     sources = [Path(source) for source in args.images]
@@ -300,8 +299,14 @@ def predict_command(args) -> list[dict]:
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
     cal = model.calibrated
+    tiny = []
     for path in paths:  # every image readable before anything is written
-        load_image(path, MAX_SIDE)
+        side = min(load_image(path, MAX_SIDE).shape[-2:])
+        if side < MIN_TRAINING_SIDE:
+            tiny.append(path.name)
+    if tiny:
+        print(f"note: {len(tiny)} image(s) are under {MIN_TRAINING_SIDE} px on a side, too small for their scores to "
+              "mean much (" + ", ".join(tiny[:3]) + (", ..." if len(tiny) > 3 else "") + ")")
     rows = []
     with exclusive(out):
         earlier = _read_rows(out / "scores.csv")
