@@ -35,6 +35,16 @@ MAX_SIDE = 4096  # the CLI's longest side: bigger images are downscaled while de
 MIN_TRAINING_SIDE = 32
 
 
+GRAY_SPREAD = 2 / 255  # channels this close on average are one gray value (a JPEG's chroma rounding stays under it)
+
+
+def is_grayscale(image: torch.Tensor) -> bool:
+    """(3, H, W) image, float in [0, 1] or uint8: its colour channels are (nearly) equal, as a grayscale camera's
+    are once expanded to RGB. Read on every 4th pixel of each axis, which is plenty for an average."""
+    sampled = image[:, ::4, ::4].float() / (255 if image.dtype == torch.uint8 else 1)
+    return bool((sampled.amax(0) - sampled.amin(0)).mean() <= GRAY_SPREAD)
+
+
 class TooManyPixels(HLGFAError):
     """An image over ``MAX_PIXELS`` (``width`` x ``height``; None when PIL's own bomb limit refused it first)."""
 

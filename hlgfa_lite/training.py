@@ -36,7 +36,7 @@ from .tools.cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheF
                     cache_features, hold_features, load_images, plan_cache)
 from .calibration import (CROSS_FIT_BELOW, CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration,
                           calibrate, fold_splits)
-from .data import good_image_paths
+from .data import good_image_paths, is_grayscale
 from .device import has_fast_bfloat16
 from .errors import HLGFAError
 from .metrics import pixel_auroc
@@ -72,6 +72,7 @@ class FitReport:
     cache_plan: CachePlan | None = None  # where the features were held (memory, disk, on the fly)
     prior_draws: tuple[int, int] = (0, 0)  # draws whose high-res priors were computed (the heads read them), of all
     map_scale_auroc: dict[str, float] = field(default_factory=dict)  # "auto": synthetic pixel AUROC of each scale
+    grayscale: bool = False  # every good image was gray (``data.is_grayscale``): predict notes colour images then
 
 
 def head_reads(cfg, n_images: int, draws: int, steps: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -468,6 +469,7 @@ def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
     # all at once, before any work: an unreadable image stops the fit, and shapes are compared across the whole set
     images = load_images(train_paths + holdout_paths, cfg.hr_size)
     train_images, holdout_images = images[:len(train_paths)], images[len(train_paths):]
+    report.grayscale = all(is_grayscale(image) for image in images)
     cache = hold_features(model, train_images, plan, progress=progress, wanted=wanted)
     try:
         fit_normality(model, cache, progress=progress)

@@ -218,3 +218,26 @@ def test_predict_notes_images_too_small_for_their_scores_to_mean_much(fitted, tm
     assert len(notes) == 1 and "2 image(s) are under 32 px" in notes[0]
     assert "dot.png" in notes[0] and "strip.png" in notes[0] and "part.png" not in notes[0]
     assert (tmp_path / "out" / "overlays" / "dot.png.png").is_file()  # still scored: a note, not a refusal
+
+
+def test_predict_notes_images_of_another_colour_kind_than_the_fit(tmp_path, capsys):
+    """A head fitted on a grayscale camera's images reads colour as a defect, and the other way round: the fit
+    record says which kind it saw, and predict names the images of the other kind in one note."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good"
+    good.mkdir()
+    for n in range(3):
+        Image.fromarray(rng.integers(100, 140, (48, 48), dtype=np.uint8)).save(good / f"{n}.png")  # mode "L"
+    run = tmp_path / "run"
+    assert main(["fit", str(good), "--out", str(run), "--steps", "2", "--quiet"]) == 0
+    assert json.loads((run / "model.json").read_text())["fit"]["grayscale"] is True
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    Image.fromarray(rng.integers(100, 140, (48, 48), dtype=np.uint8)).convert("RGB").save(parts / "gray.jpg")
+    Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(parts / "colour.png")
+    capsys.readouterr()
+    assert main(["predict", str(run), str(parts), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "fitted on grayscale images and 1 of these are in colour (colour.png)" in notes[0]

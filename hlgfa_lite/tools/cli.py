@@ -113,7 +113,7 @@ def fit_into(out: Path, paths: list[Path], args) -> dict:
         "preset": args.preset, "data": str(Path(args.data).resolve()), "n_train": report.n_train, "n_holdout": report.n_holdout,
         "steps": report.steps, "batch_size": report.batch_size, "precision": report.precision,
         "seconds": round(seconds, 1), "first_loss": report.losses[0], "last_loss": report.losses[-1],
-        "map_scale_auroc": report.map_scale_auroc}})
+        "map_scale_auroc": report.map_scale_auroc, "grayscale": report.grayscale}})
     cal = model.calibration
     print(f"fit done in {seconds:.0f} s (features {report.cache_seconds:.0f} s, head {report.train_seconds:.0f} s); "
           f"loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}")
@@ -253,6 +253,11 @@ def check_predict_targets(out: Path, relatives: list[Path], save_maps: bool) -> 
                              "another --out.")
 
 
+def named(names: list[str], most: int = 3) -> str:
+    """The first few of ``names`` for a one-line note: "a.png, b.png, ..."."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
 def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
     """(image, its name in the results) for each image file given (its file name) and each image inside each folder
     given (its path relative to that folder), in order; one line for a source that is missing or holds no image, or
@@ -272,8 +277,7 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
             if not images:
                 raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
             if others:
-                print(f"note: {len(others)} file(s) in {source} are not images and are skipped ("
-                      + ", ".join(others[:3]) + (", ..." if len(others) > 3 else "") + ")")
+                print(f"note: {len(others)} file(s) in {source} are not images and are skipped ({named(others)})")
         else:
             raise HLGFAError(f"{source} does not exist; give image files or folders of images.")
         for image, name in images:
@@ -287,7 +291,8 @@ def predict_command(args) -> list[dict]:
     import numpy as np
 
     from .checkpoint import load
-    from ..data import MIN_TRAINING_SIDE, load_image
+    from .checkpoint import read_metadata
+    from ..data import MIN_TRAINING_SIDE, is_grayscale, load_image
     from .visualize import outline, overlay, save_png
 
     sources = [Path(source) for source in args.images]
@@ -299,14 +304,22 @@ def predict_command(args) -> list[dict]:
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
     cal = model.calibrated
-    tiny = []
+    record = read_metadata(args.run_dir).get("fit")
+    fitted_gray = record.get("grayscale") if isinstance(record, dict) else None  # None: a checkpoint that never said
+    tiny, other_colour = [], []
     for path in paths:  # every image readable before anything is written
-        side = min(load_image(path, MAX_SIDE).shape[-2:])
-        if side < MIN_TRAINING_SIDE:
+        image = load_image(path, MAX_SIDE)
+        if min(image.shape[-2:]) < MIN_TRAINING_SIDE:
             tiny.append(path.name)
+        if fitted_gray is not None and is_grayscale(image) != fitted_gray:
+            other_colour.append(path.name)
     if tiny:
         print(f"note: {len(tiny)} image(s) are under {MIN_TRAINING_SIDE} px on a side, too small for their scores to "
-              "mean much (" + ", ".join(tiny[:3]) + (", ..." if len(tiny) > 3 else "") + ")")
+              f"mean much ({named(tiny)})")
+    if other_colour:
+        fitted, given = ("grayscale", "in colour") if fitted_gray else ("colour", "grayscale")
+        print(f"note: this checkpoint was fitted on {fitted} images and {len(other_colour)} of these are {given} "
+              f"({named(other_colour)}): their scores may read the difference as a defect")
     rows = []
     with exclusive(out):
         earlier = _read_rows(out / "scores.csv")
