@@ -49,6 +49,9 @@ VERDICTS = (NORMAL, BORDERLINE, ANOMALOUS)
 # 1 % is what keeps unseen bottles under 5 % (benchmarks/CALIBRATION.md)
 DEFAULT_TARGET_FPR = 0.01
 DEFAULT_CONFIDENCE = 0.95  # probability over the calibration draw that the target holds
+# a sensitivity s moves a threshold t to c + (t - c) / s around the typical good score c: beyond 100x either way the
+# threshold sits on c or out of any score's reach, and s = 1e-300 would overflow
+MIN_SENSITIVITY, MAX_SENSITIVITY = 0.01, 100.0
 CROSS_FIT_BELOW = 8  # fewer held-out images than this: add cross-fitted scores of the training images
 CROSS_FIT_FOLDS = 3  # fold models behind the out-of-fold scores (each fitted without a third of the images)
 
@@ -148,8 +151,9 @@ class Calibration:
     @staticmethod
     def check_sensitivity(sensitivity: float) -> float:
         if isinstance(sensitivity, bool) or not isinstance(sensitivity, (int, float)) \
-                or not math.isfinite(sensitivity) or sensitivity <= 0:
-            raise HLGFAError(f"sensitivity must be a finite number > 0 (1 = as calibrated), got {sensitivity}.")
+                or not MIN_SENSITIVITY <= sensitivity <= MAX_SENSITIVITY:  # NaN fails this too
+            raise HLGFAError(f"sensitivity must be a number in [{MIN_SENSITIVITY}, {MAX_SENSITIVITY}] (1 = as "
+                             f"calibrated), got {sensitivity}.")
         return float(sensitivity)
 
     def _moved(self, threshold: float, base: float, sensitivity: float) -> float:

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from .errors import HLGFAError
 
 
+MAX_STEPS = 1_000_000  # far beyond any fit (lite stops at 500); the plan of a head's reads is held in memory
+MAX_BATCH_SIZE = 256  # images per head step: a step's features and activations must fit in memory
+
+
 @dataclass
 class HLGFAConfig:
     # --- backbone: one frozen timm network, run twice --------------------------------------------------
@@ -107,8 +111,9 @@ class HLGFAConfig:
         # 32 px is one stride-32 cell; beyond 4096 px (load_image's downscale) the features alone need gigabytes
         ("hr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
         ("lr_size", lambda v: 32 <= v <= 4096, "in [32, 4096]"),
-        ("steps", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
-        ("min_batch_size", lambda v: v >= 0, ">= 0"),
+        ("steps", lambda v: 1 <= v <= MAX_STEPS, f"in [1, {MAX_STEPS}]"),
+        ("batch_size", lambda v: 1 <= v <= MAX_BATCH_SIZE, f"in [1, {MAX_BATCH_SIZE}]"),
+        ("min_batch_size", lambda v: 0 <= v <= MAX_BATCH_SIZE, f"in [0, {MAX_BATCH_SIZE}]"),
         ("passes", lambda v: 0 <= v <= 1e6, "in [0, 1e6]"),
         ("aug_copies", lambda v: v >= 0, ">= 0"), ("aug_budget", lambda v: v >= 0, ">= 0"),
         ("head_draws", lambda v: v >= 0, ">= 0"),

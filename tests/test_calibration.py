@@ -51,7 +51,7 @@ def test_a_broken_score_is_an_error_never_normal(bad):
         cal.verdict(bad)
 
 
-@pytest.mark.parametrize("sensitivity", [float("nan"), 0.0, -1.0, float("inf"), "2", True])
+@pytest.mark.parametrize("sensitivity", [float("nan"), 0.0, -1.0, float("inf"), "2", True, 1e-300, 1e9])
 def test_bad_sensitivity_is_refused(sensitivity):
     cal = calibrate(torch.tensor([2.0, 2.1]), MAPS)
     with pytest.raises(HLGFAError, match="sensitivity"):

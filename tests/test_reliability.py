@@ -65,13 +65,16 @@ def run_cli(args, capsys) -> tuple[int, str]:
 # --- arguments checked when parsed ---------------------------------------------------------------------------
 @pytest.mark.parametrize("flag, value", [("--steps", "0"), ("--steps", "-5"), ("--batch-size", "0"),
                                          ("--batch-size", "-1"), ("--epochs", "0"), ("--seed", "-1"),
-                                         ("--target-fpr", "0"), ("--target-fpr", "nan"), ("--confidence", "1")])
+                                         ("--target-fpr", "0"), ("--target-fpr", "nan"), ("--confidence", "1"),
+                                         # beyond what memory holds: the plan of reads, a step's batch
+                                         ("--steps", "1000001"), ("--steps", "99999999999999999999"),
+                                         ("--steps", "1" + "0" * 400), ("--batch-size", "100000")])
 def test_fit_arguments_are_checked_when_parsed(flag, value, sample, tmp_path, capsys):
     code, err = run_cli(["fit", sample, "--out", tmp_path / "run", flag, value], capsys)
     assert code == 2 and flag in err and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "abc"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "abc", "1e-300", "101"])
 def test_sensitivity_is_checked_when_parsed(value, tiny_run, sample, tmp_path, capsys):
     code, err = run_cli(["predict", tiny_run, sample / "test" / "good", "--out", tmp_path / "p", "--sensitivity",
                          value], capsys)
@@ -469,6 +472,8 @@ def resign(run: Path, **changes) -> None:
     ("calibration.map_vmax", -5.0, "map_vmax"),
     ("calibration.n_images", "21", "n_images"),
     ("config.steps", -3, "steps"),
+    ("config.steps", 10 ** 9, r"steps .*in \[1, 1000000\]"),  # a plan of reads of gigabytes, refused
+    ("config.batch_size", 100_000, "batch_size"),
     ("config.holdout_fraction", 2.0, "holdout_fraction"),
     ("config.smooth_sigma", "4", "smooth_sigma"),
     ("hr_size", "512", "hr_size"),

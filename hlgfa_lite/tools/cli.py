@@ -17,8 +17,8 @@ import time
 import warnings
 from pathlib import Path
 
-from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
-from ..config import PRESETS
+from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, MAX_SENSITIVITY, MIN_SENSITIVITY
+from ..config import MAX_BATCH_SIZE, MAX_STEPS, PRESETS
 from ..data import MAX_SIDE  # images are downscaled to this longer side while decoding
 from ..device import resolve_device
 from ..errors import HLGFAError
@@ -36,14 +36,22 @@ def _number(kind, test, wanted: str):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number ({wanted})") from None
-        if not math.isfinite(value) or not test(value):
-            raise argparse.ArgumentTypeError(f"{text} must be {wanted}")
+        try:
+            usable = math.isfinite(value) and test(value)
+        except OverflowError:  # a whole number too large for a float
+            usable = False
+        if not usable:
+            raise argparse.ArgumentTypeError(f"{text[:40]} must be {wanted}")
         return value
 
     return parse
 
 
 positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+steps_int = _number(int, lambda v: 1 <= v <= MAX_STEPS, f"a whole number in [1, {MAX_STEPS}]")
+batch_int = _number(int, lambda v: 1 <= v <= MAX_BATCH_SIZE, f"a whole number in [1, {MAX_BATCH_SIZE}]")
+sensitivity_float = _number(float, lambda v: MIN_SENSITIVITY <= v <= MAX_SENSITIVITY,
+                            f"a number in [{MIN_SENSITIVITY}, {MAX_SENSITIVITY}] (1 = as calibrated)")
 seed_int = _number(int, lambda v: 0 <= v < 2**63, "a whole number >= 0")
 port_int = _number(int, lambda v: 1 <= v <= 65535, "a port number 1-65535")
 positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
@@ -477,7 +485,7 @@ def runtime(p: argparse.ArgumentParser) -> None:
 
 def count_options(p: argparse.ArgumentParser, steps_help: str) -> None:
     """--steps and --seed, parsed alike by every command that fits (0 steps is refused, never "the default")."""
-    p.add_argument("--steps", type=positive_int, default=None, help=steps_help)
+    p.add_argument("--steps", type=steps_int, default=None, help=steps_help)
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the head, the draws and the split (default 0)")
 
 
@@ -500,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     count_options(p, "exactly this many head steps (default: the preset's rule, lite: 5 passes within 125-500)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="passes over the training images (steps follow the data, at most the preset's steps)")
-    p.add_argument("--batch-size", type=positive_int, default=None,
+    p.add_argument("--batch-size", type=batch_int, default=None,
                    help="exactly this many images per head step (default: the preset's rule, lite: 16, or 8-15 on "
                         "sets under 400 images)")
     p.add_argument("--target-fpr", type=fpr_float, default=DEFAULT_TARGET_FPR,
@@ -528,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files and folders (searched recursively), e.g. a shell's *.png")
     p.add_argument("--out", required=True, help="results folder: scores.csv, overlays/, maps/")
     p.add_argument("--save-maps", action="store_true", help="raw float32 maps as maps/<path>.npy")
-    p.add_argument("--sensitivity", type=positive_float, default=1.0, help=">1 flags more images, <1 fewer")
+    p.add_argument("--sensitivity", type=sensitivity_float, default=1.0, help=">1 flags more images, <1 fewer")
     common(p)
     runtime(p)
     p.set_defaults(func=predict_command)
@@ -536,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quickstart", help="fit, evaluate and draw on the bundled sample, offline")
     p.add_argument("--out", default="runs/quickstart",
                    help="run folder (default %(default)s; an existing one is kept, the run goes to <out>-2, -3, ...)")
-    p.add_argument("--steps", type=positive_int, default=None,
+    p.add_argument("--steps", type=steps_int, default=None,
                    help="exactly this many head steps (default: the lite rule, 5 passes within 125-500)")
     common(p)
     p.set_defaults(func=quickstart_command)
