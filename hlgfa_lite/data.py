@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import HLGFAError
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF's first frame
 # the one pixel limit for every way an image enters (library, CLI, demo): refused before decoding, since a
 # decompression bomb or a panorama would otherwise take gigabytes; downscale it first
 MAX_PIXELS = 100_000_000
@@ -300,12 +300,16 @@ def train_image_paths(root: str | Path) -> list[Path]:
             raise HLGFAError(f"{root} has no train/good folder; put the defect-free images in {folder}.")
         folder = root
     images = list_images(folder)
-    if len(images) < MIN_GOOD_IMAGES:
-        holding = [sub for sub in sorted(folder.iterdir(), key=natural_key)
-                   if sub.is_dir() and not is_hidden(sub) and len(list_images(sub)) >= MIN_GOOD_IMAGES]
-        if holding:  # fit reads one folder's own images, not its subfolders': say which one to give
-            raise HLGFAError(f"{folder} holds {len(images)} image(s) of its own, but its subfolder {holding[0]} holds "
-                             f"{len(list_images(holding[0]))}: give that folder to fit (fit reads no subfolders).")
+    # fit reads one folder's own images, not its subfolders': say so where a subfolder holds images too
+    holding = [sub for sub in sorted(folder.iterdir(), key=natural_key)
+               if sub.is_dir() and not is_hidden(sub) and list_images(sub)]
+    if holding and len(images) < MIN_GOOD_IMAGES:
+        raise HLGFAError(f"{folder} holds {len(images)} image(s) of its own, but its subfolder {holding[0]} holds "
+                         f"{len(list_images(holding[0]))}: give that folder to fit (fit reads no subfolders).")
+    if holding:
+        warnings.warn(f"fit reads the {len(images)} images in {folder} itself, not those in its subfolders ("
+                      + ", ".join(sub.name for sub in holding[:3]) + (", ..." if len(holding) > 3 else "")
+                      + "): move them up to train on them too.", stacklevel=2)
     return enough_to_fit(images, f"{folder} holds", f" ({', '.join(sorted(IMAGE_EXTENSIONS))})")
 
 

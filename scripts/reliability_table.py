@@ -106,6 +106,11 @@ def cases(tmp: Path, busy: socket.socket) -> list[tuple[str, str, list, int]]:
     Image.new("L", (10, 30), 255).save(first)  # another image's shape
     fit = ["fit", sample, "--out", tmp / "run"]
     predict = ["predict", tiny, good, "--out", tmp / "pred"]
+    earlier = tmp / "earlier"  # an --out holding another image's 000.png result, and one of another checkpoint's
+    shutil.copytree(good, tmp / "other_000")
+    run(["predict", tiny, tmp / "other_000" / "000.png", "--out", earlier])
+    other_tiny = edited(tiny, tmp / "other_tiny", lambda m: m["calibration"].update(
+        image_threshold=m["calibration"]["image_threshold"] * 1.01))
     return [
         ("arguments", "`fit --steps 0`", fit + ["--steps", "0"], 2),
         ("arguments", "`fit --steps -5`", fit + ["--steps", "-5"], 2),
@@ -114,6 +119,9 @@ def cases(tmp: Path, busy: socket.socket) -> list[tuple[str, str, list, int]]:
         ("arguments", "`fit --target-fpr 0.7`", fit + ["--target-fpr", "0.7"], 2),
         ("arguments", "`predict --sensitivity nan`", predict + ["--sensitivity", "nan"], 2),
         ("arguments", "`predict --sensitivity 0`", predict + ["--sensitivity", "0"], 2),
+        ("arguments", "`predict --sensitivity 1e-300`", predict + ["--sensitivity", "1e-300"], 2),
+        ("arguments", "`fit --steps 100000000`", fit + ["--steps", "100000000"], 2),
+        ("arguments", "`fit --batch-size 100000`", fit + ["--batch-size", "100000"], 2),
         ("arguments", "`demo --port 70000`", ["demo", "--port", "70000"], 2),
         ("outputs", "`fit --out` is an existing file", ["fit", sample, "--out", tmp / "file", "--steps", "1"], 2),
         ("outputs", "`fit --out` inside the training data", ["fit", sample, "--out", sample / "run", "--steps", "1"], 2),
@@ -123,6 +131,10 @@ def cases(tmp: Path, busy: socket.socket) -> list[tuple[str, str, list, int]]:
         ("outputs", "`evaluate --json` is a checkpoint's model.json", ["evaluate", tiny, sample, "--json",
                                                                       tiny / METADATA], 2),
         ("outputs", "`evaluate --json` is a user's file", ["evaluate", tiny, sample, "--json", tmp / "file"], 2),
+        ("outputs", "`predict` of another folder's `000.png` into an `--out` that holds the first one's result",
+         ["predict", tiny, good / "000.png", "--out", earlier], 2),
+        ("outputs", "`predict` of another checkpoint into an `--out` that holds scores",
+         ["predict", other_tiny, tmp / "other_000" / "000.png", "--out", earlier], 2),
         ("images", "196-megapixel PNG (decompression bomb)",
          ["predict", tiny, bomb(tmp / "bomb" / "x.png", 14000), "--out", tmp / "p1"], 2),
         ("images", "truncated PNG", ["predict", tiny, tmp / "corrupt", "--out", tmp / "p2"], 2),
@@ -175,7 +187,8 @@ def main_table(out: Path) -> int:
             "* a NaN or infinite score is an error, never a *normal* verdict;",
             "* two `predict` runs into one `--out` keep both runs' rows; a concurrent one is refused; `x.png` and "
             "`x.jpg` get separate outputs (`x.png.png`, `x.jpg.png`); an interrupted `predict` lists in "
-            "`scores.csv` every image whose overlay it wrote, each file written whole;",
+            "`scores.csv` every image whose overlay it wrote, each file written whole; each row names its image's "
+            "absolute path, its overlay and the checksum of the checkpoint that scored it;",
             "* a second `fit` into the `--out` of a running one is refused at its start;",
             "* a mask's 0 is good however much of the image its defect covers; over half gets one warning line.",
             "",

@@ -135,8 +135,11 @@ def test_cli_fit_predict_evaluate_on_the_sample(sample, tmp_path, capsys):
     out = tmp_path / "pred"
     assert main(["predict", str(run), str(images), "--out", str(out), "--save-maps", "--quiet"]) == 0
     rows = list(csv.DictReader((out / "scores.csv").open()))
-    assert [r["path"] for r in rows] == [str(p) for p in sorted(images.glob("*.png"))]
-    assert list(rows[0]) == ["path", "score", "verdict", "is_anomalous", "threshold", "sensitivity"]
+    assert [r["path"] for r in rows] == [str(p.resolve()) for p in sorted(images.glob("*.png"))]
+    assert list(rows[0]) == ["path", "score", "verdict", "is_anomalous", "threshold", "sensitivity", "overlay",
+                             "checkpoint"]
+    assert [r["overlay"] for r in rows] == [f"{p.name}.png" for p in sorted(images.glob("*.png"))]
+    assert {r["checkpoint"] for r in rows} == {meta["checksum"]}
     assert {r["verdict"] for r in rows} <= {"normal", "borderline", "anomalous"}
     for path in images.glob("*.png"):
         saved = np.load(out / "maps" / f"{path.name}.npy")
@@ -241,3 +244,21 @@ def test_predict_notes_images_of_another_colour_kind_than_the_fit(tmp_path, caps
     assert main(["predict", str(run), str(parts), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "fitted on grayscale images and 1 of these are in colour (colour.png)" in notes[0]
+
+
+def test_predict_reads_gifs_in_folders_and_notes_files_with_several_frames(fitted, tmp_path, capsys):
+    """A GIF is read wherever it is given, as any other image; a file with several frames or pages is scored on the
+    first, and predict says so rather than miss a defect on page two in silence."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ("gray", "white")]
+    frames[0].save(src / "animated.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:])
+    frames[0].save(src / "single.png")
+    assert main(["predict", str(fitted[2]), str(src), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == ["note: 2 file(s) hold several frames or pages; only the first of each is scored (animated.gif, "
+                     "pages.tif)"]
+    assert (tmp_path / "out" / "overlays" / "animated.gif.png").is_file()

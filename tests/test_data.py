@@ -255,6 +255,10 @@ def test_fit_on_a_folder_whose_images_are_in_a_subfolder_names_that_subfolder(tm
     with pytest.raises(HLGFAError, match=r"0 image\(s\) of its own, but its subfolder .*good holds 3"):
         train_image_paths(tmp_path / "parts")
     assert len(train_image_paths(tmp_path / "parts" / "good")) == 3
+    for name in ("000.png", "001.png"):  # images of its own too: those are read, and the subfolder is named
+        write(tmp_path / "parts" / name, rgb)
+    with pytest.warns(UserWarning, match=r"reads the 2 images in .*parts itself, not those in its subfolders \(good\)"):
+        assert [p.name for p in train_image_paths(tmp_path / "parts")] == ["000.png", "001.png"]
 
 
 @pytest.mark.parametrize("top", [200, 4000, 2_000_000_000])

@@ -224,6 +224,47 @@ def test_two_predict_runs_into_one_out_keep_both_rows_and_a_concurrent_one_is_re
     assert code == 2 and "another hlgfa-lite run" in err
 
 
+def test_a_later_predict_never_overwrites_an_earlier_images_result_nor_mixes_in_another_checkpoints(
+        tiny_run, tmp_path, capsys):
+    """Two folders' x.png into one --out in two runs: the second would overwrite the first's overlay while the table
+    still named the first image, so it is refused; so is a run of another checkpoint, whose scores mean other things.
+    The same image again is scored again, its row replaced."""
+    import csv
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / folder / "x.png")
+    out = tmp_path / "out"
+    assert run_cli(["predict", tiny_run, tmp_path / "a" / "x.png", "--out", out], capsys)[0] == 0
+    before = (out / "overlays" / "x.png.png").read_bytes()
+    code, err = run_cli(["predict", tiny_run, tmp_path / "b" / "x.png", "--out", out], capsys)
+    assert code == 2 and "is the result of" in err and str(tmp_path / "a" / "x.png") in err
+    assert (out / "overlays" / "x.png.png").read_bytes() == before
+    assert run_cli(["predict", tiny_run, tmp_path / "a" / "x.png", "--out", out], capsys)[0] == 0  # the same image
+    assert len(list(csv.DictReader((out / "scores.csv").open()))) == 1
+    other = copy_run(tiny_run, tmp_path / "other")
+    meta = json.loads((other / METADATA).read_text())
+    meta["calibration"]["image_threshold"] *= 1.01  # another head's calibration: another checksum
+    meta["checksum"] = checksum(meta)
+    (other / METADATA).write_text(json.dumps(meta))
+    code, err = run_cli(["predict", other, tmp_path / "a" / "x.png", "--out", out], capsys)
+    assert code == 2 and "another checkpoint" in err
+
+
+def test_a_scores_table_from_before_the_overlay_and_checkpoint_columns_is_kept(tiny_run, tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scores.csv").write_text("path,score,verdict,is_anomalous,threshold,sensitivity\n"
+                                    "old.png,1.0,normal,False,2.0,1.0\n")
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(tmp_path / "new.png")
+    assert run_cli(["predict", tiny_run, tmp_path / "new.png", "--out", out], capsys)[0] == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert [Path(r["path"]).name for r in rows] == ["old.png", "new.png"] and rows[0]["overlay"] == ""
+
+
 def test_a_second_fit_into_the_same_out_is_refused_at_its_start_and_the_lock_goes_with_the_run(sample, tmp_path,
                                                                                                 capsys):
     import fcntl

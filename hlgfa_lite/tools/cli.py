@@ -189,7 +189,10 @@ def evaluate_command(args):
 
 
 # --- predict --------------------------------------------------------------------------------------------------
-SCORE_FIELDS = ["path", "score", "verdict", "is_anomalous", "threshold", "sensitivity"]
+# path: the image, absolute; overlay: its picture under --out/overlays; checkpoint: the checksum of the head that
+# scored it. A table written before the last two columns existed is still read (and kept) without them
+SCORE_FIELDS = ["path", "score", "verdict", "is_anomalous", "threshold", "sensitivity", "overlay", "checkpoint"]
+REQUIRED_FIELDS = SCORE_FIELDS[:6]
 
 
 def output_name(relative: Path, suffix: str) -> Path:
@@ -203,7 +206,7 @@ def _row_problem(row: dict) -> str | None:
 
     if None in row:
         return "more fields than the header"
-    missing = [name for name in SCORE_FIELDS if row.get(name) is None]
+    missing = [name for name in REQUIRED_FIELDS if row.get(name) is None]
     if missing:
         return f"no {missing[0]} field"
     if not row["path"]:
@@ -233,7 +236,7 @@ def _read_rows(path: Path) -> list[dict]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise HLGFAError(f"{path} exists but cannot be read ({exc}); {advice}") from None
-    if reader.fieldnames is not None and set(reader.fieldnames) != set(SCORE_FIELDS):
+    if reader.fieldnames is not None and set(reader.fieldnames) not in (set(SCORE_FIELDS), set(REQUIRED_FIELDS)):
         raise HLGFAError(f"{path} was not written by this hlgfa-lite (columns {sorted(map(str, reader.fieldnames))}); "
                          f"{advice}")
     for number, row in enumerate(rows, 2):
@@ -242,6 +245,21 @@ def _read_rows(path: Path) -> list[dict]:
             raise HLGFAError(f"{path} line {number} is malformed ({problem}): an earlier run's scores cannot be kept; "
                              f"{advice}")
     return rows
+
+
+def check_earlier_rows(out: Path, earlier: list[dict], images: list[tuple[Path, Path]], checkpoint: str) -> None:
+    """Before any image is scored: an earlier run's rows in --out come from the same checkpoint, and no picture it
+    wrote belongs to another image of the same name (``x.png`` from two folders), which this run would overwrite
+    while the table still named the first image."""
+    if any(row.get("checkpoint") not in (None, "", checkpoint) for row in earlier):
+        raise HLGFAError(f"{out} holds scores from another checkpoint; predict into another --out, or move "
+                         f"{out / 'scores.csv'} away.")
+    owners = {row["overlay"]: row["path"] for row in earlier if row.get("overlay")}
+    for image, relative in images:
+        name = output_name(relative, ".png").as_posix()
+        if owners.get(name, str(image.resolve())) != str(image.resolve()):
+            raise HLGFAError(f"{out / 'overlays' / name} is the result of {owners[name]}, from an earlier run; "
+                             f"predict {image} into another --out.")
 
 
 def check_predict_targets(out: Path, relatives: list[Path], save_maps: bool) -> None:
@@ -298,29 +316,37 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
 def predict_command(args) -> list[dict]:
     import numpy as np
 
-    from .checkpoint import load
-    from .checkpoint import read_metadata
-    from ..data import MIN_TRAINING_SIDE, is_grayscale, load_image
+    from .checkpoint import load, read_metadata
+    from ..data import MIN_TRAINING_SIDE, decode, is_grayscale, load_image, pil_to_tensor
     from .visualize import outline, overlay, save_png
 
     sources = [Path(source) for source in args.images]
     images = images_to_predict(sources)  # [(image, name in the results)]
     paths = [path for path, _ in images]
     out = check_output_dir(Path(args.out), sources)
-    _read_rows(out / "scores.csv")  # every check of --out and its files before any slow work (read again below)
+    metadata = read_metadata(args.run_dir)
+    checkpoint = metadata["checksum"]
+    # every check of --out and its files before any slow work (again below, once --out is held)
+    check_earlier_rows(out, _read_rows(out / "scores.csv"), images, checkpoint)
     check_predict_targets(out, [relative for _, relative in images], args.save_maps)
     model = load(args.run_dir, device=resolve_device(args.device), weights=args.weights,
                  backbone_runtime=args.backbone_runtime)
     cal = model.calibrated
-    record = read_metadata(args.run_dir).get("fit")
+    record = metadata.get("fit")
     fitted_gray = record.get("grayscale") if isinstance(record, dict) else None  # None: a checkpoint that never said
-    tiny, other_colour = [], []
+    tiny, other_colour, several_frames = [], [], []
     for path in paths:  # every image readable before anything is written
-        image = load_image(path, MAX_SIDE)
+        decoded = decode(path, MAX_SIDE)
+        image = pil_to_tensor(decoded.image)
         if min(image.shape[-2:]) < MIN_TRAINING_SIDE:
             tiny.append(path.name)
         if fitted_gray is not None and is_grayscale(image) != fitted_gray:
             other_colour.append(path.name)
+        if decoded.multi_frame:
+            several_frames.append(path.name)
+    if several_frames:
+        print(f"note: {len(several_frames)} file(s) hold several frames or pages; only the first of each is scored "
+              f"({named(several_frames)})")
     if tiny:
         print(f"note: {len(tiny)} image(s) are under {MIN_TRAINING_SIDE} px on a side, too small for their scores to "
               f"mean much ({named(tiny)})")
@@ -331,6 +357,7 @@ def predict_command(args) -> list[dict]:
     rows = []
     with exclusive(out):
         earlier = _read_rows(out / "scores.csv")
+        check_earlier_rows(out, earlier, images, checkpoint)
         check_predict_targets(out, [relative for _, relative in images], args.save_maps)
         try:
             for path, relative in images:
@@ -339,14 +366,16 @@ def predict_command(args) -> list[dict]:
                 verdict = cal.verdict(score, args.sensitivity)  # NaN/inf: HLGFAError, never "normal"
                 picture = overlay(image, anomaly_map, cal.map_vmin, cal.map_vmax)
                 picture = outline(picture, cal.mask(anomaly_map.numpy(), args.sensitivity))
-                save_png(picture, out / "overlays" / output_name(relative, ".png"))
+                overlay_name = output_name(relative, ".png")
+                save_png(picture, out / "overlays" / overlay_name)
                 if args.save_maps:
                     saved = io.BytesIO()
                     np.save(saved, anomaly_map.numpy().astype(np.float32))
                     write_bytes(out / "maps" / output_name(relative, ".npy"), saved.getvalue(), what="map")
-                rows.append({"path": str(path), "score": score, "verdict": verdict,
+                rows.append({"path": str(path.resolve()), "score": score, "verdict": verdict,
                              "is_anomalous": verdict == "anomalous", "threshold": cal.threshold(args.sensitivity),
-                             "sensitivity": args.sensitivity})
+                             "sensitivity": args.sensitivity, "overlay": overlay_name.as_posix(),
+                             "checkpoint": checkpoint})
                 print(f"{score:8.3f}  {verdict.upper():<10}  {path}")
         finally:  # interrupted or stopped too: the table lists every image whose overlay was written
             scored = {row["path"] for row in rows}
