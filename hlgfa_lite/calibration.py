@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,6 +174,11 @@ class Calibration:
 
     def verdict(self, score: float, sensitivity: float = 1.0) -> str:
         """'normal', 'borderline' or 'anomalous'; a NaN or infinite score is an error, never 'normal'."""
+        if isinstance(score, torch.Tensor) and score.numel() == 1:
+            score = score.item()
+        if isinstance(score, (str, bytes, bool)) or not isinstance(score, numbers.Real):
+            raise HLGFAError(f"verdict takes one image's score (a number), got {type(score).__name__}; for many "
+                             "scores call it once per score.")
         score = float(score)
         if not math.isfinite(score):
             raise HLGFAError(f"the image score is {score}: the model or the image is broken; nothing was judged.")

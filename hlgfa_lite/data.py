@@ -318,12 +318,23 @@ def good_image_paths(paths) -> list[Path]:
     or a plain folder of images); ``HLGFAError`` for too few, or an entry that is not a file."""
     if isinstance(paths, (str, Path)):
         return train_image_paths(paths)
-    paths = [Path(p) for p in paths]
+    try:
+        paths = [Path(p) for p in paths]
+    except TypeError:  # None, bytes, a number: neither a folder nor a list of files
+        raise HLGFAError(f"fit takes a folder or a list of image files, got {type(paths).__name__} "
+                         "(fit(model, 'path/to/bottle')).") from None
     missing = next((p for p in paths if not p.is_file()), None)
     if missing is not None:
         what = "a folder" if missing.is_dir() else "not found"
         raise HLGFAError(f"{missing} is {what}: fit takes image files, or one folder (fit(model, 'path/to/bottle')).")
-    return enough_to_fit(paths, "fit was given")
+    first: dict[Path, Path] = {}  # each image once, where it was first given
+    for path in paths:
+        first.setdefault(path.resolve(), path)
+    unique = list(first.values())
+    if len(unique) < len(paths):  # a held-out copy of a training image would calibrate on an image the head saw
+        warnings.warn(f"{len(paths) - len(unique)} of the {len(paths)} paths given to fit name an image given before; "
+                      "each image is used once.", stacklevel=2)
+    return enough_to_fit(unique, "fit was given")
 
 
 MIN_GOOD_IMAGES = 2  # one to train on, one held out to calibrate

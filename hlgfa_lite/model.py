@@ -59,6 +59,8 @@ def checked_images(images, shape: str = "(B, 3, H, W)", values: bool = True) -> 
     if not images.is_floating_point():
         raise HLGFAError(f"images must be floats in [0, 1], got {images.dtype}; for 8-bit images use "
                          "images.float() / 255.")
+    if 0 in images.shape:
+        raise HLGFAError(f"images must have pixels, got shape {size}.")
     if not values:
         return images
     low, high = (v.item() for v in torch.aminmax(images.detach()))
@@ -244,9 +246,9 @@ class HLGFA(nn.Module):
         calibrated scale: a model that was neither fitted nor loaded raises ``HLGFAError`` (``inspect`` and
         ``score_batch`` still show an unfitted model's maps, as the lessons do)."""
         _ = self.calibrated  # the "not calibrated" error, before any work
-        if isinstance(images, torch.Tensor):
-            raise HLGFAError("predict takes a list of (3, H, W) images, each at its own size; for a batch "
-                             "(B, 3, H, W) of one size call score_batch.")
+        if isinstance(images, torch.Tensor) or not isinstance(images, (list, tuple)):
+            raise HLGFAError(f"predict takes a list of (3, H, W) images, each at its own size, got "
+                             f"{type(images).__name__}; for a batch (B, 3, H, W) of one size call score_batch.")
         results = []
         for image in images:
             checked_images(image, "(3, H, W)", values=False)  # its own shape's words; inspect checks the values

@@ -271,3 +271,16 @@ def test_32_bit_integer_images_are_scaled_by_the_depth_their_values_need(tmp_pat
     assert Image.open(path).mode == "I"
     depth = 255 if top <= 255 else 65535 if top <= 65535 else 2 ** 31 - 1
     np.testing.assert_allclose(load_image(path)[0].numpy(), ramp / depth, rtol=1e-6)
+
+
+def test_fit_uses_each_image_once_and_says_so(tmp_path):
+    """`paths * 4` or a file listed twice: a copy held out would calibrate the threshold on an image the head trained
+    on. Each image is used once, where it was first given, with one warning."""
+    from hlgfa_lite.data import good_image_paths
+
+    a, b, c = (write(tmp_path / f"{n}.png", np.zeros((40, 40, 3), dtype=np.uint8)) for n in "abc")
+    with pytest.warns(UserWarning, match="3 of the 6 paths given to fit name an image given before"):
+        assert good_image_paths([a, b, tmp_path / "." / "a.png", c, b, a]) == [a, b, c]
+    for wrong in (None, b"/tmp", 3):
+        with pytest.raises(HLGFAError, match="fit takes a folder or a list of image files"):
+            good_image_paths(wrong)

@@ -512,6 +512,8 @@ def resign(run: Path, **changes) -> None:
     ("calibration.image_threshold", -1.0, "ordered"),
     ("calibration.map_vmax", -5.0, "map_vmax"),
     ("calibration.n_images", "21", "n_images"),
+    ("format_version", 99, "written by a newer hlgfa_lite: upgrade"),
+    ("format_version", 1, "scripts/resave_checkpoint.py"),
     ("config.steps", -3, "steps"),
     ("config.steps", 10 ** 9, r"steps .*in \[1, 1000000\]"),  # a plan of reads of gigabytes, refused
     ("config.batch_size", 100_000, "batch_size"),
@@ -685,12 +687,43 @@ def test_a_kill_at_any_step_of_an_overwrite_leaves_old_or_new(tmp_path):
     assert len(leftovers) <= target  # killed saves may leave their own temporary folders, never a broken run
 
 
+def test_a_first_save_into_a_users_folder_leaves_its_files_where_they_are(tmp_path):
+    """`mkdir runs/b; hlgfa-lite fit ... --out runs/b | tee runs/b/fit.log`: the log is open while the checkpoint is
+    saved. Only the checkpoint's two files are written: the folder and the user's files stay the same files (same
+    inodes, links kept), so what is written to them after the save is not lost."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "elsewhere.txt").write_text("linked")
+    os.link(tmp_path / "elsewhere.txt", run / "linked.txt")
+    folder_before = os.stat(run).st_ino
+    with open(run / "fit.log", "a") as log:
+        log.write("before the save\n")
+        log.flush()
+        save(tiny_model(seed=0), run)
+        log.write("after the save\n")
+    assert (run / "fit.log").read_text() == "before the save\nafter the save\n"
+    assert os.stat(run).st_ino == folder_before and os.stat(run / "linked.txt").st_nlink == 2
+    assert load(run, pretrained=False).calibrated is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.txt", "run"]  # no staging left beside it
+
+
 def test_overwrite_keeps_the_users_other_files(tmp_path):
     run = save(tiny_model(seed=0), tmp_path / "run")
     (run / "metrics.json").write_text("{}")
     save(tiny_model(seed=1), run, overwrite=True)
     assert (run / "metrics.json").read_text() == "{}"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]
+
+
+def test_what_is_not_a_list_of_images_or_a_score_is_one_line():
+    model = tiny_model()
+    for wrong, words in ((None, "got NoneType"), ("x.png", "got str"), ([torch.rand(3, 0, 10)], "must have pixels")):
+        with pytest.raises(HLGFAError, match=words):
+            model.predict(wrong)
+    for wrong in ([0.5, 0.6], "0.5", None, True):
+        with pytest.raises(HLGFAError, match="verdict takes one image's score"):
+            model.verdict(wrong)
+    assert model.verdict(torch.tensor(0.0)) == model.verdict(np.float32(0.0)) == model.verdict(0) == "normal"
 
 
 @pytest.mark.parametrize("make, words", [

@@ -178,3 +178,27 @@ def test_the_source_the_builder_copies_from_is_refused(tmp_path, monkeypatch):
     with pytest.raises(HLGFAError, match="source"):
         space_module.build_space(tmp_path, overwrite=True)
     assert (tmp_path / "README.md").read_text() == "the project's own README"
+
+
+def test_a_folder_inside_the_source_is_refused_before_anything_is_copied(tmp_path, monkeypatch):
+    """Inside the package (an editable install's hlgfa_lite/demo, say) the copy would copy itself, deeper and deeper,
+    until the disk or the path length gives out: refused at once."""
+    (tmp_path / "hlgfa_lite" / "demo").mkdir(parents=True)
+    monkeypatch.setattr(space_module, "package_dir", lambda: tmp_path / "hlgfa_lite")
+    for inside in (tmp_path / "hlgfa_lite" / "demo" / "space", tmp_path / "hlgfa_lite"):
+        with pytest.raises(HLGFAError, match="inside the hlgfa_lite source"):
+            space_module.build_space(inside, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "hlgfa_lite").rglob("*")) == ["demo"]
+
+
+def test_a_damaged_shipped_checkpoint_is_refused_before_the_space_is_written(tmp_path, monkeypatch):
+    """A Space carrying a damaged checkpoint would fail only when it starts, after the push: the builder checks
+    each checkpoint it ships, both files, and writes nothing."""
+    damaged = tmp_path / "bottle_lite"
+    shutil.copytree(space_module.shipped_checkpoints()[0], damaged)
+    with open(damaged / "head.safetensors", "r+b") as handle:
+        handle.truncate(1000)
+    monkeypatch.setattr(space_module, "shipped_checkpoints", lambda: [damaged])
+    with pytest.raises(HLGFAError, match="does not match the hash"):
+        space_module.build_space(tmp_path / "space")
+    assert not (tmp_path / "space").exists()

@@ -35,7 +35,7 @@ from ..calibration import Calibration
 from ..config import HLGFAConfig
 from ..device import resolve_device
 from ..errors import HLGFAError
-from .files import real_target, replace_folder
+from .files import real_target, replace_entries, replace_folder
 from ..model import HLGFA, upgrade_tensor_names
 
 FORMAT_VERSION = 2
@@ -132,14 +132,22 @@ def save(model: HLGFA, run_dir: str | Path, overwrite: bool = False, extra: dict
     metadata = metadata_of(model, extra)
     real_target(run_dir, folder=True)  # a file or a broken link where the folder goes: one line, nothing written
     if (run_dir / METADATA).exists() and not overwrite:
-        raise HLGFAError(f"{run_dir} already holds a checkpoint; choose another --out or pass --overwrite.")
+        raise HLGFAError(f"{run_dir} already holds a checkpoint; choose another folder or pass overwrite=True "
+                         "(--overwrite on the command line).")
     tensors = model.fitted_state()
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise HLGFAError("the head holds NaN or infinite weights (training diverged); nothing was saved.")
     if compact:
         tensors = compact_state(tensors)
         metadata["tensor_storage"] = "compact"
-    return replace_folder(run_dir, lambda folder: write_checkpoint(folder, tensors, metadata), what="checkpoint")
+    def build(folder: Path) -> None:
+        write_checkpoint(folder, tensors, metadata)
+
+    if (run_dir / METADATA).exists():  # --overwrite: the old pair and the new one swap as one folder, never mixed
+        return replace_folder(run_dir, build, what="checkpoint")
+    # a new checkpoint, maybe into a folder of the user's (a log a `tee` still writes): only its two files are
+    # written, the model.json last, and nothing else in the folder is moved or copied
+    return replace_entries(run_dir, build, [TENSORS, METADATA], what="checkpoint")
 
 
 # --- loading: every field checked ---------------------------------------------------------------------------
@@ -191,9 +199,13 @@ def read_metadata(run_dir: str | Path) -> dict:
         raise HLGFAError(f"{meta_path} is nested deeper than {MAX_JSON_DEPTH} levels; the checkpoint is damaged.")
     if metadata.get("package") != "hlgfa_lite":
         raise HLGFAError(f"{run_dir} is not an hlgfa_lite checkpoint (field package).")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise HLGFAError(f"{run_dir} has checkpoint format {metadata.get('format_version')!r}, this hlgfa_lite "
-                         f"reads {FORMAT_VERSION}; re-save it (scripts/resave_checkpoint.py) or re-fit.")
+    found = metadata.get("format_version")
+    if found != FORMAT_VERSION:
+        newer = isinstance(found, int) and not isinstance(found, bool) and found > FORMAT_VERSION
+        advice = ("it was written by a newer hlgfa_lite: upgrade (pip install -U hlgfa-lite)" if newer else
+                  "re-save it with the repository's scripts/resave_checkpoint.py, or re-fit")
+        raise HLGFAError(f"{run_dir} has checkpoint format {found!r}, this hlgfa_lite reads {FORMAT_VERSION}; "
+                         f"{advice}.")
     for name, kind in (("backbone", str), ("hr_size", int), ("lr_size", int), ("backbone_fingerprint", str),
                        ("tensors_sha256", str), ("checksum", str), ("calibration", dict), ("config", dict)):
         _field(metadata, name, kind, meta_path)
@@ -236,12 +248,22 @@ def _check_config(values: dict, where: Path) -> HLGFAConfig:
         raise HLGFAError(f"{where}: config is invalid ({exc}); re-fit the model.") from None
 
 
+def verified_metadata(run_dir: str | Path) -> dict:
+    """``read_metadata``, and the tensor file is the one it names (its SHA-256): both files whole and of one run."""
+    run_dir = Path(run_dir)
+    metadata = read_metadata(run_dir)
+    if _sha256(run_dir / TENSORS) != metadata["tensors_sha256"]:
+        raise HLGFAError(f"{run_dir / TENSORS} does not match the hash in {METADATA}: the checkpoint is damaged "
+                         "or its files come from different runs; re-fit or restore both files together.")
+    return metadata
+
+
 def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str | None = None,
          pretrained: bool = True, backbone_runtime: str | None = None) -> HLGFA:
     """A ready-to-score model from ``run_dir``; every stored fact is checked against what is rebuilt.
     ``backbone_runtime`` ("torch" or "onnxruntime") overrides the stored one: it changes speed, not results."""
     run_dir, device = Path(run_dir), resolve_device(str(device))  # a device this machine lacks: before any work
-    metadata = read_metadata(run_dir)
+    metadata = verified_metadata(run_dir)
     meta_path = run_dir / METADATA
     cfg = _check_config(metadata["config"], meta_path)
     if backbone_runtime is not None:
@@ -256,9 +278,6 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
         raise HLGFAError(f"{meta_path}: calibration is invalid ({exc}).") from None
     except HLGFAError as exc:
         raise HLGFAError(f"{meta_path}: {exc}") from None
-    if _sha256(run_dir / TENSORS) != metadata["tensors_sha256"]:
-        raise HLGFAError(f"{run_dir / TENSORS} does not match the hash in {METADATA}: the checkpoint is damaged "
-                         "or its files come from different runs; re-fit or restore both files together.")
     try:
         tensors = load_file(str(run_dir / TENSORS))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:

@@ -27,6 +27,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..errors import HLGFAError
+from .checkpoint import verified_metadata
 from .files import real_target, replace_entries
 
 DISTRIBUTION = "hlgfa-lite"
@@ -105,6 +106,12 @@ def _existing_text(path: Path) -> str:
         raise HLGFAError(f"{path} cannot be read ({exc}); fix or remove it, then run again.") from None
 
 
+def shipped_checkpoints() -> list[Path]:
+    """The checkpoint folders the Space carries (``SPACE_ASSETS``)."""
+    folder = package_dir() / "assets" / "checkpoints"
+    return [folder / name for name in sorted(SPACE_ASSETS["checkpoints"]) if (folder / name).is_dir()]
+
+
 def not_for_the_space(folder: str, names: list[str]) -> set[str]:
     """``copytree``'s ignore rule for the package: caches and stubs, and every asset the demo does not serve
     (``SPACE_ASSETS``)."""
@@ -127,8 +134,14 @@ def build_space(out: str | Path, overwrite: bool = False) -> Path:
     if real.exists() and any(real.iterdir()) and not overwrite:
         raise HLGFAError(f"{out} exists and is not empty; choose another folder or pass --overwrite (which replaces "
                          f"only {', '.join(SPACE_ENTRIES)} and keeps every other file).")
-    if real / "hlgfa_lite" == package_dir().resolve():
+    package = package_dir().resolve()
+    if real / "hlgfa_lite" == package:
         raise HLGFAError(f"{out} holds the hlgfa_lite source this command copies from; write the Space elsewhere.")
+    if real == package or package in real.parents:  # the copy would copy itself, deeper and deeper
+        raise HLGFAError(f"{out} is inside the hlgfa_lite source this command copies ({package}); write the Space "
+                         "elsewhere.")
+    for checkpoint in shipped_checkpoints():  # a damaged one would fail only once the Space starts, after a push
+        verified_metadata(checkpoint)
     texts = {"requirements.txt": requirements_text(), "README.md": readme_text(),
              ".gitattributes": gitattributes_text(_existing_text(real / ".gitattributes")),
              "app.py": (template_dir() / "app.py").read_text()}
