@@ -182,6 +182,8 @@ def main_table(out: Path) -> int:
             "",
             "* a kill (SIGKILL) at every step of `fit --overwrite`'s save leaves the old or the new checkpoint, "
             "loadable (the new folder is written beside the old one and the two are exchanged atomically);",
+            "* a first checkpoint saved into a folder of the user's writes its two files there and nothing else: the "
+            "folder and the user's files stay the same files, so a log a `tee` still writes into loses nothing;",
             "* random byte changes in either checkpoint file are refused (checksum, tensor hash) or change nothing;",
             "* arbitrary bytes given as an image or a mask give a tensor in [0, 1] or one error (hypothesis);",
             "* a NaN or infinite score is an error, never a *normal* verdict;",
