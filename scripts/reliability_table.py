@@ -79,6 +79,16 @@ def run(args: list) -> tuple[int, str]:
     return code, (lines[-1] if lines and code else "")
 
 
+def earlier_results(tmp: Path, tiny: Path, good: Path) -> tuple[Path, Path]:
+    """An --out holding the result of another folder's 000.png, and a checkpoint other than ``tiny``."""
+    earlier = tmp / "earlier"
+    shutil.copytree(good, tmp / "other_000")
+    run(["predict", tiny, tmp / "other_000" / "000.png", "--out", earlier])
+    other = edited(tiny, tmp / "other_tiny", lambda m: m["calibration"].update(
+        image_threshold=m["calibration"]["image_threshold"] * 1.01))
+    return earlier, other
+
+
 def cases(tmp: Path, busy: socket.socket) -> list[tuple[str, str, list, int]]:
     sample = sample_dir()
     good = sample / "test" / "good"
@@ -106,11 +116,7 @@ def cases(tmp: Path, busy: socket.socket) -> list[tuple[str, str, list, int]]:
     Image.new("L", (10, 30), 255).save(first)  # another image's shape
     fit = ["fit", sample, "--out", tmp / "run"]
     predict = ["predict", tiny, good, "--out", tmp / "pred"]
-    earlier = tmp / "earlier"  # an --out holding another image's 000.png result, and one of another checkpoint's
-    shutil.copytree(good, tmp / "other_000")
-    run(["predict", tiny, tmp / "other_000" / "000.png", "--out", earlier])
-    other_tiny = edited(tiny, tmp / "other_tiny", lambda m: m["calibration"].update(
-        image_threshold=m["calibration"]["image_threshold"] * 1.01))
+    earlier, other_tiny = earlier_results(tmp, tiny, good)
     return [
         ("arguments", "`fit --steps 0`", fit + ["--steps", "0"], 2),
         ("arguments", "`fit --steps -5`", fit + ["--steps", "-5"], 2),
