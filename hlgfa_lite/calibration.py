@@ -174,7 +174,7 @@ class Calibration:
 
     def verdict(self, score: float, sensitivity: float = 1.0) -> str:
         """'normal', 'borderline' or 'anomalous'; a NaN or infinite score is an error, never 'normal'."""
-        if isinstance(score, torch.Tensor) and score.numel() == 1:
+        if isinstance(score, (torch.Tensor, np.ndarray)) and math.prod(score.shape) == 1:
             score = score.item()
         if isinstance(score, (str, bytes, bool)) or not isinstance(score, numbers.Real):
             raise HLGFAError(f"verdict takes one image's score (a number), got {type(score).__name__}; for many "

@@ -723,7 +723,8 @@ def test_what_is_not_a_list_of_images_or_a_score_is_one_line():
     for wrong in ([0.5, 0.6], "0.5", None, True):
         with pytest.raises(HLGFAError, match="verdict takes one image's score"):
             model.verdict(wrong)
-    assert model.verdict(torch.tensor(0.0)) == model.verdict(np.float32(0.0)) == model.verdict(0) == "normal"
+    assert model.verdict(torch.tensor(0.0)) == model.verdict(np.float32(0.0)) == model.verdict(np.array([0.0])) \
+        == model.verdict(0) == "normal"
 
 
 @pytest.mark.parametrize("make, words", [
