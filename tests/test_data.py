@@ -284,3 +284,17 @@ def test_fit_uses_each_image_once_and_says_so(tmp_path):
     for wrong in (None, b"/tmp", 3):
         with pytest.raises(HLGFAError, match="fit takes a folder or a list of image files"):
             good_image_paths(wrong)
+
+
+def test_fit_names_good_images_that_are_copies_of_another(tmp_path):
+    from hlgfa_lite.tools.cache import load_images
+
+    rng = np.random.default_rng(0)
+    first, other = (rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(2))
+    paths = [write(tmp_path / "a.png", first), write(tmp_path / "b.png", other), write(tmp_path / "c.png", first)]
+    with pytest.warns(UserWarning, match=r"1 of 3 good images are copies of another \(c.png = a.png\)"):
+        load_images(paths, 64)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_images(paths[:2], 64)  # no copies: no warning

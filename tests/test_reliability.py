@@ -74,6 +74,14 @@ def test_fit_arguments_are_checked_when_parsed(flag, value, sample, tmp_path, ca
     assert code == 2 and flag in err and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args", [["space", ""], ["predict", "run", "x.png", "--out", ""], ["fit", "", "--out", "r"],
+                                  ["predict", "run", "a.png", "", "--out", "o"]])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(args, capsys)
+    assert code == 2 and "empty string (an unset shell variable?)" in err and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-1", "abc", "1e-300", "101"])
 def test_sensitivity_is_checked_when_parsed(value, tiny_run, sample, tmp_path, capsys):
     code, err = run_cli(["predict", tiny_run, sample / "test" / "good", "--out", tmp_path / "p", "--sensitivity",

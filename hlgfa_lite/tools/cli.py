@@ -611,7 +611,11 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, value in vars(args).items():  # `--out "$OUT"` with OUT unset would mean the current folder
+        if value == "" or (isinstance(value, list) and "" in value):
+            parser.error(f"{name.replace('_', '-')} is an empty string (an unset shell variable?); give a path")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("once")
