@@ -415,13 +415,13 @@ def test_a_few_images_of_another_shape_are_named_in_one_warning(tmp_path):
     import warnings
 
     square = [tmp_path / f"{i}.png" for i in range(5)]
-    for path in square:
-        Image.new("RGB", (64, 64), "gray").save(path)
-    Image.new("RGB", (64, 40), "gray").save(tmp_path / "crop.png")
+    for i, path in enumerate(square):  # each its own grey: copies would get a warning of their own
+        Image.new("RGB", (64, 64), (100 + i,) * 3).save(path)
+    Image.new("RGB", (64, 40), (90,) * 3).save(tmp_path / "crop.png")
     with pytest.warns(UserWarning, match=r"1 of 6 good images have another aspect ratio than most \(crop.png\)"):
         cache.load_images([*square, tmp_path / "crop.png"], 32)
     for i, width in enumerate((40, 50, 64, 80, 100)):
-        Image.new("RGB", (width, 64), "gray").save(tmp_path / f"varied{i}.png")
+        Image.new("RGB", (width, 64), (50 + i,) * 3).save(tmp_path / f"varied{i}.png")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cache.load_images([*square], 32)

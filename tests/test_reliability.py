@@ -123,9 +123,11 @@ def test_the_folder_you_are_in_is_never_replaced_by_a_checkpoint(sample, tmp_pat
     (here / "notes.txt").write_text("mine")
     inode = here.stat().st_ino
     monkeypatch.chdir(here)
-    for out in (".", "", "..", str(here)):
+    for out in (".", "..", str(here)):
         code, err = run_cli(["fit", sample, "--out", out, "--steps", "1", "--random-weights"], capsys)
         assert code == 2 and "the folder you are in" in err and len(err.strip().splitlines()) == 1, (out, err)
+    code, err = run_cli(["fit", sample, "--out", "", "--steps", "1", "--random-weights"], capsys)
+    assert code == 2 and "empty string" in err  # refused as it is parsed
     assert here.stat().st_ino == inode and sorted(p.name for p in here.iterdir()) == ["notes.txt"]
 
 
