@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import HLGFAError
+from .errors import HLGFAError, named
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF's first frame
 # the one pixel limit for every way an image enters (library, CLI, demo): refused before decoding, since a
@@ -307,9 +307,8 @@ def train_image_paths(root: str | Path) -> list[Path]:
         raise HLGFAError(f"{folder} holds {len(images)} image(s) of its own, but its subfolder {holding[0]} holds "
                          f"{len(list_images(holding[0]))}: give that folder to fit (fit reads no subfolders).")
     if holding:
-        warnings.warn(f"fit reads the {len(images)} images in {folder} itself, not those in its subfolders ("
-                      + ", ".join(sub.name for sub in holding[:3]) + (", ..." if len(holding) > 3 else "")
-                      + "): move them up to train on them too.", stacklevel=2)
+        warnings.warn(f"fit reads the {len(images)} images in {folder} itself, not those in its subfolders "
+                      f"({named([sub.name for sub in holding])}): move them up to train on them too.", stacklevel=2)
     return enough_to_fit(images, f"{folder} holds", f" ({', '.join(sorted(IMAGE_EXTENSIONS))})")
 
 

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from ..augmentation import NoiseAugment
 from ..backbone import resize
 from ..data import MAX_SIDE, MIN_TRAINING_SIDE, load_image
-from ..errors import HLGFAError
+from ..errors import HLGFAError, named
 from ..model import HLGFA
 from ..priors import Priors
 
@@ -90,9 +90,9 @@ def warn_of_copies(paths: list[Path], images: torch.Tensor) -> None:
         else:
             first[key] = path
     if copies:
-        named = ", ".join(copies[:3]) + (", ..." if len(copies) > 3 else "")
-        warnings.warn(f"{len(copies)} of {len(paths)} good images are copies of another ({named}): a held-out copy "
-                      "calibrates the threshold on an image the head trained on; remove the copies.", stacklevel=3)
+        warnings.warn(f"{len(copies)} of {len(paths)} good images are copies of another ({named(copies)}): a "
+                      "held-out copy calibrates the threshold on an image the head trained on; remove the copies.",
+                      stacklevel=3)
 
 
 ASPECT_TOLERANCE = 0.1  # aspect ratios within 10 % of the set's median count as the same shape
@@ -106,8 +106,8 @@ def warn_of_other_shapes(paths: list[Path], aspects: list[float]) -> None:
     typical = sorted(aspects)[len(aspects) // 2]
     others = [p for p, a in zip(paths, aspects) if abs(math.log(a / typical)) > math.log(1 + ASPECT_TOLERANCE)]
     if 0 < len(others) < len(paths) / 4:
-        named = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
-        warnings.warn(f"{len(others)} of {len(paths)} good images have another aspect ratio than most ({named}): "
+        warnings.warn(f"{len(others)} of {len(paths)} good images have another aspect ratio than most "
+                      f"({named([p.name for p in others])}): "
                       "each image is stretched to a square, which distorts these and raises the threshold; crop "
                       "them like the others or leave them out.", stacklevel=3)
 

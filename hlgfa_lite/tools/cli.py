@@ -21,7 +21,7 @@ from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, MAX_SENSITIVIT
 from ..config import MAX_BATCH_SIZE, MAX_STEPS, PRESETS
 from ..data import MAX_SIDE  # images are downscaled to this longer side while decoding
 from ..device import resolve_device
-from ..errors import HLGFAError
+from ..errors import HLGFAError, named
 from .files import check_replaceable, stale_staging, write_bytes, write_text
 from .folders import check_output_dir, exclusive
 from ..training import DEFAULT_MAX_CACHE_GIB
@@ -277,11 +277,6 @@ def check_predict_targets(out: Path, relatives: list[Path], save_maps: bool) -> 
         if (out / target).is_dir():
             raise HLGFAError(f"{out / target} is a folder where predict writes a file; move it away or choose "
                              "another --out.")
-
-
-def named(names: list[str], most: int = 3) -> str:
-    """The first few of ``names`` for a one-line note: "a.png, b.png, ..."."""
-    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
