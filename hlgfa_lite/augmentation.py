@@ -5,8 +5,8 @@ During training each nuisance is applied with probability ``aug_prob`` and a ran
     n = jpeg o gamma o contrast o brightness o sharpen o blur o sensor_noise      (each maybe identity)
 
 Brightness and contrast are torchvision's *factors* c, each drawn from [1 - a, 1 + a] with a = ``aug_brightness``
-(brightness: x -> clip(c x); contrast: x -> clip(c x + (1 - c) mean(grey x))). Where the nuisances are applied is
-the switch ``aug_views``:
+(brightness: x -> clip(c x); contrast: x -> clip(c x + (1 - c) mean(grey x))). A grey image is drawn on its one
+channel, so it stays grey (``NoiseAugment``). Where the nuisances are applied is the switch ``aug_views``:
 
     "both" (default):  x' = n(x_H),  x_L' = resize(x'),  loss = 1 - cos(head(phi(x_L'), priors(phi(x'))), pool(phi(x')))
     "low":             x_L' = n(x_L),                    loss = 1 - cos(head(phi(x_L'), priors(phi(x_H))), pool(phi(x_H)))
@@ -35,8 +35,9 @@ from .priors import low_pass
 
 
 def sensor_noise(image: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    noise = torch.randn(image.shape, generator=generator, device=image.device) * std
-    return (image + noise).clamp(0, 1)
+    """x -> clip(x + std * n), n ~ N(0, 1) drawn per pixel and channel (of a grey image's one channel, it is grey)."""
+    noise = torch.randn(image.shape, generator=generator, device=image.device)
+    return noise.mul_(std).add_(image).clamp_(0, 1)  # in place: a 512 px image's buffers are the cost here
 
 
 def blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -58,15 +59,17 @@ def sharpen(image: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG round trip through Pillow at ``quality`` (1-100), for (3, H, W) or (B, 3, H, W)."""
+    """JPEG round trip through Pillow at ``quality`` (1-100), for (3, H, W) or (B, 3, H, W), or one grey channel
+    (1, H, W) or (B, 1, H, W), saved as a greyscale JPEG."""
     if image.dim() == 4:
         return torch.stack([jpeg(one, quality) for one in image])
-    # the 8-bit pixels as Pillow holds them, (H, W, 3) in one block: rounded in place, transposed once
+    # the 8-bit pixels as Pillow holds them, (H, W, C) in one block: rounded in place, transposed once
     pixels = (image * 255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+    mode = "L" if image.shape[0] == 1 else "RGB"
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality))
-    decoded = torch.from_numpy(np.array(Image.open(buffer).convert("RGB")))  # (H, W, 3) uint8
-    return decoded.permute(2, 0, 1).float().div_(255).to(image.device)
+    Image.fromarray(pixels[..., 0] if mode == "L" else pixels).save(buffer, format="JPEG", quality=int(quality))
+    decoded = torch.from_numpy(np.array(Image.open(buffer).convert(mode)))  # (H, W, 3) or (H, W) uint8
+    return decoded.reshape(*decoded.shape[:2], -1).permute(2, 0, 1).float().div_(255).to(image.device)
 
 
 def brightness_shift(image: torch.Tensor, shift: float) -> torch.Tensor:
@@ -98,8 +101,16 @@ def apply_nuisance(image: torch.Tensor, kind: str, strength: float) -> torch.Ten
     raise HLGFAError(f"unknown nuisance {kind!r}; choose noise, blur, sharpness, brightness, contrast, gamma or jpeg.")
 
 
+def is_exactly_grey(image: torch.Tensor) -> bool:
+    """(3, H, W): every pixel's three channels are equal, as a grey camera's image is once expanded to RGB."""
+    return bool(torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]))
+
+
 class NoiseAugment:
-    """Random nuisances for one (3, H, W) image in [0, 1], reproducible from a torch.Generator."""
+    """Random nuisances for one (3, H, W) image in [0, 1], reproducible from a torch.Generator.
+
+    A grey image (``is_exactly_grey``) is drawn on its one channel and expanded back to three: a grey camera's
+    noise and compression are grey, so the draws stay what the camera could see, at a third of the work."""
 
     def __init__(self, cfg: HLGFAConfig, generator: torch.Generator | None = None):
         self.cfg = cfg
@@ -112,6 +123,12 @@ class NoiseAugment:
         return torch.rand((), generator=self.generator).item() < self.cfg.aug_prob
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if image.shape[0] == 3 and is_exactly_grey(image):
+            return self.draw(image[:1]).expand_as(image)
+        return self.draw(image)
+
+    def draw(self, image: torch.Tensor) -> torch.Tensor:
+        """The nuisances of one draw on (C, H, W), any number of channels, in the order of the module's equation."""
         cfg = self.cfg
         factor_range = (1 - cfg.aug_brightness, 1 + cfg.aug_brightness)  # for brightness and contrast alike
         if self._maybe():

@@ -105,3 +105,43 @@ def test_jpeg_is_a_pillow_round_trip_value_for_value(quality):
     expected = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
     assert torch.equal(jpeg(image, quality), torch.from_numpy(expected).permute(2, 0, 1))
     assert torch.equal(jpeg(image[None], quality)[0], jpeg(image, quality))
+
+
+def test_a_grey_image_is_drawn_on_its_one_channel_and_stays_grey():
+    """A grey camera's noise and compression are grey: the draw of a grey image is the same generator's draw of its
+    one channel, expanded to three; a colour image is drawn on all three."""
+    grey = torch.rand(1, 40, 56).expand(3, -1, -1).contiguous()
+    cfg = preset("lite", aug_prob=1.0)
+    out = NoiseAugment(cfg)(grey)
+    assert out.shape == grey.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    assert torch.equal(out, NoiseAugment(cfg).draw(grey[:1]).expand(3, -1, -1))
+    assert (out - grey).abs().mean() > 0.01
+    colour = grey.clone()
+    colour[1, 0, 0] = 1 - colour[1, 0, 0]  # one pixel off grey: the image is colour, all three channels drawn
+    drawn = NoiseAugment(cfg)(colour)
+    assert torch.equal(drawn, NoiseAugment(cfg).draw(colour)) and not torch.equal(drawn[0], drawn[2])
+
+
+def test_sensor_noise_leaves_its_input_alone():
+    from hlgfa_lite.augmentation import sensor_noise
+
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1))
+    kept = image.clone()
+    noisy = sensor_noise(image, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(image, kept)
+    expected = (image + torch.randn(image.shape, generator=torch.Generator().manual_seed(0)) * 0.3).clamp(0, 1)
+    assert torch.equal(noisy, expected)  # clip(x + std n), value for value
+    assert noisy.min() == 0 and noisy.max() == 1  # strong enough to be clipped at both ends
+
+
+def test_a_grey_jpeg_round_trip_is_the_colour_one_of_a_grey_image():
+    """Saved as a greyscale JPEG, one channel carries what the luma channel of the same grey image in colour does
+    (its chroma is flat): the values agree within rounding of the colour conversion."""
+    from hlgfa_lite.augmentation import jpeg
+
+    grey = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(1))
+    one, three = jpeg(grey, 40), jpeg(grey.expand(3, -1, -1), 40)
+    assert one.shape == (1, 64, 64) and three.shape == (3, 64, 64)
+    assert (one - grey).abs().mean() > 0.01  # the round trip really compressed
+    assert (one[0] - three[0]).abs().max() <= 2 / 255
