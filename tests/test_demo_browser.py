@@ -9,7 +9,6 @@ Screenshots land in test-artifacts/ (demo*.png) for CI to keep.
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
