@@ -378,4 +378,17 @@ def load_test_split(root: str | Path, require_defects: bool = True) -> list[Labe
         raise HLGFAError(f"{test / 'good'} holds no images; evaluation needs defect-free test images too.")
     if require_defects and not any(s.label == 1 for s in samples):
         raise HLGFAError(f"{test} holds no defective images; add test/<defect type>/ folders with their masks.")
+    warn_of_unmatched_masks(ground_truth, {s.mask_path for s in samples if s.mask_path is not None})
     return samples
+
+
+def warn_of_unmatched_masks(ground_truth: Path, used: set[Path]) -> None:
+    """One warning naming the masks under ``ground_truth`` that no test image matched: a renamed or removed defect
+    image leaves its mask behind, and the evaluation then scores one defect fewer than the folder seems to hold."""
+    if not ground_truth.is_dir():
+        return
+    unmatched = [f"{mask.parent.name}/{mask.name}" for folder in sorted(ground_truth.iterdir(), key=natural_key)
+                 if folder.is_dir() for mask in list_images(folder) if mask not in used]
+    if unmatched:
+        warnings.warn(f"{len(unmatched)} masks in {ground_truth} match no test image ({named(unmatched)}); they are "
+                      "not scored: restore their images or remove them.", stacklevel=3)

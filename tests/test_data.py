@@ -298,3 +298,18 @@ def test_fit_names_good_images_that_are_copies_of_another(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_images(paths[:2], 64)  # no copies: no warning
+
+
+def test_a_mask_whose_image_is_gone_is_named_in_one_warning(tmp_path):
+    import warnings
+
+    root = make_mvtec(tmp_path / "cat", defect_names=("000", "001"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every mask matched: no warning
+        assert len(load_test_split(root)) == 3
+    (root / "test" / "crack" / "001.png").unlink()  # a defect image removed, its mask left behind
+    write(root / "ground_truth" / "scratch" / "007_mask.png", np.zeros((40, 40), dtype=np.uint8))  # no test folder
+    with pytest.warns(UserWarning, match=r"2 masks .* match no test image \(crack/001_mask.png, "
+                                         r"scratch/007_mask.png\)"):
+        samples = load_test_split(root)
+    assert [s.path.name for s in samples if s.label] == ["000.png"]
