@@ -4,16 +4,38 @@
     model = HLGFA(preset("lite"))
     fit(model, train_image_paths("path/to/bottle"))
     inspection = model.inspect(images)       # features, priors, gates, per-level and fused maps
+
+Each name below is imported from its module when first used, so ``hlgfa-lite`` reads its arguments, and answers
+Ctrl-C, before torch has loaded (a few seconds on a small machine).
 """
 
+from importlib import import_module
+
 from ._version import __version__
-from .config import HLGFAConfig, preset  # noqa: E402
-from .errors import HLGFAError  # noqa: E402
-from .model import HLGFA, Inspection  # noqa: E402
-from .data import load_image, load_test_split, train_image_paths  # noqa: E402
-from .training import fit  # noqa: E402
-from .evaluation import evaluate, evaluate_samples  # noqa: E402
-from .tools.checkpoint import load, save  # noqa: E402
+
+_HOME = {"HLGFAConfig": "config", "preset": "config", "HLGFAError": "errors", "HLGFA": "model",
+         "Inspection": "model", "load_image": "data", "load_test_split": "data", "train_image_paths": "data",
+         "fit": "training", "evaluate": "evaluation", "evaluate_samples": "evaluation", "load": "tools.checkpoint",
+         "save": "tools.checkpoint"}  # public name -> the module that defines it
 
 __all__ = ["HLGFA", "HLGFAConfig", "HLGFAError", "Inspection", "evaluate", "evaluate_samples", "fit", "load",
            "load_image", "preset", "save", "load_test_split", "train_image_paths", "__version__"]
+
+
+def __getattr__(name: str):
+    """A public name (``_HOME``) or a submodule (``hlgfa_lite.training``), imported at its first use."""
+    if name in _HOME:
+        value = getattr(import_module(f".{_HOME[name]}", __name__), name)
+        globals()[name] = value  # later uses are plain attribute reads
+        return value
+    if not name.startswith("_"):
+        try:
+            return import_module(f".{name}", __name__)
+        except ModuleNotFoundError as missing:
+            if missing.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -262,3 +262,30 @@ def test_predict_reads_gifs_in_folders_and_notes_files_with_several_frames(fitte
     assert notes == ["note: 2 file(s) hold several frames or pages; only the first of each is scored (animated.gif, "
                      "pages.tif)"]
     assert (tmp_path / "out" / "overlays" / "animated.gif.png").is_file()
+
+
+def test_the_command_line_loads_torch_only_once_it_parses_its_arguments():
+    """``hlgfa-lite`` imports the package and its own module without torch (the first seconds of every command), so
+    main catches a Ctrl-C in them as at any later moment."""
+    import subprocess
+    import sys
+
+    code = "import sys, hlgfa_lite.tools.cli; print(sorted({'torch', 'numpy', 'PIL'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_ctrl_c_while_the_library_loads_ends_in_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "hlgfa_lite", "fit", str(tmp_path / "none"), "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # the interpreter is up; torch takes seconds more to load
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted"), err
+    assert not (tmp_path / "run").exists()

@@ -17,14 +17,13 @@ import time
 import warnings
 from pathlib import Path
 
-from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, MAX_SENSITIVITY, MIN_SENSITIVITY
+# only light modules here: the library's torch-backed modules are imported by the commands and by build_parser,
+# inside main, so Ctrl-C in the seconds they take to load ends in one line, as at any other moment
 from ..config import MAX_BATCH_SIZE, MAX_STEPS, PRESETS
-from ..data import MAX_SIDE  # images are downscaled to this longer side while decoding
 from ..device import resolve_device
 from ..errors import HLGFAError, named
 from .files import check_replaceable, stale_staging, write_bytes, write_text
 from .folders import check_output_dir, exclusive
-from ..training import DEFAULT_MAX_CACHE_GIB
 
 EXIT_USAGE = 2
 
@@ -50,8 +49,15 @@ def _number(kind, test, wanted: str):
 positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
 steps_int = _number(int, lambda v: 1 <= v <= MAX_STEPS, f"a whole number in [1, {MAX_STEPS}]")
 batch_int = _number(int, lambda v: 1 <= v <= MAX_BATCH_SIZE, f"a whole number in [1, {MAX_BATCH_SIZE}]")
-sensitivity_float = _number(float, lambda v: MIN_SENSITIVITY <= v <= MAX_SENSITIVITY,
-                            f"a number in [{MIN_SENSITIVITY}, {MAX_SENSITIVITY}] (1 = as calibrated)")
+
+
+def sensitivity_float(text: str) -> float:
+    from ..calibration import MAX_SENSITIVITY, MIN_SENSITIVITY
+
+    return _number(float, lambda v: MIN_SENSITIVITY <= v <= MAX_SENSITIVITY,
+                   f"a number in [{MIN_SENSITIVITY}, {MAX_SENSITIVITY}] (1 = as calibrated)")(text)
+
+
 seed_int = _number(int, lambda v: 0 <= v < 2**63, "a whole number >= 0")
 port_int = _number(int, lambda v: 1 <= v <= 65535, "a port number 1-65535")
 positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
@@ -312,7 +318,7 @@ def predict_command(args) -> list[dict]:
     import numpy as np
 
     from .checkpoint import load, read_metadata
-    from ..data import MIN_TRAINING_SIDE, decode, is_grayscale, load_image, pil_to_tensor
+    from ..data import MAX_SIDE, MIN_TRAINING_SIDE, decode, is_grayscale, load_image, pil_to_tensor
     from .visualize import outline, overlay, save_png
 
     sources = [Path(source) for source in args.images]
@@ -487,6 +493,8 @@ SPACE_OVERWRITE_HELP = ("update a folder that is not empty, such as a clone of y
 
 
 def cache_options(p: argparse.ArgumentParser) -> None:
+    from ..training import DEFAULT_MAX_CACHE_GIB
+
     p.add_argument("--max-cache-gib", type=positive_float, default=DEFAULT_MAX_CACHE_GIB,
                    help="host memory for the training images and their feature cache; over it the cache is written "
                    "to a temporary file and read back per batch, the same values (default %(default)s)")
@@ -522,6 +530,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
+
     parser = OneLineParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -606,7 +616,11 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # its defaults come from the library, which loads torch: the first seconds of a command
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written.", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     for name, value in vars(args).items():  # `--out "$OUT"` with OUT unset would mean the current folder
         if value == "" or (isinstance(value, list) and "" in value):
