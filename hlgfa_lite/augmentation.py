@@ -110,7 +110,7 @@ class NoiseAugment:
     """Random nuisances for one (3, H, W) image in [0, 1], reproducible from a torch.Generator.
 
     A grey image (``is_exactly_grey``) is drawn on its one channel and expanded back to three: a grey camera's
-    noise and compression are grey, so the draws stay what the camera could see, at a third of the work."""
+    noise and compression are grey, so the draws stay what the camera could see, on a third of the pixels."""
 
     def __init__(self, cfg: HLGFAConfig, generator: torch.Generator | None = None):
         self.cfg = cfg
