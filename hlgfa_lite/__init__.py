@@ -18,8 +18,7 @@ _HOME = {"HLGFAConfig": "config", "preset": "config", "HLGFAError": "errors", "H
          "fit": "training", "evaluate": "evaluation", "evaluate_samples": "evaluation", "load": "tools.checkpoint",
          "save": "tools.checkpoint"}  # public name -> the module that defines it
 
-__all__ = ["HLGFA", "HLGFAConfig", "HLGFAError", "Inspection", "evaluate", "evaluate_samples", "fit", "load",
-           "load_image", "preset", "save", "load_test_split", "train_image_paths", "__version__"]
+__all__ = [*_HOME, "__version__"]
 
 
 def __getattr__(name: str):
