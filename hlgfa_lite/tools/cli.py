@@ -17,9 +17,10 @@ import time
 import warnings
 from pathlib import Path
 
-# only light modules here: the library's torch-backed modules are imported by the commands and by build_parser,
-# inside main, so Ctrl-C in the seconds they take to load ends in one line, as at any other moment
-from ..config import MAX_BATCH_SIZE, MAX_STEPS, PRESETS
+# only light modules here and in build_parser: `--help` and a mistyped option answer at once, and the library's
+# torch-backed modules load inside a command, where Ctrl-C in the seconds they take ends in one line
+from ..config import (DEFAULT_CONFIDENCE, DEFAULT_MAX_CACHE_GIB, DEFAULT_TARGET_FPR, MAX_BATCH_SIZE, MAX_SENSITIVITY,
+                      MAX_STEPS, MIN_SENSITIVITY, PRESETS)
 from ..device import resolve_device
 from ..errors import HLGFAError, named
 from .files import check_replaceable, stale_staging, write_bytes, write_text
@@ -51,11 +52,8 @@ steps_int = _number(int, lambda v: 1 <= v <= MAX_STEPS, f"a whole number in [1, 
 batch_int = _number(int, lambda v: 1 <= v <= MAX_BATCH_SIZE, f"a whole number in [1, {MAX_BATCH_SIZE}]")
 
 
-def sensitivity_float(text: str) -> float:
-    from ..calibration import MAX_SENSITIVITY, MIN_SENSITIVITY
-
-    return _number(float, lambda v: MIN_SENSITIVITY <= v <= MAX_SENSITIVITY,
-                   f"a number in [{MIN_SENSITIVITY}, {MAX_SENSITIVITY}] (1 = as calibrated)")(text)
+sensitivity_float = _number(float, lambda v: MIN_SENSITIVITY <= v <= MAX_SENSITIVITY,
+                            f"a number in [{MIN_SENSITIVITY}, {MAX_SENSITIVITY}] (1 = as calibrated)")
 
 
 seed_int = _number(int, lambda v: 0 <= v < 2**63, "a whole number >= 0")
@@ -493,8 +491,6 @@ SPACE_OVERWRITE_HELP = ("update a folder that is not empty, such as a clone of y
 
 
 def cache_options(p: argparse.ArgumentParser) -> None:
-    from ..training import DEFAULT_MAX_CACHE_GIB
-
     p.add_argument("--max-cache-gib", type=positive_float, default=DEFAULT_MAX_CACHE_GIB,
                    help="host memory for the training images and their feature cache; over it the cache is written "
                    "to a temporary file and read back per batch, the same values (default %(default)s)")
@@ -530,8 +526,6 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..calibration import DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR
-
     parser = OneLineParser(prog="hlgfa-lite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -615,16 +609,40 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
     print(f"warning: {message}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def load_torch_holding_ctrl_c() -> bool:
+    """Import torch, torchvision and timm with Ctrl-C held back; True if it was pressed meanwhile.
+
+    Their imports run Python from inside C++ (pybind11): an interrupt raised there can abort the process with a C++
+    message, or leave Python to kill itself with SIGINT on exit after the interrupt was handled. Held back, a Ctrl-C
+    in those seconds is answered the moment they end, in one line, like one at any other moment."""
+    import importlib
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set a handler
+        importlib.import_module("timm")
+        return False
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: pressed.append(number))
     try:
-        parser = build_parser()  # its defaults come from the library, which loads torch: the first seconds of a command
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written.", file=sys.stderr)
-        return 130
+        importlib.import_module("timm")  # loads torch and torchvision
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return bool(pressed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()  # loads no torch: --help and usage errors answer at once
     args = parser.parse_args(argv)
     for name, value in vars(args).items():  # `--out "$OUT"` with OUT unset would mean the current folder
         if value == "" or (isinstance(value, list) and "" in value):
             parser.error(f"{name.replace('_', '-')} is an empty string (an unset shell variable?); give a path")
+    try:
+        if load_torch_holding_ctrl_c():
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written.", file=sys.stderr)
+        return 130
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("once")
