@@ -170,6 +170,25 @@ def test_without_an_exchange_a_failed_rename_puts_the_old_folder_back(tmp_path, 
     assert snapshot(target) == {"a.txt": b"new"} and hidden(tmp_path) == []
 
 
+@pytest.mark.parametrize("can_exchange", [True, False])
+def test_a_file_still_being_written_is_carried_over_whole(tmp_path, monkeypatch, can_exchange):
+    """`hlgfa-lite fit --out run --overwrite | tee run/fit.log`: the log is open while the checkpoint is swapped in.
+    Lines written after the swap must land in the log in the live folder, not in the old folder's, removed next."""
+    if not can_exchange:
+        monkeypatch.setattr(files, "exchange", lambda a, b: False)
+    target = make_folder(tmp_path / "run", "old")
+    (target / "figures").mkdir()
+    (target / "figures" / "map.png").write_bytes(b"png")
+    with open(target / "fit.log", "a") as log:
+        log.write("before the save\n")
+        log.flush()
+        files.replace_folder(target, lambda folder: (folder / "a.txt").write_text("new"))
+        log.write("after the save\n")
+    assert snapshot(target) == {"a.txt": b"new", "figures/map.png": b"png",
+                                "fit.log": b"before the save\nafter the save\n"}
+    assert hidden(tmp_path) == []
+
+
 def test_replace_entries_touches_only_the_named_entries(tmp_path):
     target = make_folder(tmp_path / "space", "user's")
     (target / ".git").mkdir()

@@ -226,14 +226,35 @@ def write_json(path: str | Path, data, what: str = "file", allow_nan: bool = Tru
 
 
 # --- folders --------------------------------------------------------------------------------------------------
-def _carry_over(old: Path, new: Path) -> None:
-    """Entries of ``old`` the builder did not write in ``new`` (the user's metrics, figures) are copied along."""
+def _carry_over(old: Path, new: Path) -> list[str]:
+    """Entries of ``old`` the builder did not write in ``new`` (the user's metrics, figures, a log) are copied along;
+    returns their names. The copies make the swap safe to kill: whatever moment it stops at, the live folder holds
+    the user's files (``_return_originals`` then puts the originals back in place of the copies)."""
+    carried = []
     for item in old.iterdir():
         if not os.path.lexists(new / item.name):
             if item.is_dir() and not item.is_symlink():
                 shutil.copytree(item, new / item.name, symlinks=True)
             else:
                 shutil.copy2(item, new / item.name, follow_symlinks=False)
+            carried.append(item.name)
+    return carried
+
+
+def _return_originals(old: Path, live: Path, names: list[str]) -> None:
+    """After the swap, each carried entry of the old folder replaces its copy in the live one, atomically. A program
+    still writing to one of them (``fit --overwrite | tee run/fit.log``) writes on into the live folder; its lines
+    after the copy would otherwise go into the old folder, removed next. Where an entry cannot be moved, the copy
+    stays: the user's file as it was at the save."""
+    for name in names:
+        original, copy = old / name, live / name
+        try:
+            if original.is_dir() and not original.is_symlink():
+                exchange(original, copy)  # the copy ends in the old folder, removed with it
+            else:
+                os.replace(original, copy)
+        except OSError:
+            pass
 
 
 def _swap_in(staging: Path, target: Path, aside: list[Path]) -> None:
@@ -294,8 +315,7 @@ def replace_folder(target: str | Path, build: Callable[[Path], None], what: str 
         real.parent.mkdir(parents=True, exist_ok=True)
         staging = _fresh_folder(real.parent, f".{real.name}.new-")
         build(staging)
-        if before is not None:
-            _carry_over(real, staging)
+        carried = _carry_over(real, staging) if before is not None else []
         sync_tree(staging)
         if before is None:
             os.rename(staging, real)  # fails if another process created a non-empty target meanwhile
@@ -304,6 +324,7 @@ def replace_folder(target: str | Path, build: Callable[[Path], None], what: str 
             _swap_in(staging, real, aside)
             if aside:
                 staging = aside[0]  # the old folder, to be removed now that the new one is in place
+            _return_originals(staging, real, carried)
         fsync_dir(real.parent)
     except STORAGE_ERRORS as exc:
         raise storage_error(exc, shown, what, _state(real, before, what, aside[0] if aside else None, shown)) from None
