@@ -165,10 +165,7 @@ class HLGFAConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "HLGFAConfig":
-        # checkpoints written before a switch existed behave as they did then
-        values = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
-                  "train_precision": "float32", "aug_budget": 0, "normality_levels": "all",
-                  "map_normality_weight": None, "head_draws": 0, "min_batch_size": 0, **values}
+        values = {**BEFORE_THE_FIELD, **values}
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -179,6 +176,14 @@ class HLGFAConfig:
     def replace(self, **changes) -> "HLGFAConfig":
         return dataclasses.replace(self, **changes).validate()
 
+
+# The fields added since checkpoints took their format (``tools.checkpoint.FORMAT_VERSION``), each with the value
+# that reproduces what a model did before the field existed: an older checkpoint lacks them and behaves as it did
+# then. Any other field missing from a checkpoint's config means the file was damaged or edited.
+BEFORE_THE_FIELD = {"normality": "none", "map_scale": "std", "normality_weight": 0.5, "passes": 0.0,
+                    "train_precision": "float32", "aug_budget": 0, "normality_levels": "all",
+                    "map_normality_weight": None, "head_draws": 0, "min_batch_size": 0,
+                    "normality_draws": "clean"}
 
 PRESETS: dict[str, HLGFAConfig] = {
     "lite": HLGFAConfig(),

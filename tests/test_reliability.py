@@ -569,6 +569,24 @@ def test_values_no_fit_can_produce_are_refused_even_with_a_valid_checksum(tiny_r
     assert "\n" not in str(refused.value)
 
 
+def test_a_config_field_every_checkpoint_has_is_required_and_a_later_one_takes_its_earlier_value(tiny_run, tmp_path):
+    """A checkpoint of this format lacking `prior_sigma` was damaged or edited: today's default would change its
+    maps in silence. One written before `head_draws` existed lacks it, and loads as it was fitted (all draws)."""
+    from hlgfa_lite.config import BEFORE_THE_FIELD
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    meta = json.loads((run / METADATA).read_text())
+    assert set(BEFORE_THE_FIELD) <= set(meta["config"])  # what this version writes has every field
+    del meta["config"]["prior_sigma"]
+    resign(run, **meta)
+    with pytest.raises(HLGFAError, match="config field prior_sigma is missing; the checkpoint is damaged"):
+        load(run, pretrained=False)
+    meta["config"]["prior_sigma"] = 2.0
+    del meta["config"]["head_draws"]
+    resign(run, **meta)
+    assert load(run, pretrained=False).cfg.head_draws == 0 == BEFORE_THE_FIELD["head_draws"]
+
+
 def test_a_normality_precision_with_a_negative_variance_is_refused(tiny_run, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from .._version import __version__
 from ..calibration import Calibration
-from ..config import HLGFAConfig
+from ..config import BEFORE_THE_FIELD, HLGFAConfig
 from ..device import resolve_device
 from ..errors import HLGFAError
 from .files import real_target, replace_entries, replace_folder
@@ -216,12 +216,16 @@ def read_metadata(run_dir: str | Path) -> dict:
 
 
 def _check_config(values: dict, where: Path) -> HLGFAConfig:
-    """Each config field must have its default's type (or be None where the field allows it); then the config's own
-    range checks."""
+    """Each config field must be there (but those added since this format, ``config.BEFORE_THE_FIELD``) and have its
+    default's type (or be None where the field allows it); then the config's own range checks."""
     import dataclasses
 
     defaults = HLGFAConfig()
-    for f in dataclasses.fields(HLGFAConfig):
+    fields = dataclasses.fields(HLGFAConfig)
+    missing = [f.name for f in fields if f.name not in values and f.name not in BEFORE_THE_FIELD]
+    if missing:  # every checkpoint of this format has it: refused, not given today's default in silence
+        raise HLGFAError(f"{where}: config field {missing[0]} is missing; the checkpoint is damaged, re-fit the model.")
+    for f in fields:
         if f.name not in values:
             continue
         value, default = values[f.name], getattr(defaults, f.name)
