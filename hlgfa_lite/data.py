@@ -304,6 +304,11 @@ def train_image_paths(root: str | Path) -> list[Path]:
     holding = [sub for sub in sorted(folder.iterdir(), key=natural_key)
                if sub.is_dir() and not is_hidden(sub) and list_images(sub)]
     if holding and len(images) < MIN_GOOD_IMAGES:
+        good = [sub for sub in holding if sub.name.lower() == "good"]
+        if good and len(holding) > 1:  # an MVTec test split, good/ beside the defect types: never advise a defect
+            category = folder.parent if (folder.parent / "train" / "good").is_dir() else None
+            raise HLGFAError(f"{folder} looks like a test split (subfolders {named([sub.name for sub in holding])}), "
+                             f"and fit trains on defect-free images only: give {category or good[0]}.")
         raise HLGFAError(f"{folder} holds {len(images)} image(s) of its own, but its subfolder {holding[0]} holds "
                          f"{len(list_images(holding[0]))}: give that folder to fit (fit reads no subfolders).")
     if holding:

@@ -460,7 +460,8 @@ def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
     report.prior_draws = (int(wanted.sum()), wanted.numel())
     if say:
         passes = report.steps * report.batch_size / report.n_train
-        rule = f"{cfg.passes:g} passes asked, at most {cfg.steps} steps" if cfg.passes else "a fixed count"
+        floor = min(MIN_STEPS, cfg.steps)
+        rule = f"{cfg.passes:g} passes asked, within {floor}-{cfg.steps} steps" if cfg.passes else "a fixed count"
         say(f"{plan.describe()}; the head trains {report.steps} steps of {report.batch_size} images "
             f"({passes:.1f} passes over the {report.n_train} training images; {rule}), in {report.precision}; "
             f"high-res priors of the {report.prior_draws[0]} draws the heads read (of {plan.prior_draws} per image they may read, "

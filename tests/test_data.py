@@ -248,6 +248,21 @@ def test_a_linked_folder_is_walked_and_a_loop_of_links_is_not(tmp_path):
     assert [str(name) for _, name in images_to_predict([given])] == ["good/000.png", "good/001.png"]
 
 
+def test_fit_on_a_test_split_points_to_the_good_images_never_to_a_defect_folder(tmp_path):
+    """`hlgfa-lite fit bottle/test`: its first subfolder with images is broken_large; fit must not advise it."""
+    rgb = np.zeros((40, 40, 3), dtype=np.uint8)
+    for folder in ("test/broken_large", "test/good", "test/contamination"):
+        for name in ("000.png", "001.png", "002.png"):
+            write(tmp_path / "cat" / folder / name, rgb)
+    with pytest.raises(HLGFAError, match=r"test looks like a test split \(subfolders broken_large, contamination, good\)"
+                       r", and fit trains on defect-free images only: give .*test/good\.$"):
+        train_image_paths(tmp_path / "cat" / "test")
+    for name in ("000.png", "001.png", "002.png"):
+        write(tmp_path / "cat" / "train" / "good" / name, rgb)
+    with pytest.raises(HLGFAError, match=r"defect-free images only: give .*cat\.$"):  # the category, train/good in it
+        train_image_paths(tmp_path / "cat" / "test")
+
+
 def test_fit_on_a_folder_whose_images_are_in_a_subfolder_names_that_subfolder(tmp_path):
     rgb = np.zeros((40, 40, 3), dtype=np.uint8)
     for name in ("000.png", "001.png", "002.png"):

@@ -300,6 +300,10 @@ def test_fit_says_its_plan_in_one_line_or_stops_with_one(capsys, tmp_path, monke
     said = capsys.readouterr().out.splitlines()
     assert len(said) == 1 and said[0].startswith("fit holds") and "on the fly" in said[0]
     assert report.cache_plan.policy == "on the fly" and all(torch.isfinite(torch.tensor(report.losses)))
+    for mistyped in (tmp_path / "no-such-folder", paths[0]):  # a --cache-dir that is not a folder, even unneeded
+        with pytest.raises(HLGFAError, match="is not an existing folder; create it or give another"):
+            fit(tiny_model(), paths, progress=False, cache_dir=mistyped)
+    assert capsys.readouterr().out == "" and not (tmp_path / "no-such-folder").exists()
 
 
 def test_cross_fitted_scores_are_scaled_like_a_whole_fit_not_by_the_final_head(images):

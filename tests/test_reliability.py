@@ -74,6 +74,14 @@ def test_fit_arguments_are_checked_when_parsed(flag, value, sample, tmp_path, ca
     assert code == 2 and flag in err and not (tmp_path / "run").exists()
 
 
+def test_steps_and_epochs_together_are_refused_before_any_work(sample, tmp_path, capsys):
+    """--steps N is exactly N steps, --epochs N is passes within the preset's range: together they contradict."""
+    code, err = run_cli(["fit", sample, "--out", tmp_path / "run", "--steps", "5", "--epochs", "2"], capsys)
+    assert code == 2 and err == ("error: give --steps or --epochs, not both: --steps N trains exactly N head steps, "
+                                 "--epochs N makes N passes over the training images within the preset's range of "
+                                 "steps.\n") and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args", [["space", ""], ["predict", "run", "x.png", "--out", ""], ["fit", "", "--out", "r"],
                                   ["predict", "run", "a.png", "", "--out", "o"]])
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, tmp_path, monkeypatch, capsys):
@@ -317,8 +325,8 @@ def test_an_interrupted_predict_lists_every_image_it_wrote_and_leaves_no_partial
 
 
 def test_several_images_and_folders_are_scored_in_one_run(tiny_run, tmp_path, capsys):
-    """A shell's *.png gives predict many paths: each is scored once, named as alone; two that would share a name
-    are refused before any work."""
+    """A shell's *.png gives predict many paths: each is scored once, named as alone; where two different images
+    would share a name, every one is named by its path under the folder holding all the sources."""
     import csv
 
     for folder, name in (("a", "x.png"), ("a", "y.png"), ("b", "x.png"), ("c/deep", "z.png")):
@@ -334,8 +342,12 @@ def test_several_images_and_folders_are_scored_in_one_run(tiny_run, tmp_path, ca
                                                                                                  "z.png"]
     assert {p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.png")} == {
         "x.png.png", "y.png.png", "deep/z.png.png"}
-    code, err = run_cli(["predict", tiny_run, a / "x.png", tmp_path / "b" / "x.png", "--out", tmp_path / "o2"], capsys)
-    assert code == 2 and "would both be written as x.png" in err and not (tmp_path / "o2").exists()
+    # test/good/000.png and test/broken/000.png: named by their paths under the folder holding both, not refused
+    code, err = run_cli(["predict", tiny_run, a, tmp_path / "b" / "x.png", tmp_path / "c", "--out", tmp_path / "o2"],
+                        capsys)
+    assert code == 0, err
+    assert {p.relative_to(tmp_path / "o2" / "overlays").as_posix() for p in (tmp_path / "o2").rglob("*.png")} == {
+        "a/x.png.png", "a/y.png.png", "b/x.png.png", "c/deep/z.png.png"}
 
 
 def test_a_predict_that_writes_nothing_leaves_no_table(tiny_run, tmp_path, capsys, monkeypatch):

@@ -553,10 +553,13 @@ def plan_cache(model: HLGFA, n_images: int, max_cache_gib: float = DEFAULT_MAX_C
     draws = wanted_draws(cfg, n_images)
     prior_draws = held_prior_draws(cfg, draws)
     low, prior = draw_bytes(model)
+    if folder is not None and not Path(folder).is_dir():  # a mistyped --cache-dir: said now, whatever the plan
+        raise HLGFAError(f"the cache folder {folder} (--cache-dir) is not an existing folder; create it or give "
+                         "another.")
     folder = str(folder or tempfile.gettempdir())
     try:
         free = shutil.disk_usage(folder).free
-    except OSError:  # a folder that does not exist yet: no room known
+    except OSError:  # the temporary folder removed under us: no room known
         free = 0
     plan = CachePlan("memory", n_images, draws, prior_draws, low, prior, n_images * 3 * cfg.hr_size ** 2,
                      int(max_cache_gib * GIB), folder, free)

@@ -87,6 +87,9 @@ def fit_command(args) -> dict:
     from .checkpoint import METADATA
     from ..data import train_image_paths
 
+    if args.steps is not None and args.epochs is not None:
+        raise HLGFAError("give --steps or --epochs, not both: --steps N trains exactly N head steps, --epochs N makes "
+                         "N passes over the training images within the preset's range of steps.")
     out = check_output_dir(Path(args.out), [Path(args.data)])
     check_replaceable(out, "checkpoint")  # a link pointing nowhere, or the folder you are in: refused now
     paths = train_image_paths(args.data)  # fit reads every image before any work, and nothing is written before it ends
@@ -285,15 +288,17 @@ def check_predict_targets(out: Path, relatives: list[Path], save_maps: bool) -> 
 
 def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
     """(image, its name in the results) for each image file given (its file name) and each image inside each folder
-    given (its path relative to that folder), in order; one line for a source that is missing or holds no image, or
-    for two images that would be written under the same name. A folder's other files (not hidden ones) are named in
-    one note, so that a photo in a format not read here is not passed over in silence."""
+    given (its path relative to that folder), in order; one line for a source that is missing or holds no image.
+    Where two different images would share a name (``test/good`` and ``test/broken``, each holding ``000.png``), every
+    result is named by its path under the deepest folder holding all the sources instead, and a note says so. A
+    folder's other files (not hidden ones) are named in one note, so that a photo in a format not read here is not
+    passed over in silence."""
     from ..data import IMAGE_EXTENSIONS, files_below, has_image_extension
 
-    found: dict[Path, Path] = {}  # name in the results -> image
+    given: list[tuple[Path, Path]] = []  # (image, name as if given alone)
     for source in sources:
         if source.is_file():
-            images = [(source, Path(source.name))]
+            given.append((source, Path(source.name)))
         elif source.is_dir():
             # every file a person put there (hidden ones are a system's), then the images among them
             files = [(p, p.relative_to(source)) for p in files_below(source)]
@@ -303,13 +308,24 @@ def images_to_predict(sources: list[Path]) -> list[tuple[Path, Path]]:
                 raise HLGFAError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
             if others:
                 print(f"note: {len(others)} file(s) in {source} are not images and are skipped ({named(others)})")
+            given.extend(images)
         else:
             raise HLGFAError(f"{source} does not exist; give image files or folders of images.")
-        for image, name in images:
-            if found.setdefault(name, image).resolve() != image.resolve():
-                raise HLGFAError(f"{found[name]} and {image} would both be written as {name}; predict them into "
-                                 "separate --out folders.")
+    found = results_named(given)
+    if found is None:  # names shared by different images: each named by its path under the sources' common folder
+        base = Path(os.path.commonpath([os.path.abspath(s if s.is_dir() else s.parent) for s in sources]))
+        found = results_named([(image, Path(os.path.abspath(image)).relative_to(base)) for image, _ in given])
+        print(f"note: some images given share a file name; each result is named by its path under {base}")
     return [(image, name) for name, image in found.items()]
+
+
+def results_named(images: list[tuple[Path, Path]]) -> dict[Path, Path] | None:
+    """{name: image}, an image given twice kept once; None if two different images would share a name."""
+    found: dict[Path, Path] = {}
+    for image, name in images:
+        if found.setdefault(name, image).resolve() != image.resolve():
+            return None
+    return found
 
 
 def predict_command(args) -> list[dict]:
@@ -535,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="lite", choices=sorted(PRESETS), help="model recipe (default %(default)s)")
     count_options(p, "exactly this many head steps (default: the preset's rule, lite: 5 passes within 125-500)")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help="passes over the training images (steps follow the data, at most the preset's steps)")
+                   help="passes over the training images, in place of the preset's (lite: 5), within its range of "
+                        "steps (lite: 125-500, so a small set makes more passes)")
     p.add_argument("--batch-size", type=batch_int, default=None,
                    help="exactly this many images per head step (default: the preset's rule, lite: 16, or 8-15 on "
                         "sets under 400 images)")
