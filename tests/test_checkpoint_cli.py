@@ -298,6 +298,15 @@ def test_help_and_a_mistyped_option_answer_without_loading_torch():
     assert "must be a rate in (0, 0.5)" in done.stderr and "must be a number in [0.01, 100.0]" in done.stderr
 
 
+def test_an_option_of_another_command_is_named_by_the_command_given(capsys):
+    """`fit ... --sensitivity 2` (a predict option): the error and its pointer to --help are fit's, not the top's."""
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "data", "--out", "run", "--sensitivity", "2"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == ("hlgfa-lite fit: error: unrecognized arguments: --sensitivity 2 "
+                                       "(see hlgfa-lite fit --help)\n")
+
+
 @pytest.mark.parametrize("delay", [0.5, 1.2, 2.0])
 def test_ctrl_c_while_the_library_loads_ends_in_one_line(tmp_path, delay):
     """Ctrl-C at moments inside torch's import (it takes about 3 s): an interrupt raised inside its C++ used to abort

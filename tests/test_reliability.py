@@ -424,6 +424,19 @@ def test_big_images_are_downscaled_while_decoding(tmp_path):
     assert max(image.shape[-2:]) <= 4096 and image.shape[0] == 3
 
 
+@pytest.mark.parametrize("flagged, said", [(0.9, True), (0.5, True), (0.1, False)])
+def test_evaluate_says_when_most_good_images_are_flagged(tiny_run, sample, capsys, monkeypatch, flagged, said):
+    """A bottle checkpoint evaluated on tiles flags every good tile: the table alone (image_fpr 1.0) says it only to a
+    reader who knows what image_fpr means."""
+    from hlgfa_lite import evaluation
+
+    monkeypatch.setattr(evaluation, "verdict_rates", lambda *a: {"image_fpr": flagged, "image_tpr": 1.0})
+    assert main(["evaluate", str(tiny_run), str(sample), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: {flagged:.0%} of the good test images are flagged: the checkpoint was likely fitted on other "
+            "parts or another capture; fit one on good images of these parts" in out) == said
+
+
 def test_all_empty_masks_are_one_line(tiny_run, sample, tmp_path, capsys):
     import shutil
 
