@@ -49,6 +49,7 @@ from .errors import HLGFAError
 NORMAL, BORDERLINE, ANOMALOUS = "normal", "borderline", "anomalous"
 VERDICTS = (NORMAL, BORDERLINE, ANOMALOUS)
 CROSS_FIT_BELOW = 8  # fewer held-out images than this: add cross-fitted scores of the training images
+FEW_GOOD_SCORES = 8  # below this the tolerance bound's margin is wide (n = 5: 5.7 log-sds; n = 2: 37): fit warns
 CROSS_FIT_FOLDS = 3  # fold models behind the out-of-fold scores (each fitted without a third of the images)
 
 

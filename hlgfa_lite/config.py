@@ -11,6 +11,8 @@ comment's "(RESULTS.md, <section>)" names the section of benchmarks/RESULTS.md t
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 from dataclasses import dataclass
 
 from .errors import HLGFAError
@@ -89,6 +91,9 @@ class HLGFAConfig:
         return self.hr_size // self.lr_size
 
     def validate(self) -> "HLGFAConfig":
+        for f in dataclasses.fields(self):
+            if not self.type_fits(f.name, getattr(self, f.name)):
+                raise HLGFAError(f"config field {f.name} must be like {f.default!r}, got {getattr(self, f.name)!r}.")
         self._check_ranges()
         if self.hr_size % self.lr_size or self.hr_size <= self.lr_size:
             raise HLGFAError(
@@ -128,6 +133,7 @@ class HLGFAConfig:
         ("passes", lambda v: 0 <= v <= 1e6, "in [0, 1e6]"),
         ("aug_copies", lambda v: v >= 0, ">= 0"), ("aug_budget", lambda v: v >= 0, ">= 0"),
         ("head_draws", lambda v: v >= 0, ">= 0"),
+        ("seed", lambda v: 0 <= v < 2 ** 63, "in [0, 2**63)"),  # the command line's range; torch takes no more
         ("lr", lambda v: 0 < v < 10, "in (0, 10)"),
         ("weight_decay", lambda v: 0 <= v < 10, "in [0, 10)"),
         ("holdout_fraction", lambda v: 0 < v < 1, "in (0, 1)"), ("prior_sigma", lambda v: 0 < v <= 64, "in (0, 64]"),
@@ -140,6 +146,24 @@ class HLGFAConfig:
         ("smooth_sigma", lambda v: 0 <= v <= 64, "in [0, 64]"),
         ("score_topk", lambda v: 0 <= v < 1, "in [0, 1)"), ("eval_size", lambda v: 8 <= v <= 4096, "in [8, 4096]"),
     )
+
+    @classmethod
+    def type_fits(cls, name: str, value) -> bool:
+        """Whether ``value`` has field ``name``'s type: its default's (an int is a float too, a bool is no number;
+        a list of ints, as JSON holds it, is a tuple), or None where the field allows it."""
+        default = cls.__dataclass_fields__[name].default
+        if value is None:
+            return cls.allows_none(name)
+        if isinstance(default, bool):
+            return isinstance(value, bool)
+        if isinstance(default, int):
+            return isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(default, float):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if isinstance(default, tuple):
+            return isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                           for v in value)
+        return isinstance(value, type(default))
 
     @classmethod
     def allows_none(cls, name: str) -> bool:
@@ -174,6 +198,13 @@ class HLGFAConfig:
         return cls(**cleaned).validate()
 
     def replace(self, **changes) -> "HLGFAConfig":
+        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], self.__dataclass_fields__, n=3)
+            hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+            raise HLGFAError(f"unknown config field {unknown[0]!r}{hint}; every field is listed in "
+                             "hlgfa_lite/config.py (HLGFAConfig).")
+        changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}  # out_indices=[1, 2]
         return dataclasses.replace(self, **changes).validate()
 
 

@@ -53,6 +53,13 @@ class TooManyPixels(HLGFAError):
         self.width, self.height = width, height
 
 
+def as_path(value, what: str) -> Path:
+    """``value`` as a Path if it is one, or a str; else HLGFAError (``None``, a number, bytes)."""
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        return Path(value)
+    raise HLGFAError(f"{what} path must be a str or pathlib.Path, got {type(value).__name__}.")
+
+
 class UnreadableImage(HLGFAError):
     """A file that does not decode: not an image at all (``unidentified``) or damaged (``cause``, the error's class)."""
 
@@ -134,21 +141,30 @@ def decode(path: str | Path, max_side: int | None = None) -> Decoded:
     image over ``MAX_PIXELS`` is refused before a byte of it is decoded; with ``max_side`` a JPEG much larger than
     that is decoded at 1/2, 1/4 or 1/8 scale and every image is downscaled to it. Fails with ``TooManyPixels`` or
     ``UnreadableImage``, one line each."""
-    path = Path(path)
+    path = as_path(path, "an image")
+    if path.is_dir() or not path.exists():  # PIL would call either "damaged"
+        what = "is a folder; give an image file in it" if path.is_dir() else "does not exist; check the path"
+        raise UnreadableImage(f"image {path} {what}.", "FileNotFoundError", False)
+    image = None
     try:
-        with warnings.catch_warnings():
-            # MAX_PIXELS replaces PIL's decompression-bomb warning; its error (> 2x its limit) is caught below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            width, height = image.size
-            check_pixels(width, height, f"image {path}")
-            mode, multi_frame = image.mode, getattr(image, "n_frames", 1) > 1
-            if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
-                image.draft("RGB", (max_side, max_side))
-            image.load()
-            if multi_frame:  # Pillow keeps a multi-page file open for its other pages: keep the first, close it
-                first, image = image, image.copy()
-                first.close()
+        try:
+            with warnings.catch_warnings():
+                # MAX_PIXELS replaces PIL's decompression-bomb warning; its error (> 2x its limit) is caught below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(path)
+                width, height = image.size
+                check_pixels(width, height, f"image {path}")
+                mode, multi_frame = image.mode, getattr(image, "n_frames", 1) > 1
+                if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
+                    image.draft("RGB", (max_side, max_side))
+                image.load()
+                if multi_frame:  # Pillow keeps a multi-page file open for its other pages: keep the first, close it
+                    first, image = image, image.copy()
+                    first.close()
+        except BaseException:
+            if image is not None:  # a refused or broken file is closed now, not whenever the collector runs
+                image.close()
+            raise
     except HLGFAError:
         raise
     except Image.DecompressionBombError:
@@ -194,7 +210,7 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 
 def load_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1], EXIF rotation applied; longer side <= ``max_side`` when given."""
-    return pil_to_tensor(_open(Path(path), max_side))
+    return pil_to_tensor(_open(as_path(path, "an image"), max_side))
 
 
 def mask_background(values: np.ndarray):

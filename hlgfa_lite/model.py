@@ -102,6 +102,10 @@ class HLGFA(nn.Module):
         network is fixed, so it is built once); ``pretrained`` and ``weights`` then go unused. ``init_seed``
         (default ``cfg.seed``) alone sets the head's starting weights."""
         super().__init__()
+        if not isinstance(cfg, HLGFAConfig):
+            raise HLGFAError(f"HLGFA takes a config, e.g. HLGFA(preset({cfg!r})), got {type(cfg).__name__}."
+                             if isinstance(cfg, str) else f"HLGFA takes a config, e.g. HLGFA(preset('lite')), got "
+                             f"{type(cfg).__name__}.")
         self.cfg = cfg.validate()
         self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained,
                                                    weights=weights, runtime=cfg.backbone_runtime)
@@ -202,8 +206,12 @@ class HLGFA(nn.Module):
         (e.g. a nuisance applied to it only, as during training)."""
         images = checked_images(images).to(self.device, self.level_mean.dtype)
         hr_image, lr_image = self.views(images)
-        if low_view is not None:
-            lr_image = resize(low_view.to(self.device), self.cfg.lr_size)
+        if low_view is not None:  # the same checks as the images, and one low view per image
+            low_view = checked_images(low_view).to(self.device, self.level_mean.dtype)
+            if low_view.shape[0] != images.shape[0]:
+                raise HLGFAError(f"low_view holds {low_view.shape[0]} image(s) for {images.shape[0]} image(s); give "
+                                 "one low view per image.")
+            lr_image = resize(low_view, self.cfg.lr_size)
         return self.inspect_features(hr_image, lr_image, self.backbone(hr_image), self.backbone(lr_image))
 
     @torch.no_grad()

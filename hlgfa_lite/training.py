@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,8 +35,8 @@ from tqdm.auto import tqdm
 from .alignment import alignment_loss
 from .tools.cache import (DEFAULT_MAX_CACHE_GIB, CachePlan, FeatureCache, OnTheFlyFeatures, SpilledCache, as_float,
                     cache_features, hold_features, load_images, plan_cache)
-from .calibration import (CROSS_FIT_BELOW, CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, Calibration,
-                          calibrate, fold_splits)
+from .calibration import (CROSS_FIT_BELOW, CROSS_FIT_FOLDS, DEFAULT_CONFIDENCE, DEFAULT_TARGET_FPR, FEW_GOOD_SCORES,
+                          Calibration, calibrate, fold_splits)
 from .data import good_image_paths, is_grayscale
 from .device import has_fast_bfloat16
 from .errors import HLGFAError
@@ -496,4 +497,19 @@ def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
     report.holdout_scores = set_calibration(model, statistics, good_maps, report.cross_fit_scores,
                                             target_fpr=target_fpr, confidence=confidence).tolist()
     report.calibration = model.calibration
+    warn_of_few_good_scores(model.calibration)
     return report
+
+
+def warn_of_few_good_scores(cal: Calibration) -> None:
+    """A threshold from fewer than FEW_GOOD_SCORES good scores carries a wide margin for its own uncertainty (two
+    images: 37 spreads above their mean), so a defect often lands between the thresholds: say how far up
+    "anomalous" starts, while the fit can still be given more images."""
+    if cal.n_images < FEW_GOOD_SCORES:
+        start = (f"{cal.image_threshold / cal.good_score_center:.3g}x the typical good score"
+                 if cal.good_score_center > 0 else f"{cal.image_threshold:.3g} (typical good score "
+                 f"{cal.good_score_center:.3g})")
+        images = "1 good image" if cal.n_images == 1 else f"{cal.n_images} good images"
+        warnings.warn(f"the threshold rests on the scores of {images} (fewer than "
+                      f"{FEW_GOOD_SCORES}): anomalous starts at {start}, so expect many borderline verdicts; fit on "
+                      "more good images", stacklevel=3)

@@ -328,3 +328,20 @@ def test_a_mask_whose_image_is_gone_is_named_in_one_warning(tmp_path):
                                          r"scratch/007_mask.png\)"):
         samples = load_test_split(root)
     assert [s.path.name for s in samples if s.label] == ["000.png"]
+
+
+def test_a_refused_image_file_is_closed_at_once(tmp_path):
+    """A truncated file: PIL opened it and the refusal left it open until the collector ran (a ResourceWarning, and
+    on Windows a file that cannot be deleted meanwhile)."""
+    import gc
+    import warnings
+
+    path = tmp_path / "t.png"
+    Image.new("RGB", (50, 50)).save(path)
+    path.write_bytes(path.read_bytes()[:60])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(HLGFAError, match="damaged or truncated"):
+            load_image(path)
+        gc.collect()
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)]

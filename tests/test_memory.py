@@ -430,3 +430,22 @@ def test_a_few_images_of_another_shape_are_named_in_one_warning(tmp_path):
         warnings.simplefilter("error")
         cache.load_images([*square], 32)
         cache.load_images(sorted(tmp_path.glob("varied*.png")), 32)
+
+
+def test_a_fit_on_few_good_images_says_how_far_up_anomalous_starts():
+    """Two images: one trained on, one held out; a threshold from one good score (a prior spread, the margin of two
+    scores: 37 spreads) is thousands of times the typical good score and nothing reads anomalous. fit says so."""
+    import warnings
+
+    from hlgfa_lite.calibration import FEW_GOOD_SCORES
+
+    with pytest.warns(UserWarning, match=r"rests on the scores of 1 good image \(fewer than 8\): anomalous starts at "
+                                         r"[0-9.e+]+x the typical good score, so expect many borderline verdicts"):
+        report = fit(tiny_model(), good_paths(2), progress=False, say=None)
+    assert report.calibration.n_images == 1 < FEW_GOOD_SCORES  # the held-out image (one left to train: no folds)
+    ratio = report.calibration.image_threshold / report.calibration.good_score_center
+    assert ratio > 10  # what the warning is for: "anomalous" out of any defect's reach
+    model = tiny_model()  # (its random backbone warns on its own)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # eight good scores: no warning
+        assert fit(model, good_paths(8), progress=False, say=None).calibration.n_images == 8

@@ -837,3 +837,61 @@ def test_loading_onto_a_device_this_machine_lacks_is_one_line(tiny_run):
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(HLGFAError, match="no CUDA GPU"):
         load(tiny_run, device="cuda")
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"stepz": 5}, r"unknown config field 'stepz' \(did you mean steps\?\)"),
+    ({"epochs": 3}, r"unknown config field 'epochs'; every field is listed in hlgfa_lite/config.py"),
+    ({"steps": 5.5}, r"config field steps must be like 500, got 5.5"),
+    ({"seed": "0"}, r"config field seed must be like 0, got '0'"),
+    ({"seed": -1}, r"config field seed must be in \[0, 2\*\*63\)"),
+    ({"backbone": 5}, r"config field backbone must be like 'tf_efficientnet_lite0', got 5"),
+    ({"noise_aug": "yes"}, r"config field noise_aug must be like True, got 'yes'"),
+])
+def test_a_preset_refuses_unknown_fields_and_wrong_types_in_one_line(changes, words):
+    """`preset("lite", stepz=5)` raised dataclasses' TypeError; `steps=5.5` or `backbone=5` were taken, the latter
+    to fail later inside timm."""
+    from hlgfa_lite import preset
+
+    with pytest.raises(HLGFAError, match=words) as refused:
+        preset("lite", **changes)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_preset_takes_an_int_for_a_float_and_a_list_for_a_tuple():
+    from hlgfa_lite import preset
+
+    cfg = preset("lite", prior_width=1, out_indices=[1, 2])
+    assert cfg.prior_width == 1 and cfg.out_indices == (1, 2)
+
+
+def test_the_api_names_what_is_wrong_with_a_path_or_a_config():
+    """A user's first calls with a wrong argument: one HLGFAError saying what to give, not a TypeError from pathlib
+    or an AttributeError from inside the model; a missing file is not "damaged"."""
+    import tempfile
+
+    from hlgfa_lite import HLGFA, load, load_image
+
+    for call, words in [(lambda: load(None), "a checkpoint folder's path must be a str or pathlib.Path, got NoneType"),
+                        (lambda: load(3), "must be a str or pathlib.Path, got int"),
+                        (lambda: load_image(None), "an image path must be a str or pathlib.Path, got NoneType"),
+                        (lambda: load_image("no-such-image.png"), "image no-such-image.png does not exist"),
+                        (lambda: load_image(tempfile.gettempdir()), "is a folder; give an image file in it"),
+                        (lambda: HLGFA("lite"), r"HLGFA takes a config, e.g. HLGFA\(preset\('lite'\)\), got str"),
+                        (lambda: HLGFA(None), r"HLGFA takes a config, e.g. HLGFA\(preset\('lite'\)\), got NoneType")]:
+        with pytest.raises(HLGFAError, match=words):
+            call()
+
+
+def test_a_low_view_is_checked_like_the_images(capsys):
+    from hlgfa_lite import HLGFA, preset
+
+    model = HLGFA(preset("lite", hr_size=128, lr_size=64), pretrained=False)
+    images = torch.rand(1, 3, 80, 80)
+    with pytest.raises(HLGFAError, match="got values from .* to 255; divide 0-255 images by 255"):
+        model.inspect(images, low_view=images * 255)
+    with pytest.raises(HLGFAError, match="NaN"):
+        model.inspect(images, low_view=torch.full((1, 3, 40, 40), float("nan")))
+    with pytest.raises(HLGFAError, match=r"low_view holds 2 image\(s\) for 1 image\(s\)"):
+        model.inspect(images, low_view=torch.rand(2, 3, 40, 40))
+    assert model.inspect(images, low_view=torch.rand(1, 3, 40, 40)).anomaly_map.shape == (1, 64, 64)

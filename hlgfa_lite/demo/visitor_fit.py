@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
+from ..calibration import FEW_GOOD_SCORES
 from ..config import preset
 from ..data import MIN_TRAINING_SIDE
 from ..errors import HLGFAError
@@ -28,7 +29,7 @@ from .uploads import read_upload
 from .visitor_files import process_dir
 
 MIN_FIT_IMAGES = 2  # one to train on, one held out to calibrate the threshold (the library's rule)
-FEW_FIT_IMAGES = 8  # below this the calibrated threshold rests on a single held-out image: warn
+FEW_FIT_IMAGES = FEW_GOOD_SCORES  # below this the threshold's margin is wide (the library's rule): warn
 MAX_FIT_IMAGES = 40  # keeps a fit within the time promised on a 2-core CPU
 # optimiser steps of an in-browser fit (timing: demo/README.md); HLGFA_DEMO_FIT_STEPS overrides it, e.g. on a GPU
 FIT_STEPS = int(os.environ.get("HLGFA_DEMO_FIT_STEPS", "150"))

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from .._version import __version__
 from ..calibration import Calibration
 from ..config import BEFORE_THE_FIELD, HLGFAConfig
+from ..data import as_path
 from ..device import resolve_device
 from ..errors import HLGFAError
 from .files import real_target, replace_entries, replace_folder
@@ -171,7 +172,7 @@ def _field(metadata: dict, name: str, kind: type, where: Path):
 
 def read_metadata(run_dir: str | Path) -> dict:
     """``model.json`` parsed and checked (sizes, depth, types, format, checksum); raises HLGFAError."""
-    run_dir = Path(run_dir)
+    run_dir = as_path(run_dir, "a checkpoint folder's")
     meta_path, tensor_path = run_dir / METADATA, run_dir / TENSORS
     if not run_dir.exists():
         leftovers = sorted(run_dir.parent.glob(f".{run_dir.name}.old-*")) if run_dir.parent.is_dir() else []
@@ -226,24 +227,9 @@ def _check_config(values: dict, where: Path) -> HLGFAConfig:
     if missing:  # every checkpoint of this format has it: refused, not given today's default in silence
         raise HLGFAError(f"{where}: config field {missing[0]} is missing; the checkpoint is damaged, re-fit the model.")
     for f in fields:
-        if f.name not in values:
-            continue
-        value, default = values[f.name], getattr(defaults, f.name)
-        if value is None and HLGFAConfig.allows_none(f.name):
-            ok = True
-        elif isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        elif isinstance(default, tuple):
-            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise HLGFAError(f"{where}: config field {f.name} must be like {default!r}, got {value!r}; "
-                             "the checkpoint is damaged, re-fit the model.")
+        if f.name in values and not HLGFAConfig.type_fits(f.name, values[f.name]):
+            raise HLGFAError(f"{where}: config field {f.name} must be like {getattr(defaults, f.name)!r}, got "
+                             f"{values[f.name]!r}; the checkpoint is damaged, re-fit the model.")
     try:
         return HLGFAConfig.from_dict(values)
     except HLGFAError as exc:
@@ -266,7 +252,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", weights: str |
          pretrained: bool = True, backbone_runtime: str | None = None) -> HLGFA:
     """A ready-to-score model from ``run_dir``; every stored fact is checked against what is rebuilt.
     ``backbone_runtime`` ("torch" or "onnxruntime") overrides the stored one: it changes speed, not results."""
-    run_dir, device = Path(run_dir), resolve_device(str(device))  # a device this machine lacks: before any work
+    run_dir, device = as_path(run_dir, "a checkpoint folder's"), resolve_device(str(device))  # before any work
     metadata = verified_metadata(run_dir)
     meta_path = run_dir / METADATA
     cfg = _check_config(metadata["config"], meta_path)
