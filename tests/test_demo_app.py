@@ -63,6 +63,19 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_answering(server, exampl
     assert score is not None
 
 
+def test_a_sketch_on_a_file_that_is_no_image_gets_a_message(server, examples, tmp_path):
+    """The sketch tab's editor decodes its background in Gradio's own preprocessing, before the demo's handler: a
+    text file renamed .png reached the visitor as Gradio's generic "upstream app raised an exception"."""
+    text = tmp_path / "letter.png"
+    text.write_text("not an image at all")
+    client = gradio_client.Client(server, verbose=False)
+    picture = gradio_client.handle_file(str(text))
+    with pytest.raises(Exception, match="The editor could not read that picture: upload a PNG or JPEG image"):
+        client.predict({"background": picture, "layers": [], "composite": picture, "id": None}, 1.0,
+                       api_name="/draw")
+    assert inspect(server, examples["good"])[2] is not None  # still alive
+
+
 def test_huge_image_is_downscaled_and_oversized_upload_refused(server, examples, tmp_path):
     """10000 x 10000 px (past PIL's bomb warning) gets a result; a file over the upload bound gets HTTP 413."""
     huge = tmp_path / "huge.png"

@@ -22,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
+from PIL import UnidentifiedImageError  # noqa: E402
 import torch  # noqa: E402
 
 from ..assets import sample_dir  # noqa: E402
@@ -165,7 +166,10 @@ def reporting_upload_paths(editor: gr.ImageEditor) -> gr.ImageEditor:
     strict = editor.preprocess
 
     def preprocess(payload):
-        value = strict(payload)
+        try:
+            value = strict(payload)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # Gradio's decode, before any handler
+            raise gr.Error("The editor could not read that picture: upload a PNG or JPEG image.") from None
         if isinstance(value, dict) and payload is not None:
             files = [getattr(payload, "background", None), getattr(payload, "composite", None),
                      *(getattr(payload, "layers", None) or [])]
