@@ -62,10 +62,15 @@ def outline(image_rgb: np.ndarray, mask: np.ndarray | torch.Tensor,
     return drawn
 
 
+# zlib's quickest level: a 900 px overlay in 40 ms against 186 ms at the default 6, for 24 % more bytes; at the default
+# the overlays were about half of `predict`'s time (benchmarks/probes/overlay_png.py; RESULTS.md, "Speed")
+PNG_LEVEL = 1
+
+
 def save_png(picture: np.ndarray, path: str | Path) -> None:
     """(H, W, 3) uint8 -> a PNG at ``path``, written whole or not at all (``files.write_bytes``)."""
     buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format="PNG")
+    Image.fromarray(picture).save(buffer, format="PNG", compress_level=PNG_LEVEL)
     write_bytes(path, buffer.getvalue(), what="overlay")
 
 
