@@ -11,7 +11,8 @@
 # - why the colour scale and the threshold come from good images, and what "borderline" means.
 #
 # **Prerequisites:** Python and a first look at PyTorch tensors; nothing about anomaly detection.
-# **Duration:** about 15 min to read; under a minute to run on a 2-core CPU (the fit is most of it).
+# **Duration:** about 15 min to read; under a minute to run on a 2-core CPU (the fit is most of it: section 2 prints
+# its phases' seconds).
 #
 # **The model: the `lite` preset**, the library's default and what `hlgfa-lite fit` trains. Its map has two
 # parts: the abstract's *cross-resolution alignment* (below, and lessons 01-04) and a *normality term* that this
@@ -119,7 +120,7 @@ plt.show()
 #
 # `model.score_batch(images)` returns one anomaly map (on the 256 px grid) and one score per image.
 # The colour scale is **fixed** by calibration (`model.calibration.map_vmin`, `.map_vmax`): a good image should
-# stay mostly blue (section 4 shows the ones that do not), and red means "brighter than anything seen on the held-out good images". Per-image min-max
+# stay mostly blue, and red means "brighter than anything seen on the held-out good images". Per-image min-max
 # scaling would make every good image look defective, so the library never does it.
 
 # %%
@@ -251,8 +252,8 @@ for label, name in ((1, "defective"), (0, "good")):
 # ## 5. Try it: pick an image, move the sensitivity
 #
 # `model.verdict(score, sensitivity)` divides each threshold's distance above the typical good score by the
-# sensitivity: above 1 flags more, below 1 fewer. The figure above is the static version; the controls below
-# redraw it (they need a running kernel).
+# sensitivity: above 1 flags more, below 1 fewer. The overlays of section 3 are the static version; the controls
+# below redraw one image's (they need a running kernel).
 
 # %%
 import ipywidgets as widgets
@@ -323,7 +324,7 @@ print("reloaded model scores the same:", torch.allclose(model.score_batch(image)
 #
 #    <details><summary>Answer</summary>
 #
-#    Down: the threshold's distance above the mean good score is divided by the sensitivity, so more images are
+#    Down: the threshold's distance above the typical good score is divided by the sensitivity, so more images are
 #    flagged.
 #    </details>
 
@@ -334,8 +335,8 @@ from hlgfa_lite.lessons.exercises import reveal
 def evidence():  # the answers' evidence: runs only when you press the button below
     print("1. training images:", sorted({f"{p.parent.parent.name}/{p.parent.name}" for p in train_paths}),
           f"({report.n_train} trained on, {report.n_holdout} held out)")
-    print(f"2. colour scale {cal.map_vmin:.3f} to {cal.map_vmax:.3f}, from {cal.n_images} good scores of images the head "
-          "never trained on")
+    print(f"2. colour scale {cal.map_vmin:.3f} to {cal.map_vmax:.3f}, from the maps of the {report.n_holdout} held-out "
+          "good images")
     print(f"3. threshold at sensitivity 1: {model.threshold(1.0):.2f}, at 2: {model.threshold(2.0):.2f} "
           f"(typical good score {cal.good_score_center:.2f})")
 
@@ -367,7 +368,8 @@ check("image_score", image_score);
 #    run the lesson again: watch the last loss, the scores of the defective bottles, and the verdicts under the
 #    histogram. Where does more training stop helping on 18 images?
 # 2. **Change the model, measure its parts.** Fit `preset("lite_paper")` instead of `preset("lite")`: the
-#    abstract's method alone, with no normality term. Compare the histogram and the image AUROC printed under it,
+#    abstract's method alone, with no normality term. Compare the histogram: both may rank these 14 images
+#    perfectly (image AUROC 1.0), so measure the gap between the highest good score and the lowest defective one,
 #    and explain the difference with the figure of section 3.
 # 3. **Change the sensitivity, measure the verdicts.** In section 5, find the smallest sensitivity at which every
 #    defective test bottle is still flagged. How many good bottles does it flag?

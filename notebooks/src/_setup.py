@@ -48,7 +48,7 @@ torch.manual_seed(0)
 np.random.seed(0)
 
 from hlgfa_lite.assets import sample_dir
-SAMPLE = sample_dir()  # the bundled MVTec-layout sample: 20 good training images, 14 test images with masks
+SAMPLE = sample_dir()  # the bundled MVTec-layout sample: 20 good training images; 14 test images, 9 with masks
 FIGURES = Path("figures")
 
 
