@@ -91,10 +91,11 @@ class HLGFAConfig:
         return self.hr_size // self.lr_size
 
     def validate(self) -> "HLGFAConfig":
-        for f in dataclasses.fields(self):
-            if not self.type_fits(f.name, getattr(self, f.name)):
-                raise HLGFAError(f"config field {f.name} must be like {f.default!r}, got {getattr(self, f.name)!r}.")
-        self._check_ranges()
+        ranged = {name for name, _, _ in self._RANGES}
+        names = [f.name for f in dataclasses.fields(self)]
+        self._check_types([name for name in names if name not in ranged])
+        self._check_ranges()  # a number field's range first: "must be in [0, 1)" says more than its type
+        self._check_types([name for name in names if name in ranged])  # then whole numbers: steps=5.5
         if self.hr_size % self.lr_size or self.hr_size <= self.lr_size:
             raise HLGFAError(
                 f"hr_size ({self.hr_size}) must be an integer multiple (>1) of lr_size ({self.lr_size}); "
@@ -169,6 +170,12 @@ class HLGFAConfig:
     def allows_none(cls, name: str) -> bool:
         """Whether field ``name`` may be None (typed ``X | None``): None then means "as another field says"."""
         return "None" in str(cls.__dataclass_fields__[name].type)
+
+    def _check_types(self, names: list[str]) -> None:
+        for name in names:
+            if not self.type_fits(name, getattr(self, name)):
+                default = self.__dataclass_fields__[name].default
+                raise HLGFAError(f"config field {name} must be like {default!r}, got {getattr(self, name)!r}.")
 
     def _check_ranges(self) -> None:
         for name, test, wanted in self._RANGES:

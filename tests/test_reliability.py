@@ -843,7 +843,7 @@ def test_loading_onto_a_device_this_machine_lacks_is_one_line(tiny_run):
     ({"stepz": 5}, r"unknown config field 'stepz' \(did you mean steps\?\)"),
     ({"epochs": 3}, r"unknown config field 'epochs'; every field is listed in hlgfa_lite/config.py"),
     ({"steps": 5.5}, r"config field steps must be like 500, got 5.5"),
-    ({"seed": "0"}, r"config field seed must be like 0, got '0'"),
+    ({"seed": "0"}, r"config field seed must be in \[0, 2\*\*63\), got '0'"),
     ({"seed": -1}, r"config field seed must be in \[0, 2\*\*63\)"),
     ({"backbone": 5}, r"config field backbone must be like 'tf_efficientnet_lite0', got 5"),
     ({"noise_aug": "yes"}, r"config field noise_aug must be like True, got 'yes'"),
