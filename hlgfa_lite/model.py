@@ -103,9 +103,8 @@ class HLGFA(nn.Module):
         (default ``cfg.seed``) alone sets the head's starting weights."""
         super().__init__()
         if not isinstance(cfg, HLGFAConfig):
-            raise HLGFAError(f"HLGFA takes a config, e.g. HLGFA(preset({cfg!r})), got {type(cfg).__name__}."
-                             if isinstance(cfg, str) else f"HLGFA takes a config, e.g. HLGFA(preset('lite')), got "
-                             f"{type(cfg).__name__}.")
+            name = cfg if isinstance(cfg, str) else "lite"  # HLGFA("lite"): the preset meant
+            raise HLGFAError(f"HLGFA takes a config, e.g. HLGFA(preset({name!r})), got {type(cfg).__name__}.")
         self.cfg = cfg.validate()
         self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.out_indices, pretrained=pretrained,
                                                    weights=weights, runtime=cfg.backbone_runtime)

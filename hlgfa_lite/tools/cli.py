@@ -50,12 +50,8 @@ def _number(kind, test, wanted: str):
 positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
 steps_int = _number(int, lambda v: 1 <= v <= MAX_STEPS, f"a whole number in [1, {MAX_STEPS}]")
 batch_int = _number(int, lambda v: 1 <= v <= MAX_BATCH_SIZE, f"a whole number in [1, {MAX_BATCH_SIZE}]")
-
-
 sensitivity_float = _number(float, lambda v: MIN_SENSITIVITY <= v <= MAX_SENSITIVITY,
                             f"a number in [{MIN_SENSITIVITY}, {MAX_SENSITIVITY}] (1 = as calibrated)")
-
-
 seed_int = _number(int, lambda v: 0 <= v < 2**63, "a whole number >= 0")
 port_int = _number(int, lambda v: 1 <= v <= 65535, "a port number 1-65535")
 positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
