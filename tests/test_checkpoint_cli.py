@@ -324,3 +324,16 @@ def test_ctrl_c_while_the_library_loads_ends_in_one_line(tmp_path, delay):
     assert process.returncode == 130, err
     assert err.strip() == "interrupted; nothing was written.", err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["fit", "data", "--out", "run", "--step", "5"], "unrecognized arguments: --step 5; did you mean --steps?"),
+    (["predict", "run", "a.png", "--out", "o", "--sensitivty=2"],
+     "unrecognized arguments: --sensitivty=2; did you mean --sensitivity?"),
+])
+def test_an_option_is_taken_only_as_spelt_in_full_and_a_near_miss_is_named(capsys, argv, said):
+    """argparse would take `--step` as `--steps`, until the day another option also began with `--step`."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    assert said in capsys.readouterr().err

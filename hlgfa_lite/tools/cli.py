@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import io
 import json
 import math
@@ -537,10 +538,25 @@ def count_options(p: argparse.ArgumentParser, steps_help: str) -> None:
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse with its errors in one line, as every other error of the command: the usage is what --help is for.
-    Its subcommands' parsers are of this class too (``add_subparsers`` makes them of the parent's class)."""
+    Its subcommands' parsers are of this class too (``add_subparsers`` makes them of the parent's class).
+
+    Options are taken only as spelt in full: an abbreviation that works today (``--step`` for ``--steps``) would
+    break a user's script the day another option starts the same way."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def refuse_unknown(self, unknown: list[str]) -> None:
+        """One line naming what this command does not take, with the option it most likely meant."""
+        spelt = [word.split("=")[0] for word in unknown if word.startswith("--")]
+        options = [option for action in self._actions for option in action.option_strings]
+        close = difflib.get_close_matches(spelt[0], options, n=1) if spelt else []
+        hint = f"; did you mean {close[0]}?" if close else ""
+        self.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -655,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()  # loads no torch: --help and usage errors answer at once
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's parser, whose --help lists what it takes
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        parser.commands[args.command].refuse_unknown(unknown)
     for name, value in vars(args).items():  # `--out "$OUT"` with OUT unset would mean the current folder
         if value == "" or (isinstance(value, list) and "" in value):
             parser.error(f"{name.replace('_', '-')} is an empty string (an unset shell variable?); give a path")
