@@ -113,9 +113,32 @@ def test_fit_then_inspect_with_my_part_in_one_session(server, sample, monkeypatc
     summary, zip_path, model_choice = client.predict([gradio_client.handle_file(str(p)) for p in paths],
                                                      api_name="/fit")
     assert "Fitted on" in summary and zip_path.endswith(".zip") and model_choice == app.MY_PART
+    # "Stop" with no fit running leaves the last fit's summary as it is (it used to say "Stopping the fit…")
+    assert client.predict(api_name="/stop_fit") == {"__type__": "update"}
     overlay, mask, score, verdict = client.predict(gradio_client.handle_file(str(paths[0])), app.MY_PART, 1.0,
                                                    api_name="/inspect")
     assert score is not None and "✖" not in verdict
+
+
+def test_stop_ends_a_running_fit_and_frees_its_slot(server, sample, monkeypatch):
+    """"Stop" during a fit says so and ends it between two steps; the next fit then runs (one fit at a time)."""
+    import time
+
+    monkeypatch.setattr(visitor_fit, "FIT_STEPS", 100_000)  # far longer than the test waits
+    client = gradio_client.Client(server, verbose=False)
+    images = [gradio_client.handle_file(str(p)) for p in sorted((sample / "train" / "good").glob("*.png"))[:3]]
+    job = client.submit(images, api_name="/fit")
+    deadline = time.monotonic() + 120
+    while not any("training the head" in (unit.desc or "") for unit in job.status().progress_data or []):
+        assert time.monotonic() < deadline and not job.done(), "the fit never reached its training steps"
+        time.sleep(0.2)
+    assert client.predict(api_name="/stop_fit") == "Stopping the fit…"
+    monkeypatch.setattr(visitor_fit, "FIT_STEPS", 2)
+    deadline = time.monotonic() + 60
+    while "busy" in (summary := client.predict(images, api_name="/fit")[0]):  # the stopped fit still finishing
+        assert time.monotonic() < deadline, summary
+        time.sleep(0.5)
+    assert "Fitted on" in summary
 
 
 def call_raw(url: str, api_name: str, data: list) -> str:

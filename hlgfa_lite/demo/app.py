@@ -221,7 +221,7 @@ class Shared:
         self.store.warm_up()
         self.quota = UploadQuota()
         self.sessions = SessionFiles(idle_seconds=SESSION_SECONDS)  # each session's uploads and result pictures
-        self.cancels: dict[str | None, threading.Event] = {}  # the running fit's stop signal, per session
+        self.cancels: dict[str | None, threading.Event] = {}  # a session's stop signal, while its fit runs
         self.fitted_parts: dict[str | None, FittedPart] = {}  # each session's part, removed when the session ends
 
     def charge(self, request: gr.Request | None, paths) -> None:
@@ -334,12 +334,15 @@ def fit_tab(shared: Shared, part_state: gr.State, choice: gr.Radio) -> None:
     @reported(lambda panel, files, length, old_part, *rest: (panel, None, old_part, gr.skip()))
     def fit_own(files, length, old_part, progress=gr.Progress(), request: gr.Request = None):
         session = _session(request)
-        cancel = shared.cancels.setdefault(session, threading.Event())
-        cancel.clear()
-        paths = [getattr(f, "name", f) for f in (files or [])]
-        shared.charge(request, paths)
-        part = fit_part(paths, shared.store, steps=fit_steps(length), cancel=cancel,
-                        report_progress=lambda f, text: progress(f, desc=text))
+        cancel = shared.cancels[session] = threading.Event()  # present only while this fit runs
+        try:
+            paths = [getattr(f, "name", f) for f in (files or [])]
+            shared.charge(request, paths)
+            part = fit_part(paths, shared.store, steps=fit_steps(length), cancel=cancel,
+                            report_progress=lambda f, text: progress(f, desc=text))
+        finally:
+            if shared.cancels.get(session) is cancel:
+                del shared.cancels[session]
         remove_fitted(old_part, shared.store)  # a new fit replaces the session's previous one
         shared.fitted_parts[session] = part
         gr.Info("Your head is ready: the Inspect tab now uses it.", duration=5)  # not over the controls for long
@@ -350,10 +353,12 @@ def fit_tab(shared: Shared, part_state: gr.State, choice: gr.Radio) -> None:
         shared.sessions.claim(_session(request), [getattr(f, "name", f) for f in (files or [])])
 
     def stop_fit(request: gr.Request = None):
-        """The fit stops between two steps; its slot is free once it has (``visitor_fit.fit_part``)."""
+        """The fit stops between two steps; its slot is free once it has (``visitor_fit.fit_part``). With no fit
+        running, the summary of the last one stays (a fit still waiting in the queue is dropped by ``cancels``)."""
         event = shared.cancels.get(_session(request))
-        if event is not None:
-            event.set()
+        if event is None:
+            return gr.skip()
+        event.set()
         return "Stopping the fit…"
 
     with gr.Tab("Fit", id="fit"):
