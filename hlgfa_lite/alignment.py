@@ -8,6 +8,9 @@ For one level, with F_L the low-res features, s and d the projected structure an
     g     = sigmoid(W_g [M; d])                                gate in (0, 1), bias -2: mostly closed
     F_hat = M + g * R([M; d]),   R = V_2 relu(V_1 [M; d])      gated residual correction, V_2 zero-initialised
 
+W_1, V_1 and W_g are 3x3 convolutions (each position reads its neighbourhood), W_2 and V_2 1x1; [M; d] stacks M and
+d along the channels.
+
 Zero-initialised last layers make the head exactly the identity at the start (F_hat = F_L), so training starts
 from the training-free cross-resolution score and only learns what normal images need.
 

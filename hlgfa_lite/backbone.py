@@ -175,6 +175,11 @@ class FrozenBackbone(nn.Module):
             self._runners.clear()
         return moved
 
+    def features_with_gradients(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The same features as ``forward``, from the eager network with autograd on: for gradients with respect to
+        the input pixels (a receptive field, a saliency map). The weights stay frozen; slower than ``forward``."""
+        return list(self.net((images - self.mean) / self.std))
+
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images (B, 3, S, S) in [0, 1] -> one map per level, level l of shape (B, C_l, S / s_l, S / s_l) (the

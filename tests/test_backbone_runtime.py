@@ -63,6 +63,20 @@ def test_trace_switch_chooses_the_traced_graph_or_the_eager_network():
         assert (g - e).abs().max().item() <= FEATURE_RTOL * scale, level
 
 
+@pytest.mark.filterwarnings("ignore:.*RANDOM weights")
+def test_features_with_gradients_are_the_forward_features_and_reach_the_pixels():
+    """Lesson 01's receptive fields: the same features as ``forward`` (to rounding), differentiable in the input,
+    and the frozen weights still get no gradient."""
+    backbone = FrozenBackbone("tf_efficientnet_lite0", (1, 2, 3), pretrained=False)
+    images = torch.rand((1, 3, 64, 64), generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    features = backbone.features_with_gradients(images)
+    for level, (e, g) in enumerate(zip(backbone(images.detach()), features)):
+        assert g.shape == e.shape and (g - e).abs().max().item() <= FEATURE_RTOL * e.abs().max().item(), level
+    (pixels,) = torch.autograd.grad(features[0][0, :, 1, 1].sum(), images)  # a level-1 cell near the top left
+    assert pixels[0, :, :8, :8].abs().sum() > 0 and pixels[0, :, 32:, 32:].abs().sum() == 0  # a local field
+    assert all(p.grad is None and not p.requires_grad for p in backbone.parameters())
+
+
 def test_the_traced_graph_runs_fused_by_onednn_on_a_cpu_with_the_plain_graphs_features(monkeypatch):
     """On a CPU the traced graph's plan fuses each convolution with its activation (oneDNN Graph): the features
     agree with the plain traced graph's to rounding, and the process-wide switch is off again afterwards."""

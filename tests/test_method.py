@@ -198,3 +198,18 @@ def test_the_head_starts_from_its_seed_alone(lite_model):
     torch.manual_seed(5)
     fold = HLGFA(lite_model.cfg.replace(seed=3), backbone=lite_model.backbone, init_seed=103)
     assert not same(start(5, seed=3), [p.detach() for p in fold.head.parameters()])
+
+
+def test_fitted_bytes_are_what_the_checkpoint_file_holds_less_its_header(fitted):
+    """safetensors: an 8-byte header length, the JSON header, then the tensors' bytes back to back."""
+    import struct
+
+    from hlgfa_lite.tools.checkpoint import TENSORS
+
+    model, _, run_dir = fitted
+    file = (run_dir / TENSORS).read_bytes()
+    (header_length,) = struct.unpack("<Q", file[:8])
+    assert model.fitted_bytes() == len(file) - 8 - header_length
+    assert model.fitted_bytes("head.") == 4 * model.trainable_parameters()  # float32 weights
+    assert model.fitted_bytes("normality.") > 0  # the Gaussians: the rest is the per-map good-image statistics
+    assert model.fitted_bytes("head.") + model.fitted_bytes("normality.") < model.fitted_bytes()

@@ -199,3 +199,16 @@ def test_run_all_refuses_a_step_count_fit_would_refuse(root, tmp_path, steps):
     with pytest.raises(HLGFAError, match="steps must be a whole number >= 1"):
         run_all(root, tmp_path / "out", steps=steps, say=print)
     assert not (tmp_path / "out").exists()
+
+
+def test_only_the_categories_named_are_run_and_a_wrong_name_says_what_there_is(tmp_path):
+    root = tmp_path / "mvtec"
+    root.mkdir()
+    for name in ("bottle", "tire"):
+        (root / name).symlink_to(sample_dir(name), target_is_directory=True)
+    said: list[str] = []
+    results = run_all(root, tmp_path / "only", "lite", steps=3, overrides=TINY, say=said.append, only=["tire"])
+    assert list(results["categories"]) == ["tire"] and any("[1/1] tire" in line for line in said)
+    with pytest.raises(HLGFAError, match=r"has no category bottel; it has bottle, tire\."):
+        run_all(root, tmp_path / "typo", "lite", steps=3, overrides=TINY, say=said.append, only=["bottel"])
+    assert not (tmp_path / "typo").exists()

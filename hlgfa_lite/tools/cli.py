@@ -60,6 +60,13 @@ fpr_float = _number(float, lambda v: 0 < v < 0.5, "a rate in (0, 0.5), e.g. 0.01
 confidence_float = _number(float, lambda v: 0.5 <= v < 1, "in [0.5, 1), e.g. 0.95")
 
 
+def category_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no category (e.g. bottle,cable)")
+    return names
+
+
 def print_metrics(metrics: dict, per_type: dict | None = None) -> None:
     print(f"{'metric':<16}{'value':>10}")
     for key, value in metrics.items():
@@ -488,7 +495,7 @@ def mvtec_command(args) -> dict:
 
     return run_all(args.root, args.out, args.preset, steps=args.steps, device=resolve_device(args.device),
                    pretrained=not args.random_weights, max_cache_gib=args.max_cache_gib,
-                   cache_dir=args.cache_dir, seed=args.seed, overwrite=args.overwrite)
+                   cache_dir=args.cache_dir, seed=args.seed, overwrite=args.overwrite, only=args.categories)
 
 
 def space_command(args) -> Path:
@@ -616,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="the MVTec AD folder holding bottle/, cable/, ...")
     p.add_argument("--out", default="runs/mvtec", help="results folder; run again with it to resume")
     p.add_argument("--preset", default="lite", choices=["lite", "paper"])
+    p.add_argument("--categories", type=category_names, metavar="A,B", help="only these (default: all under root)")
     count_options(p, "optimiser steps per category (preset default)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo categories whose stored results another run made (other preset, steps, seed, data "

@@ -23,9 +23,9 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-from ..errors import HLGFAError
+from ..errors import HLGFAError, named
 from .files import write_json, write_text
 from .folders import check_output_dir, exclusive
 
@@ -40,8 +40,9 @@ RECORD_FIELDS = {"producer": str, "data": str, "data_files_sha256": str, "preset
 DATA_PARTS = ("train", "test", "ground_truth")  # what a category's fit and metrics are made from
 
 
-def categories(root: str | Path) -> list[Path]:
-    """Sub-folders of ``root`` in the MVTec layout (train/good and test), sorted by name."""
+def categories(root: str | Path, only: Sequence[str] | None = None) -> list[Path]:
+    """Sub-folders of ``root`` in the MVTec layout (train/good and test), sorted by name; of those, the ones named
+    in ``only`` when it is given."""
     root = Path(root)
     if not root.is_dir():
         raise HLGFAError(f"{root} is not a folder; give the MVTec AD root (the folder holding bottle/, cable/, ...).")
@@ -49,7 +50,14 @@ def categories(root: str | Path) -> list[Path]:
     if not found:
         raise HLGFAError(f"{root} holds no category in the MVTec layout (<category>/train/good and "
                          "<category>/test); give the folder that contains bottle/, cable/, ...")
-    return found
+    if only is None:
+        return found
+    if isinstance(only, str) or not only:
+        raise HLGFAError(f"only must be a non-empty list of category names, got {only!r}.")
+    unknown = sorted(set(only) - {p.name for p in found})
+    if unknown:
+        raise HLGFAError(f"{root} has no category {named(unknown)}; it has {named([p.name for p in found], most=20)}.")
+    return [p for p in found if p.name in set(only)]
 
 
 # --- what made a result -----------------------------------------------------------------------------------------
@@ -261,16 +269,18 @@ def plan_run(found: list[Path], out: Path, preset_name: str, steps: int | None, 
 def run_all(root: str | Path, out: str | Path, preset_name: str = "lite", steps: int | None = None,
             device: str = "cpu", pretrained: bool = True, overrides: dict | None = None,
             say: Callable[[str], None] = print, max_cache_gib: float | None = None,
-            cache_dir: str | None = None, seed: int = 0, overwrite: bool = False) -> dict:
-    """Run every category under ``root`` into ``out`` (resuming what this very run made), write the table; returns
-    results and means. ``overwrite`` redoes categories whose stored results another run made."""
+            cache_dir: str | None = None, seed: int = 0, overwrite: bool = False,
+            only: Sequence[str] | None = None) -> dict:
+    """Run every category under ``root`` (or the ones named in ``only``) into ``out`` (resuming what this very run
+    made), write the table; returns results and means. ``overwrite`` redoes categories whose stored results another
+    run made."""
     steps = None if steps is None else check_count("steps", steps)
     seed, overrides = check_count("seed", seed), dict(overrides or {})
     if {"steps", "seed"} & set(overrides):
         raise HLGFAError("pass steps and seed as run_all's own arguments, not in overrides.")
     if max_cache_gib is not None and not (isinstance(max_cache_gib, (int, float)) and 0 < max_cache_gib < math.inf):
         raise HLGFAError(f"max_cache_gib must be a finite number > 0, got {max_cache_gib!r}.")
-    found = categories(root)
+    found = categories(root, only)
     out = check_output_dir(Path(out), [Path(root), *found])  # a linked category resolves elsewhere: checked too
     root = Path(root).resolve()
     with exclusive(out):

@@ -48,7 +48,7 @@
 import torch.nn.functional as F
 from hlgfa_lite import HLGFA, preset, load_image, load_test_split, train_image_paths
 from hlgfa_lite.data import load_mask
-from hlgfa_lite.tools.visualize import outline, to_uint8_image
+from hlgfa_lite.tools.visualize import to_uint8_image
 
 model = HLGFA(preset("lite_paper")).to(DEVICE)  # untrained: its head is exactly the identity
 cfg = model.cfg
@@ -61,7 +61,8 @@ for level, (channels, stride) in enumerate(zip(model.backbone.channels, model.ba
 # ## 1. A good and a defective bottle, both views
 #
 # `model.inspect(images)` runs the whole method and returns every intermediate. We take one good test image and
-# one with a small break; the defect mask is only used to draw its outline.
+# one with a small break; the defect mask is used only to outline the break and, in section 4, to tell the feature
+# cells on it from the others.
 
 # %%
 samples = load_test_split(SAMPLE)
@@ -88,9 +89,8 @@ def mask_on(size: int) -> np.ndarray:
 # with autograd on the frozen network itself, at the centre of the low-res view.
 
 # %%
-net, mean, std = model.backbone.net, model.backbone.mean, model.backbone.std
 x = ins.lr_image[1:2].clone().requires_grad_(True)
-features = net((x - mean) / std)  # eager network, with a graph this time (inspect() keeps none)
+features = model.backbone.features_with_gradients(x)  # with a graph this time (inspect() keeps none)
 fields, radii = [], []
 centres = []
 for feature, stride in zip(features, model.backbone.strides):
@@ -152,8 +152,9 @@ def pca_rgb(*maps: torch.Tensor) -> list[np.ndarray]:
     return pictures
 
 
-def feature_figure(inspection, index: int, level: int, channel: int | None = None, title: str = ""):
-    """Image, F_H, F_L, target T = avgpool_2(F_H) and e = 1 - cos for one image and level (PCA or one channel)."""
+def feature_figure(inspection, index: int, level: int, channel: int | None = None, title: str = "", mask=None):
+    """Image, F_H, F_L, target T = avgpool_2(F_H) and e = 1 - cos for one image and level (PCA or one channel);
+    a defect ``mask`` (the image's size) is outlined on the image (red) and on e (white)."""
     fh, fl = inspection.high[level][index], inspection.low[level][index]
     target = inspection.priors[level].target[index]
     if channel is None:
@@ -165,6 +166,8 @@ def feature_figure(inspection, index: int, level: int, channel: int | None = Non
         pictures, kw = values, [dict(cmap="viridis", vmin=vmin, vmax=vmax)] * 3
     fig, axes = plt.subplots(1, 5, figsize=(14, 3))
     axes[0].imshow(to_uint8_image(inspection.hr_image[index]))
+    if mask is not None:  # a contour drawn at the figure's scale: a one-pixel outline vanishes when shrunk
+        axes[0].contour(mask.float().cpu().numpy(), levels=[0.5], colors="red", linewidths=0.8)
     ratio = fh.shape[-1] // fl.shape[-1]
     names = [f"F_H {tuple(fh.shape[-2:])}", f"F_L {tuple(fl.shape[-2:])}", f"T = avgpool{ratio}(F_H)"]
     for ax, picture, name, k in zip(axes[1:4], pictures, names, kw):
@@ -173,6 +176,8 @@ def feature_figure(inspection, index: int, level: int, channel: int | None = Non
     axes[4].imshow(inspection.level_maps[level][index].cpu().numpy(), cmap="jet", vmin=0, vmax=float(
         max(m.max() for m in inspection.level_maps[level]))
     )
+    if mask is not None:
+        axes[4].contour(mask_on(fl.shape[-1]), levels=[0.5], colors="white", linewidths=0.8)
     axes[4].set_title("e = 1 - cos(F_L, T), 0 to its max")
     axes[0].set_title(title)
     for ax in axes:
@@ -183,7 +188,7 @@ def feature_figure(inspection, index: int, level: int, channel: int | None = Non
 
 for index, name in ((0, "good"), (1, "broken_small")):
     # list index 1 is level 2: the levels are named 1-3, as the printout above names them; Python lists count from 0
-    fig = feature_figure(ins, index, level=1, title=f"{name}, level 2 (stride 8)")
+    fig = feature_figure(ins, index, level=1, title=f"{name}, level 2 (stride 8)", mask=defect_mask if index else None)
     if index == 1:
         save_figure(fig, "01_pca_features.png")
     plt.show()
@@ -191,7 +196,7 @@ for index, name in ((0, "good"), (1, "broken_small")):
 # %% [markdown]
 # On the good bottle, $F_H$ (finer), $F_L$ and $T$ show the same rings in the same colours: the two resolutions
 # largely agree, and $e$ is low, with a residue on edges and reflections. On the broken bottle, compare the
-# fracture (upper left) in $T$ and in $F_L$: at high resolution the network resolves sharp broken glass, at low
+# fracture (outlined) in $T$ and in $F_L$: at high resolution the network resolves sharp broken glass, at low
 # resolution it sees a smaller, blurrier patch and describes it differently. The misalignment $e$ is high there,
 # but also on some normal rings: section 4 measures both.
 #
@@ -256,7 +261,9 @@ plt.show()
 # Fuse the levels: normalise each $e^l$ by its mean and spread on good images (levels differ in scale), upsample to
 # 256 px, average, smooth (`hlgfa_lite/scoring.py`). The statistics and the fixed colour scale come from good
 # images only: `training.calibrate_model` on the 20 good training images (6 in FAST mode). No head is trained: this
-# is the raw cross-resolution score, the starting point the learned head improves on.
+# is the raw cross-resolution score, the starting point the learned head improves on. The last line prints its
+# **image AUROC**: the probability that a defective test image scores higher than a good one (1.0 = every defective
+# image above every good one; a coin flip gets one half; lesson 05 explains it in full).
 
 # %%
 from hlgfa_lite.evaluation import evaluate
@@ -282,8 +289,11 @@ print(f"training-free, on the {len(evaluation.samples)} sample test images: imag
 
 # %% [markdown]
 # ### Does fusing levels matter?
-# The same test images, each level's map alone versus the fused map (pixel AUROC: how well map values separate
-# defect pixels from normal ones, 1.0 = perfectly).
+# The same test images, each level's map alone versus the fused map, by **pixel AUROC**: the probability that a
+# random defect pixel's map value is higher than a random normal pixel's (1.0 = every defect pixel above every
+# normal one), the image AUROC's question asked of pixels. Each
+# level alone goes through the same normalisation, upsampling and smoothing as the fused map (`model.fuse`, given
+# one level), so only the fusion differs.
 
 # %%
 from hlgfa_lite import metrics
@@ -292,7 +302,8 @@ level_maps = [[] for _ in model.backbone.channels]
 for sample in evaluation.samples:
     inspection = model.inspect(load_image(sample.path)[None])
     for level, e in enumerate(inspection.level_maps):
-        level_maps[level].append(F.interpolate(e[None], size=evaluation.maps.shape[-2:], mode="bilinear")[0, 0].cpu().numpy())
+        alone = model.fuse([e], first=level)  # (1, 256, 256): level `level` normalised, upsampled, smoothed
+        level_maps[level].append(F.interpolate(alone[None], size=evaluation.maps.shape[-2:], mode="bilinear")[0, 0].cpu().numpy())
 per_level = {f"level {l + 1} alone": metrics.pixel_auroc(np.stack(m), evaluation.masks) for l, m in enumerate(level_maps)}
 per_level["fused (levels 1-3)"] = evaluation.metrics["pixel_auroc"]
 for name, value in per_level.items():
@@ -329,8 +340,10 @@ for name, value in per_level.items():
 #
 #    <details><summary>Answer</summary>
 #
-#    Measured below, per level. Expect it to be higher on the defect, but not by the same margin at every level,
-#    which is one reason the levels are fused (the pixel AUROCs above).
+#    Measured below, per level. Expect it higher on the defect at every level, by different margins. A level's
+#    margin on this one image does not predict its pixel AUROC over the test set (compare them): the margin is a
+#    mean over one defect, while the AUROC asks whether defect pixels rise above *all* normal ones, the edges and
+#    reflections of every good image included.
 #    </details>
 
 # %%

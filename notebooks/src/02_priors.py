@@ -226,15 +226,20 @@ plt.show()
 # close. What in `hlgfa_lite/alignment.py` could stand in its way, and what is actually switched on?
 #
 # 1. **Narrowing** (`prior_width`, *off* by default). Each prior is projected to `prior_width × C` channels by a
-#    1×1 convolution. Below 1, a prior narrower than the number of dimensions the target's vectors use (measured
-#    below) cannot carry them all, so an exact copy becomes impossible. The default `prior_width = 1.0` keeps every
-#    channel: **in the default model narrowing is no defence at all.**
+#    1×1 convolution. Below 1, if the two priors together carry fewer channels than the number of dimensions the
+#    target's vectors use (measured below), they cannot pass those vectors on exactly, and the cheat above breaks.
+#    It is a hindrance, not a proof: the head also reads $F_L$ and each position's 3×3 neighbourhood (lesson 03),
+#    and a near copy may do. The default `prior_width = 1.0` keeps every channel: **in the default model narrowing
+#    is no defence at all.**
 # 2. **Training on normal images only**, starting from the identity ($\hat F_L = F_L$, zero-initialised last
 #    layers). This is no guarantee either: on good images the copy would also give zero loss, and the corrections
 #    the trained head makes are not small (lesson 03 §4 prints $\|\hat F_L - F_L\| / \|F_L\|$: about half the size
 #    of the features themselves, at every level). What the identity start buys is a head that begins at lesson 01's
 #    honest map and must be pushed away from it.
-# 3. **The gate**, starting mostly closed ($\sigma(-2) \approx 0.12$), lets detail in only where training opened it.
+# 3. **The gate** (lesson 03) multiplies the head's correction by a number between 0 and 1 per position and
+#    channel. It starts mostly closed (its bias is $-2$, and $\mathrm{sigmoid}(-2) \approx 0.12$), but nothing keeps
+#    it closed: training opens it wherever that lowers the loss on good images, and lesson 03's gate map shows how
+#    far it opened.
 #
 # None of these *proves* that a trained head does not copy, so the project measures it instead: lesson 03 trains
 # heads with and without priors and compares their training loss and the defect contrast of their maps.
@@ -249,7 +254,7 @@ for level, fh in enumerate(ins.high, start=1):
     needed = int((variance.cumsum(0) / variance.sum() < 0.99).sum()) + 1
     c = target.shape[1]
     print(f"level {level}: C = {c:>3}, components for 99 % of T's variance: {needed:>3}; "
-          f"narrowed priors at prior_width 0.25: 2 x {max(1, round(0.25 * c))} channels, at 1.0: 2 x {c}")
+          f"the two priors together carry {2 * max(1, round(0.25 * c))} channels at prior_width 0.25, {2 * c} at 1.0")
 
 # %% [markdown]
 # So is narrowing required? It is a **switch** (`prior_width`), because the answer is empirical. The library's
@@ -266,7 +271,8 @@ for level, fh in enumerate(ins.high, start=1):
 #
 #    <details><summary>Answer</summary>
 #
-#    Zero: without blur $S = F_H$, so $D = F_H - S = 0$ (the library treats $\sigma \le 0$ as "no low-pass").
+#    Zero: without blur $S = F_H$, so $D = F_H - S = 0$. (`low_pass` treats $\sigma \le 0$ as "no low-pass"; a
+#    model's `prior_sigma` must be above 0, since a model whose detail prior is always zero has no detail prior.)
 #    </details>
 #
 # 2. How many channels does the detail prior of level 2 have on the low-res grid, and why?
@@ -340,5 +346,6 @@ check("copy_the_target", copy_the_target);
 #    and read §1's defect/rest contrast of $D$ at level 1 and (with the slider) at level 3. Do small defects live in
 #    the detail prior?
 # 3. **How much variance.** In §5's last code cell, count the components for 95 % instead of 99 % of $T$'s variance
-#    (`< 0.95`). How narrow could `prior_width` then be before a copy becomes impossible at each level?
+#    (`< 0.95`). How narrow could `prior_width` then be before the two priors together carry fewer channels than
+#    those components, at each level? Would that make a copy impossible, or only an exact one?
 

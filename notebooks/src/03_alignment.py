@@ -23,12 +23,17 @@
 #
 # $$\gamma, \beta = W_2\,\mathrm{relu}(W_1 s) \qquad\qquad M = (1 + \gamma) \odot F_L + \beta
 #   \qquad\text{(conditional modulation, FiLM/SFT)}$$
-# $$g = \sigma\big(W_g [M; d]\big) \qquad\qquad \hat F_L = M + g \odot R([M; d])
-#   \qquad\text{(gated residual correction)}$$
+# $$g = \sigma\big(W_g [M; d]\big) \qquad R([M; d]) = V_2\,\mathrm{relu}(V_1 [M; d]) \qquad
+#   \hat F_L = M + g \odot R([M; d]) \qquad\text{(gated residual correction)}$$
 # $$\mathcal{L} = \sum_l \operatorname{mean}_u \big(1 - \cos(\hat F_L^l(u), T^l(u))\big)
 #   \qquad\text{(trained on good images)}$$
 #
-# $W_2$ and the last layer of $R$ start at zero, and the gate's bias at $-2$ ($g \approx 0.12$): the untrained
+# Every $W$ and $V$ is a convolution: $W_1$, $V_1$ and $W_g$ are 3×3 (each position reads its neighbourhood),
+# $W_2$, $V_2$ and the priors' projections 1×1 (each position alone). $[M; d]$ stacks $M$ and $d$ along the channels,
+# $\sigma$ is the sigmoid, $\odot$ is per element. FiLM (feature-wise linear modulation) and SFT (spatial feature
+# transform) are the names of this scale-and-shift in the literature; SFT's $\gamma, \beta$ vary with position, as here.
+#
+# $W_2$ and $V_2$ start at zero, and the gate's bias at $-2$ ($g \approx 0.12$): the untrained
 # head is exactly the identity, $\hat F_L = F_L$, so training *starts* from the training-free score of lesson 01.
 # The switches `use_structure`, `use_detail` and `use_gate` remove each part, for the ablations at the end.
 #
@@ -83,7 +88,7 @@ print("untrained head is the identity:", all(torch.equal(o.refined, f) for o, f 
 # `scripts/train_lesson_heads.py`), and the lesson loads them, with their training curves. **To watch a head learn,
 # set `TRAIN_LIVE = True`** (or start Jupyter with `HLGFA_TRAIN_LIVE=1`): every head is then trained here, and the
 # curve below is redrawn while it trains. Each cell that gets a head prints how long that took, loaded or trained
-# (`lesson_head` trains on the CPU; the head is then moved to `DEVICE`).
+# (`lesson_head` loads or trains each head on `DEVICE`, a GPU when there is one).
 
 # %%
 import time
@@ -256,11 +261,12 @@ widgets.interact(explore_head, image=widgets.Dropdown(options=list(picker), valu
 # | no gate | `use_gate=False` | $\hat F_L = M + R([M; d])$ |
 # | no priors | both priors off | a gated refiner of $F_L$ alone: it never sees the high-res view |
 #
-# On bottle, the full head and the heads without one part score image AUROCs within a few tenths of a point of each
-# other (`benchmarks/RESULTS.md`, "The head's parts"), so an ablation there cannot rank them. The five heads of this
+# On bottle the full head and the heads without one part score image AUROCs within a few tenths of a point of each
+# other; only the pixel metrics rank them, on the full test set and over three seeds (`benchmarks/RESULTS.md`, "The
+# head's parts": without the structure prior, pixel AUROC falls by more than a point). The five heads of this
 # section are fitted on the bundled **tire** sample instead (10 good training images, a seeded one held out), a part
-# where the method errs, and scored on its 23 test images (9 good, 14 defective): few, so a difference of a few
-# hundredths is noise; lesson 05 has the full tire test set.
+# where the method errs and each part has room to help, and scored on its 23 test images (9 good, 14 defective):
+# few, so a difference of a few hundredths is noise. The full tire set is lesson 05's.
 
 # %%
 from hlgfa_lite.assets import sample_dir
@@ -279,7 +285,8 @@ for name, key in VARIANTS.items():
     started = time.perf_counter()
     head = lesson_head(key, live=TRAIN_LIVE, steps=STEPS, device=DEVICE)
     heads[name], losses[name] = head.model, head.losses
-    print(f"{name:<13} {str(RECIPES[key]):<52} ({head.source} in {time.perf_counter() - started:3.0f} s) "
+    switches = ", ".join(f"{k}={v}" for k, v in RECIPES[key].items()) or "every part on"
+    print(f"{name:<13} {switches:<52} ({head.source} in {time.perf_counter() - started:3.0f} s) "
           f"{head.model.trainable_parameters():>9,} parameters, final loss {head.losses[-1]:.4f}")
 
 # %%
@@ -292,6 +299,7 @@ def run(head):
         raw.append(raw_map(inspection))
         return inspection.anomaly_map, inspection.scores
 
+    # warm-up passes only steady the per-image timing, which this table does not use
     evaluation = evaluate_samples(score, tire_samples, cfg.eval_size, warmup=0, progress=False)
     raw = F.interpolate(torch.cat(raw)[:, None], size=(cfg.eval_size, cfg.eval_size), mode="bilinear")[:, 0].cpu().numpy()
     return evaluation, raw
@@ -310,7 +318,8 @@ for name, (evaluation, raw) in results.items():
           f"{final:>12}{contrast[name]:>10.2f}")
 
 # %% [markdown]
-# Read the table as lesson 05 teaches: against a random model. Fitted on 10 good tyres and scored on 23 images, every
+# Read the table against chance: a model that knows nothing has an image AUROC near 0.5 (lesson 05 measures how far
+# from it noise alone reaches on a small test set). Fitted on 10 good tyres and scored on 23 images, every
 # head's *image* AUROC sits near the 0.5 of a coin (the full head's even below the untrained head's): these heads
 # cannot yet tell which tyres are defective, and the ranking of that column is noise. The *pixel* AUROC says that
 # training helps every variant localise, far above the untrained head, but that removing one part costs nothing

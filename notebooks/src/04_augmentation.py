@@ -382,8 +382,8 @@ print(f"\none image ranked wrongly against one other moves image AUROC by 1 of {
 # Read these with care: the sample is small, so one image changes AUROC by several points (one swapped pair alone moves
 # it by the amount printed last). The augmentation's claim is about corrupted inputs; on clean images it is not meant to buy
 # anything (the benchmark on the full test set measured a small cost in pixel AUROC). AUROC needs no threshold, so
-# this table also settles the training-free row of section 4: the nuisances that raised its good scores most are
-# the ones that cost it the most ranking here.
+# this table can also test section 4's account of the training-free row, which blamed its loose threshold: does a
+# nuisance that raises its good scores a lot (question 3 below prints by how much) cost it ranking here too?
 #
 # ## Check yourself
 #

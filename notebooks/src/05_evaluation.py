@@ -278,9 +278,10 @@ for t in ev.per_type:
 
 # %% [markdown]
 # Read each type's two bars together. Its image AUROC says whether its images stand out as wholes, its pixel AUROC
-# whether the map finds the defect inside them. A type high in pixels and low in images is a defect the map finds
-# but the image score loses: the top 1 % of a small cut's map can be no brighter than the top 1 % of a good tyre's
-# glints and edges. Find that type in the printout; section 7 shows its images.
+# whether the map finds the defect inside them. A type high in pixels and low in images would be a defect the map
+# finds but the image score loses: the top 1 % of a small defect's map can be no brighter than the top 1 % of a good
+# tyre's glints and edges. Look in the printout whether such a type exists here, or whether a type's two numbers are
+# both low (a defect the map misses as well); section 7 shows the defects the image score ranks lowest.
 
 # %% [markdown]
 # ## 6. F1 and choosing the threshold
@@ -435,8 +436,9 @@ reveal(resolution_evidence)
 # <details><summary>Answer</summary>
 #
 # Two forces pull in opposite directions. With less fine detail the 512 px view looks more like the 256 px view,
-# so the two views *agree better* everywhere, on the defect too: the alignment part of the map falls. But blurred
-# features are also unlike anything the normality term saw on the sharp training images: that part rises. Which
+# so the two views *agree better* everywhere, on the defect too: the alignment part of the map falls. But features
+# blurred further than any training draw (the Gaussians were fitted on the noise-augmented draws, lesson 04, whose
+# blur is mild) are unlike anything the normality term saw: that part rises. Which
 # one wins depends on the part and the model, and the evidence above says which won here. Either way the threshold
 # was calibrated on sharp images and does not move with the camera: if the scores rise, a low-resolution camera
 # cries wolf on good parts; if they fall, it hides defects, and a faint one just above the threshold at full
@@ -454,9 +456,10 @@ reveal(resolution_evidence)
 # frozen backbone and low-res view**, with the same smoothing, calibration and metrics, so only the method differs.
 # The training-free cross-resolution score (`baselines.training_free`, lesson 01) completes the picture.
 #
-# HLGFA needs no memory bank and no nearest-neighbour search at test time: a small head, and a cost that does not
-# grow with the number of training images. Whether the bank buys accuracy with its memory is a question of the
-# part: the table below answers it for this one, and the line under it says which way.
+# HLGFA needs no memory bank and no nearest-neighbour search at test time. What it stores is fixed by the backbone,
+# not by the number of training images: the head's weights and, larger, the per-position Gaussians of its
+# normality term (lesson 07). Whether the bank buys accuracy with its memory is a question of the part: the table
+# below answers it for this one, and the line under it says which way and what each stores.
 
 # %%
 from hlgfa_lite.tools.baselines import PatchCoreBaseline, training_free
@@ -477,15 +480,15 @@ for name, (evaluation, method) in compared.items():
     m = evaluation.metrics
     stores = (f"{patchcore.memory_bank_bytes / 2**20:.1f} MiB bank" if method is patchcore
               else "nothing trained (identity head)" if method is free
-              else f"{method.trainable_parameters():,} head parameters")
+              else f"{method.fitted_bytes() / 2**20:.1f} MiB fitted ({method.trainable_parameters():,} head parameters)")
     print(f"{name:<32}{m['image_auroc']:>12.3f}{m['pixel_auroc']:>12.3f}{m['pixel_aupro']:>8.3f}{m['image_f1_max']:>8.3f}"
           f"{m['ms_per_image']:>8.0f}  {stores}")
 print("(ms/img: median on this machine, batch 1, under whatever else it is running)")
 hlgfa_m, bank_m = ev.metrics, ev_patchcore.metrics
 ahead = [k for k in ("image_auroc", "pixel_auroc", "pixel_aupro") if bank_m[k] > hlgfa_m[k]]
 print(f"on {CATEGORY}, the memory bank is ahead of HLGFA-lite on " + (", ".join(ahead) if ahead else "no metric")
-      + f", for {patchcore.memory_bank_bytes / 2**20:.1f} MiB of bank against "
-      f"{model.trainable_parameters() * 4 / 2**20:.1f} MiB of head weights")
+      + f", for {patchcore.memory_bank_bytes / 2**20:.1f} MiB of bank against HLGFA's {model.fitted_bytes() / 2**20:.1f} MiB "
+      f"({model.fitted_bytes('head.') / 2**20:.1f} MiB head, {model.fitted_bytes('normality.') / 2**20:.1f} MiB Gaussians)")
 
 # the same baselines, same data, same settings in benchmarks/results/*.json must give the same numbers
 benchmark_runs = []
@@ -512,10 +515,10 @@ print(f"{len(benchmark_runs)} matching benchmark run(s) agree" if benchmark_runs
       else "no benchmark result on this data and setup to compare with")
 
 # %% [markdown]
-# Read the training-free row against the random scores of section 2. An image AUROC under 0.5 (tire's, in full
-# mode) means that a good image scores *higher* than a defective one more often than not: without a trained head,
-# the two resolutions of a good tire disagree at least as much as those of a defective one. Training the head on good
-# images is what turns cross-resolution disagreement into evidence of a defect.
+# Read the training-free row against the random scores of section 2: is its image AUROC outside their spread (the
+# mean plus or minus the spread printed there), or within it? Within it means that, without a trained head, the two
+# resolutions of a good part disagree about as much as those of a defective one: the ranking is no better than
+# dice. Training the head on good images is what turns cross-resolution disagreement into evidence of a defect.
 
 # %%
 def comparison_figure(indices: list[int]):
@@ -668,7 +671,9 @@ else:
 #
 #    <details><summary>Answer</summary>
 #
-#    Memory and search time: the bank grows with the number of training patches, the head stays the same size.
+#    Memory and search time: the bank grows with the number of training patches (its coreset keeps a fixed share),
+#    while HLGFA's head and Gaussians have the same size whatever the number of images. On a small set that fixed
+#    size can be the larger of the two: the evidence prints both.
 #    </details>
 #
 # 4. Your camera is replaced by one with half the resolution. What must you redo, at least, and what goes wrong if
@@ -695,7 +700,7 @@ def evidence():  # the answers' evidence: runs only when you press the button be
     toy_maps[0] += np.random.default_rng(0).uniform(0, 0.5, (40, 40))
     print(f"1. pixel AUROC {metrics.pixel_auroc(toy_maps, toy_masks):.3f}, AUPRO {metrics.aupro(toy_maps, toy_masks):.3f}")
     print(f"3. bank {patchcore.memory_bank_bytes / 2**20:.1f} MiB from {bank_report.n_train} images; "
-          f"head {model.trainable_parameters():,} parameters whatever the number of images")
+          f"HLGFA {model.fitted_bytes() / 2**20:.1f} MiB (head and Gaussians) whatever the number of images")
     print("4. scores at full size and smallest size:", {name: (round(v[0], 2), round(v[-1], 2)) for name, v in res_scores.items()},
           f"(threshold {model.threshold():.2f})")
 
@@ -736,8 +741,8 @@ check("pro_at", pro_at);
 #    `refit = HLGFA(preset("lite")).to(DEVICE)`, with `fit(refit, train_image_paths(DATA), target_fpr=0.05)` (or
 #    move the sensitivity slider of section 6) and count the good test images flagged against the defects caught.
 #    How many good images would you need in the test set to tell a 1 % false-alarm rate from a 5 % one?
-# 4. **Change the mix, measure the map.** Section 8's table splits the map into its alignment and Gaussian parts.
-#    Which part localises the tire's defects better (pixel AUROC, AUPRO)? Set
+# 4. **Change the mix, measure the map.** Section 8's table splits the map into its alignment and Gaussian parts,
+#    and shows which part alone localises the tire's defects better. Does a mix of the two beat the better one? Set
 #    `model.cfg = model.cfg.replace(map_normality_weight=None)` (one map for both: the Gaussian part's share of the
 #    map becomes the score's, `normality_weight`, 0.6), run `evaluate(model, DATA)` again and compare image AUROC,
 #    pixel AUROC and AUPRO with the default's share of 0.35. Then move `normality_weight`. Is there one weight that
