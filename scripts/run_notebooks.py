@@ -77,9 +77,48 @@ def execute(path: Path, fast: bool, out_path: Path | None = None, timeout: int =
     seconds = time.perf_counter() - started
     if not _has_widget_state(notebook):  # an empty widget-state block makes GitHub refuse to render the notebook
         notebook.metadata.pop("widgets", None)
+    add_static_views(notebook)
     notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nbformat.write(notebook, out_path or path)
     return seconds
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+NO_FIGURE_YET = "(interactive controls: run the notebook to use them)"
+
+
+def add_static_views(notebook) -> None:
+    """Give each stored widget a view that readers without a kernel see. GitHub and other static viewers draw no
+    widget: they fell back on the widget's text, "interactive(children=(Dropdown(...". Each widget's output now
+    carries, beside the widget itself, the first picture its controls drew in this run (from the saved widget
+    state), and a sentence in place of that text. Jupyter with widgets still draws the live widget."""
+    state = notebook.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                continue
+            picture = _first_picture(view.get("model_id"), state)
+            output["data"]["text/plain"] = NO_FIGURE_YET if picture is None else (
+                "(the figure as first drawn; run the notebook to use its controls)")
+            if picture is not None:
+                output["data"].update(picture)
+
+
+def _first_picture(model_id: str | None, state: dict, seen: frozenset = frozenset()) -> dict | None:
+    """{mime: data} of the first image a widget's Output descendants hold, or None."""
+    model = state.get(model_id)
+    if model is None or model_id in seen:
+        return None
+    for output in model["state"].get("outputs", []) if model.get("model_name") == "OutputModel" else []:
+        pictures = {k: v for k, v in output.get("data", {}).items() if k in ("image/png", "image/jpeg")}
+        if pictures:
+            return pictures
+    for child in model["state"].get("children", []):
+        found = _first_picture(str(child).removeprefix("IPY_MODEL_"), state, seen | {model_id})
+        if found is not None:
+            return found
+    return None
 
 
 def _has_widget_state(notebook) -> bool:

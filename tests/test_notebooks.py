@@ -134,9 +134,19 @@ def test_committed_outputs_come_from_a_clean_full_run(lesson):
     state = notebook.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     shown = [o["data"][WIDGET_MIME]["model_id"] for o in outputs if WIDGET_MIME in o.get("data", {})]
     assert shown and all(model_id in state for model_id in shown), f"{lesson}: widget state not stored for its controls"
+    _assert_static_views(lesson, outputs)
     setup_text = "".join(o.get("text", "") for o in code_cells[0].outputs if o.output_type == "stream")
     mode = "FAST=True" if lesson in FAST_OUTPUTS_FOR_NOW else "FAST=False"
     assert mode in setup_text, f"{lesson}: committed outputs are not from a {mode} run (see FAST_OUTPUTS_FOR_NOW)"
+
+
+def _assert_static_views(lesson: str, outputs) -> None:
+    """GitHub draws no widget, only a widget output's other views: a sentence, never the widget's repr
+    ("interactive(children=(Dropdown(..."), and the figure an interactive cell drew (lesson 00's picker, at least)."""
+    views = [o["data"] for o in outputs if WIDGET_MIME in o.get("data", {})]
+    reprs = [v["text/plain"][:40] for v in views if re.match(r"\w+\(children=", v.get("text/plain", ""))]
+    assert not reprs, f"{lesson}: widget shown to static viewers as its repr {reprs}; run scripts/run_notebooks.py"
+    assert lesson != "00_quickstart" or any(_has_image({"data": v}) for v in views), "lesson 00's picker has no figure"
 
 
 def test_readme_lists_every_lesson_with_its_colab_link():
@@ -158,6 +168,7 @@ def test_lesson_runs_headless_in_fast_mode(lesson, tmp_path, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(_has_image(o) for o in outputs)
     assert any(WIDGET_MIME in o.get("data", {}) for o in outputs)
+    _assert_static_views(lesson, outputs)
     setup_text = "".join(o.get("text", "") for o in notebook.cells[1].outputs if o.output_type == "stream")
     assert "FAST=True" in setup_text
     assert json.dumps(notebook.metadata.get("kernelspec", {}))  # a plain notebook other Jupyters can open

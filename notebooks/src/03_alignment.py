@@ -47,6 +47,9 @@
 #
 # This is `AlignmentLevel.forward` from `hlgfa_lite/alignment.py`, printed from the installed package, so it is
 # the code that runs below: `modulated` is $M$, `gate` is $g$, `correction` is $R([M; d])$, `refined` is $\hat F_L$.
+# `self.film` holds $W_1$ and $W_2$, `self.residual` holds $V_1$ and $V_2$ (its `[0]` and `[2]`, a ReLU between);
+# $V_1$ and $W_g$ read the same input $[M; d]$, so `both_convolutions` runs them as one convolution, and `hidden` is
+# $V_1 [M; d]$.
 #
 # > … high-resolution representations are decomposed into structure and detail priors to guide the refinement of
 # > low-resolution features through conditional modulation and gated residual correction.
@@ -181,8 +184,9 @@ plt.show()
 # %% [markdown]
 # ## 4. What the head does, where: the gate
 #
-# The gate $g \in (0, 1)$ decides, per location and channel, how much detail-guided correction is added. Its mean
-# over channels is a map of *where the head relies on the high-res detail*. Next to it: how far the modulation
+# The gate $g \in (0, 1)$ decides, per location and channel, how much of the correction $R([M; d])$ is added: the
+# whole correction, computed from $M$ and the detail prior together. Its mean over channels is a map of *where the
+# head lets its correction through* (a head without the detail prior has a gate too). Next to it: how far the modulation
 # moved the features ($\|M - F_L\| / \|F_L\|$) and how far the whole head moved them ($\|\hat F_L - F_L\| / \|F_L\|$).
 
 # %%

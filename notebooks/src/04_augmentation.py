@@ -135,7 +135,9 @@ plt.show()
 # > — HLGFA abstract
 #
 # The heads below are trained with that strategy (`NoiseAugment`, `hlgfa_lite/augmentation.py`) in its two readings,
-# and without it.
+# and without it. The nuisances are drawn once, not at every step: `fit` keeps each training image and
+# `aug_copies` noisy copies of it (its *draws*, each with its own random nuisances), computes the frozen backbone's
+# features of every draw once, and trains the head on those **cached draws** (lesson 06 counts what they cost).
 
 # %%
 import time
