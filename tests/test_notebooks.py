@@ -174,6 +174,20 @@ def test_lesson_runs_headless_in_fast_mode(lesson, tmp_path, monkeypatch):
     assert json.dumps(notebook.metadata.get("kernelspec", {}))  # a plain notebook other Jupyters can open
 
 
+@pytest.mark.parametrize("lesson", ["05_evaluation", "07_beyond_bottle"])  # the two that read the clone's files
+def test_lesson_runs_outside_a_clone_as_on_colab(lesson, tmp_path, monkeypatch):
+    """Opened from Colab, a lesson sits in a folder of its own with only the package installed: it finds no clone
+    (its setup cell says so), and a cell that quotes benchmark results says where they live instead of failing."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = _script("run_notebooks")
+    alone = tmp_path / f"{lesson}.ipynb"
+    alone.write_bytes((NOTEBOOKS / f"{lesson}.ipynb").read_bytes())
+    runner.execute(alone, fast=True, out_path=tmp_path / "executed.ipynb", timeout=600)
+    notebook = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
+    assert not [o for o in _outputs(notebook) if o.output_type == "error"]
+    assert "from the installed package" in "".join(o.get("text", "") for o in notebook.cells[1].outputs)
+
+
 # --- what a reader can trust: numbers, paths, headers and devices -------------------------------------------------
 
 FIGURE = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")  # a number with a decimal point: a figure someone measured
