@@ -21,7 +21,8 @@
 # **What HLGFA is, in one paragraph.** A frozen ImageNet network looks at the same image twice: at high
 # resolution (512 px) and at low resolution (256 px). On a normal part, the two views describe each location in
 # nearly the same way. A small trained *alignment head* learns to predict the high-resolution description from the
-# low-resolution one, guided by a *structure prior* and a *detail prior* taken from the high-resolution view.
+# low-resolution one, guided by a *structure prior* and a *detail prior* taken from the high-resolution view (its
+# blurred, coarse content, and what the blur removed: fine edges and texture; lesson 02).
 # Where that prediction fails, something is there that never occurred on a good part: an anomaly. The next
 # lessons open each box; this one just runs it.
 #
@@ -89,8 +90,9 @@ plt.show()
 # dozens of passes, not five (the `fit` line below says how many).
 #
 # The first line `fit` prints is its plan, said before any work: how much memory the cached features take and
-# whether they stay in memory, the steps and images per step, the precision of the head's steps (bfloat16 where the
-# processor computes it natively), and how many *draws* need a 512 px pass. A draw is one version of a training
+# whether they stay in memory, the steps and images per step, the precision of the head's steps (bfloat16, a 16-bit
+# number format that makes each step cheaper, where the processor computes it natively; float32 otherwise), and how
+# many *draws* need a 512 px pass. A draw is one version of a training
 # image: the image itself or a copy with camera noise added (lesson 04); the head reads the clean draw and one noisy
 # copy of each image.
 
@@ -154,7 +156,8 @@ plt.show()
 # * the **alignment part** is the abstract's method: $1 - \cos$ between the head's prediction from the 256 px view
 #   and the 512 px features, high where the two resolutions stop agreeing;
 # * the **normality part** is a Gaussian per position of the low-resolution features, fitted on the good training
-#   images: high where a feature is unlike anything seen there (a Mahalanobis distance, as in PaDiM).
+#   images: high where a feature is unlike anything seen there (a Mahalanobis distance, as in PaDiM: the distance
+#   to the good features' mean at that position, counted in their spread along each direction).
 #
 # The alignment part finds *what changes between resolutions* (fine cracks, edges); the normality part finds *what
 # is unusual at all* (a missing piece, a colour). Lessons 01-04 open the first, lesson 07 the second and why it was
@@ -199,7 +202,9 @@ print(f"{sample.defect_type}/{sample.path.name}: the map's share w_map = {w_map}
 # $$\text{score} = \operatorname{mean}\big(\text{top } 1\,\%\text{ of } A'(u)\big), \qquad
 #   t_{borderline} = e^{\bar x + z_{1-a} s_x}, \qquad t_{anomalous} = e^{\bar x + k(n) s_x}$$
 #
-# $k(n)$ is the one-sided tolerance factor (`calibration.tolerance_factor`): with few images it grows, so the
+# $k(n)$ is the one-sided tolerance factor (`calibration.tolerance_factor`): how many standard deviations above the
+# mean the threshold must sit so that, with high confidence (`confidence`), at most a share $a$ of good parts lie
+# above it, although the mean and the spread were estimated from only $n$ scores. With few images it grows, so the
 # threshold keeps its promise. Scores between the two thresholds are **borderline**: within the calibration's own
 # uncertainty, worth a look by eye. With a good model the two histograms do not overlap.
 #
