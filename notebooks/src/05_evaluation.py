@@ -350,8 +350,8 @@ widgets.interact(threshold_figure, sensitivity=widgets.FloatSlider(value=1.0, mi
 # %% [markdown]
 # **Read the lines together.** The calibrated threshold keeps its promise to good parts: it flags about as many good
 # images as its target allows (with this few good test images, one flag is within chance: the last number above).
-# Where the scores overlap, as on tire, it lets most defective images through, while the F1-optimal threshold
-# catches them all by flagging most good ones. Both say what the overlap of section 3 said: when most defects score
+# Where the scores overlap, as on tire, it lets many defective images through, while the F1-optimal threshold
+# catches more of them by flagging many good ones (the two printouts above count both, on this run's test set). Both say what the overlap of section 3 said: when most defects score
 # within the range of good scores, no threshold can both pass the good and catch the defective. Calibration does
 # not rank. It says where, among good scores, to draw the line, and it can do so on day one, without a single
 # defect; whether that line catches defects depends on the ranking. Two levers are left: the sensitivity (move the
