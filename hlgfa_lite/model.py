@@ -136,8 +136,8 @@ class HLGFA(nn.Module):
 
     def fitted_bytes(self, prefix: str = "") -> int:
         """Bytes of the fitted state in memory (what ``save`` writes; ``save(..., compact=True)`` packs the Gaussians
-        into less: 8.9 MiB for the shipped tire checkpoint), or of its tensors whose names start with ``prefix``: ``"head."`` for the trained head,
-        ``"normality."`` for the Gaussians."""
+        into less: the shipped tire checkpoint's 31 MiB into 8.9), or of its tensors whose names start with
+        ``prefix``: ``"head."`` for the trained head, ``"normality."`` for the Gaussians."""
         return sum(v.numel() * v.element_size() for k, v in self.fitted_state().items() if k.startswith(prefix))
 
     def load_fitted_state(self, tensors: dict[str, torch.Tensor]) -> None:
