@@ -433,6 +433,15 @@ def planned_steps(cfg, n_images: int, cross_fit: bool | None = None, cross_fit_s
     return steps + folds * (fold_head_steps(cfg, n_train, folds) if cross_fit_steps is None else cross_fit_steps)
 
 
+def _which_priors(prior_draws: int, draws: int) -> str:
+    """For fit's plan line: which of each image's cached draws get high-res priors of their own."""
+    if prior_draws == draws:
+        return ""
+    if prior_draws == 1:
+        return " (each image's clean priors serve all its draws)"
+    return f" (the {prior_draws} of each image's {draws} that a head reads)"
+
+
 def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
         on_step: Callable[[int, float], None] | None = None, target_fpr: float = DEFAULT_TARGET_FPR,
         confidence: float = DEFAULT_CONFIDENCE, cross_fit: bool | None = None,
@@ -465,8 +474,7 @@ def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
         rule = f"{cfg.passes:g} passes asked, within {floor}-{cfg.steps} steps" if cfg.passes else "a fixed count"
         say(f"{plan.describe()}; the head trains {report.steps} steps of {report.batch_size} images "
             f"({passes:.1f} passes over the {report.n_train} training images; {rule}), in {report.precision}; "
-            f"high-res priors of the {report.prior_draws[0]} draws the heads read (of {plan.prior_draws} per image they may read, "
-            f"{report.prior_draws[1]} in all)")
+            f"high-res priors of {report.prior_draws[0]} draws{_which_priors(plan.prior_draws, plan.draws)}")
     started = time.perf_counter()
     # all at once, before any work: an unreadable image stops the fit, and shapes are compared across the whole set
     images = load_images(train_paths + holdout_paths, cfg.hr_size)

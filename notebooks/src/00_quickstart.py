@@ -67,9 +67,10 @@ axes[0].set_title("train/good\n(all that training sees)")
 for ax, sample in zip(axes[1:], shown):
     image = load_image(sample.path)
     picture = to_uint8_image(image)
-    if sample.mask_path is not None:
-        picture = outline(picture, load_mask(sample.mask_path, tuple(image.shape[-2:])).cpu().numpy(), (255, 0, 0))
     ax.imshow(picture)
+    if sample.mask_path is not None:  # a contour at the figure's scale: a one-pixel outline vanishes when shrunk
+        mask = load_mask(sample.mask_path, tuple(image.shape[-2:])).float().cpu().numpy()
+        ax.contour(mask, levels=[0.5], colors="red", linewidths=0.8)
     ax.set_title(f"test/{sample.defect_type}" + ("\n(true defect outlined)" if sample.mask_path else ""))
 for ax in axes:
     ax.axis("off")
@@ -93,8 +94,9 @@ plt.show()
 # whether they stay in memory, the steps and images per step, the precision of the head's steps (bfloat16, a 16-bit
 # number format that makes each step cheaper, where the processor computes it natively; float32 otherwise), and how
 # many *draws* need a 512 px pass. A draw is one version of a training
-# image: the image itself or a copy with camera noise added (lesson 04); the head reads the clean draw and one noisy
-# copy of each image.
+# image: the image itself or a copy with camera noise added (lesson 04). `fit` caches the features of four draws
+# per image (the image and `aug_copies` noisy copies): the normality term's Gaussians are fitted on all four, while
+# the head reads only the clean draw and the first noisy copy, so only those need the 512 px view's priors.
 
 # %%
 STEPS = 20 if FAST else None  # None: the preset's rule; a number: exactly that many steps
@@ -121,8 +123,9 @@ plt.show()
 # ## 3. Score unseen images
 #
 # `model.score_batch(images)` returns one anomaly map (on the 256 px grid) and one score per image.
-# The colour scale is **fixed** by calibration (`model.calibration.map_vmin`, `.map_vmax`): a good image should
-# stay mostly blue, and red means "brighter than anything seen on the held-out good images". Per-image min-max
+# The colour scale is **fixed** by calibration (`model.calibration.map_vmin`, `.map_vmax`): the median pixel of the
+# held-out good images' maps sits at the bottom (blue), their brightest pixel in the middle, so a good image should
+# stay mostly blue, and red means "well above anything seen on the held-out good images". Per-image min-max
 # scaling would make every good image look defective, so the library never does it.
 
 # %%
@@ -202,7 +205,8 @@ print(f"{sample.defect_type}/{sample.path.name}: the map's share w_map = {w_map}
 # $$\text{score} = \operatorname{mean}\big(\text{top } 1\,\%\text{ of } A'(u)\big), \qquad
 #   t_{borderline} = e^{\bar x + z_{1-a} s_x}, \qquad t_{anomalous} = e^{\bar x + k(n) s_x}$$
 #
-# $k(n)$ is the one-sided tolerance factor (`calibration.tolerance_factor`): how many standard deviations above the
+# $z_{1-a}$ is the standard normal quantile: the number of standard deviations above the mean that a share $a$ of
+# a normal distribution exceeds (the log-scores are treated as normal). $k(n)$ is the one-sided tolerance factor (`calibration.tolerance_factor`): how many standard deviations above the
 # mean the threshold must sit so that, with high confidence (`confidence`), at most a share $a$ of good parts lie
 # above it, although the mean and the spread were estimated from only $n$ scores. With few images it grows, so the
 # threshold keeps its promise. Scores between the two thresholds are **borderline**: within the calibration's own
@@ -249,8 +253,8 @@ for label, name in ((1, "defective"), (0, "good")):
 #   with a handful of calibration scores the estimate of their spread is itself uncertain. That uncertainty is the
 #   **borderline** band: a score there says "look at this part", not "defect".
 #
-# So a good bottle listed above as borderline or anomalous is not a bug: its map (next section) shows where it
-# differs from the training bottles. More good images, from more than one session, are the cure; the sensitivity
+# So a good bottle counted above as borderline or anomalous is not a bug: its map (the picker of the next section
+# draws any test image's) shows where it differs from the training bottles. More good images, from more than one session, are the cure; the sensitivity
 # trades false alarms against missed defects, and lesson 05 §6 shows how to choose it.
 
 # %% [markdown]

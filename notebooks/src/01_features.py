@@ -86,7 +86,10 @@ def mask_on(size: int) -> np.ndarray:
 # One feature vector at level $l$ sums up a patch of the input: its **receptive field**. Deeper levels see larger
 # patches on coarser grids (stride 4, 8, 16 px). The *effective* receptive field is what a feature actually
 # depends on: the gradient of one feature (summed over channels) with respect to the input pixels. We compute it
-# with autograd on the frozen network itself, at the centre of the low-res view.
+# with autograd on the frozen network itself, at the centre of the low-res view, and sum each field up by a radius:
+# the half-width of the smallest square around the centre that holds 90 % of the gradient (the cyan box). The white
+# box is one cell of that level's grid, its stride wide. The panels show the square root of the gradient, so that
+# its faint tails stay visible.
 
 # %%
 x = ins.lr_image[1:2].clone().requires_grad_(True)
@@ -101,8 +104,9 @@ for feature, stride in zip(features, model.backbone.strides):
                             torch.arange(field.shape[1], device=field.device), indexing="ij")
     centre = (h // 2 + 0.5) * stride - 0.5  # the input pixel under the centre of that feature's cell
     centres.append(centre)
-    distance = torch.maximum((ys - centre).abs(), (xs - centre).abs()).flatten()  # square rings around the centre
-    mass = field.flatten()[distance.argsort()].cumsum(0) / field.sum()
+    # each pixel's ring: its distance to the centre along the larger of the two axes (rings are squares)
+    distance = torch.maximum((ys - centre).abs(), (xs - centre).abs()).flatten()
+    mass = field.flatten()[distance.argsort()].cumsum(0) / field.sum()  # the share of the field within each ring
     radii.append(int(distance.sort().values[int((mass < 0.9).sum())]))
     fields.append(field.detach().cpu().numpy())
 
@@ -113,7 +117,7 @@ for ax, field, radius, stride, c, level in zip(axes[1:], fields, radii, model.ba
     ax.imshow(field ** 0.5, cmap="magma")
     ax.add_patch(plt.Rectangle((c - radius, c - radius), 2 * radius, 2 * radius, fill=False, color="cyan", lw=1))
     ax.add_patch(plt.Rectangle((c - stride / 2, c - stride / 2), stride, stride, fill=False, color="white", lw=1))
-    ax.set_xlim(c - 72, c + 72)  # zoom on the centre: the whole view is 256 px
+    ax.set_xlim(c - 72, c + 72)  # a zoom of 144 px around the centre, enough for the fields; the view is 256 px
     ax.set_ylim(c + 72, c - 72)
     ax.set_title(f"level {level}: stride {stride} px (white)\n90 % of the field in ±{radius} px (cyan)", fontsize=8)
 for ax in axes:
@@ -133,14 +137,17 @@ plt.show()
 #
 # Each feature vector has $C_l$ numbers (24, 40, 112). To look at them we project all vectors of an image, from
 # **both** views, onto the same three principal components and show those as red, green, blue. Same colour means
-# similar description. Because one projection serves both views, the colours are comparable across resolutions.
+# similar description. Because one projection serves both views, the colours are comparable across resolutions;
+# each image gets its own projection, though, so colours do not carry over from one image to another.
 
 # %%
 def pca_rgb(*maps: torch.Tensor) -> list[np.ndarray]:
     """Feature maps (C, h_i, w_i) sharing one PCA basis -> RGB pictures (h_i, w_i, 3) in [0, 1]."""
     vectors = torch.cat([m.flatten(1).T for m in maps])  # (sum of h_i w_i, C)
     centre = vectors.mean(0)
-    _, _, basis = torch.pca_lowrank(vectors - centre, q=3, center=False)  # (C, 3)
+    _, _, rows = torch.linalg.svd(vectors - centre, full_matrices=False)  # exact, so the same image gives the same colours
+    basis = rows[:3].T  # (C, 3): the first three principal directions
+    basis = basis * basis[basis.abs().argmax(0), range(3)].sign()  # a direction and its opposite: pick one, always
     projected = (vectors - centre) @ basis
     low, high = projected.quantile(0.01, dim=0), projected.quantile(0.99, dim=0)
     pictures, start = [], 0
@@ -195,10 +202,12 @@ for index, name in ((0, "good"), (1, "broken_small")):
 
 # %% [markdown]
 # On the good bottle, $F_H$ (finer), $F_L$ and $T$ show the same rings in the same colours: the two resolutions
-# largely agree, and $e$ is low, with a residue on edges and reflections. On the broken bottle, compare the
-# fracture (outlined) in $T$ and in $F_L$: at high resolution the network resolves sharp broken glass, at low
-# resolution it sees a smaller, blurrier patch and describes it differently. The misalignment $e$ is high there,
-# but also on some normal rings: section 4 measures both.
+# largely agree. On the broken bottle, compare the place of the fracture (outlined on the photo and on $e$) in $T$
+# and in $F_L$: at high resolution the network resolves sharp broken glass, at low resolution it sees a smaller,
+# blurrier patch and describes it differently. Yet the $e$ panels are speckled on *both* bottles: edges and
+# reflections also look different at two resolutions, and on one picture the cells inside the outline are among
+# the bright ones, not the only ones. Whether $e$ is higher on the defect *on average* is a question for numbers:
+# section 4 answers it.
 #
 # ### Try it
 # Level, PCA or a single channel, the image, and the **resolution pair**: other pairs build a new (untrained)
@@ -229,7 +238,7 @@ def explore(image="broken_small/" + defect_sample.path.name, pair="512 / 256 (de
 widgets.interact(explore, image=widgets.Dropdown(options=list(picker), value="broken_small/" + defect_sample.path.name),
                  pair=widgets.Dropdown(options=list(PAIRS)), level=widgets.IntSlider(2, 1, 3),
                  pca=widgets.Checkbox(True, description="PCA to RGB (else one channel)"),
-                 channel=widgets.IntSlider(0, 0, 111, continuous_update=False));
+                 channel=widgets.IntSlider(0, 0, max(model.backbone.channels) - 1, continuous_update=False));
 
 # %% [markdown]
 # ## 4. Alike on normal parts, different on defects: in numbers
@@ -263,7 +272,8 @@ plt.show()
 # images only: `training.calibrate_model` on the 20 good training images (6 in FAST mode). No head is trained: this
 # is the raw cross-resolution score, the starting point the learned head improves on. The last line prints its
 # **image AUROC**: the probability that a defective test image scores higher than a good one (1.0 = every defective
-# image above every good one; a coin flip gets one half; lesson 05 explains it in full).
+# image above every good one; a coin flip gets one half; lesson 05 explains it in full), and its **pixel AUROC**, the
+# same question asked of pixels (defect pixels against normal ones, below).
 
 # %%
 from hlgfa_lite.evaluation import evaluate

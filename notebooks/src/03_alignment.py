@@ -234,6 +234,12 @@ for level, (out, low) in enumerate(zip(corrected.outputs, corrected.low), start=
           f"10th-90th percentile {relative.quantile(0.1):.2f}-{relative.quantile(0.9):.2f}")
 
 # %% [markdown]
+# The head started as the identity, and training moved it far from there: the lines above measure its corrections
+# against the features they correct, and the median is half to two thirds of their size. A ratio also grows
+# where the features are weak, so a dark, empty region can show a large relative change. Large corrections are
+# not leakage by themselves: the head makes them on every good image, and the leakage check of §5 measures what
+# would matter, whether the defects stay visible.
+#
 # ### Try it
 # Pick an image and a level. Where is the gate most open, on good bottles and on defects?
 
@@ -327,7 +333,11 @@ for name, (evaluation, raw) in results.items():
 # head's *image* AUROC sits near the 0.5 of a coin (the full head's even below the untrained head's): these heads
 # cannot yet tell which tyres are defective, and the ranking of that column is noise. The *pixel* AUROC says that
 # training helps every variant localise, far above the untrained head, but that removing one part costs nothing
-# measurable here. Only the defect contrast separates the full head: its defects stand highest above good images.
+# measurable here. Only the defect contrast (the last column: the mean raw misalignment on defect pixels divided by
+# its mean on good images, explained in the leakage check below) separates the full head: *on average* its defect
+# pixels stand highest above good images. An average is not a ranking: a good tyre's few brightest spots can still
+# outscore a defective one's, and the image score reads exactly those (compare the good tyre's score with the
+# defective ones' in "The variants on the same images" below).
 # Lesson 05 shows what all 70 training images and the normality term add.
 #
 # ### The leakage check
@@ -340,6 +350,7 @@ for name, (evaluation, raw) in results.items():
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
 for name, curve_values in losses.items():
+    # a mean over 10 steps, so the curves show the trend (and end 9 steps short) rather than each batch's noise
     smoothed = np.convolve(curve_values, np.ones(10) / 10, mode="valid") if len(curve_values) > 20 else curve_values
     axes[0].plot(smoothed, label=name)
 axes[0].set_xlabel("step")
@@ -362,7 +373,7 @@ print(f"full head vs no priors: final loss {losses['full head'][-1]:.4f} vs {los
 
 # %% [markdown]
 # ### The variants on the same images
-# Each map on its own calibrated, fixed scale (from its own held-out good images).
+# Each map on its own calibrated, fixed scale (from its own held-out good image: tire holds out one).
 
 # %%
 def variant_figure(names_shown: list[str], samples_shown: list):
@@ -405,7 +416,8 @@ widgets.interact(explore_variants, image=widgets.Dropdown(options=list(tire_pick
 # Predict first, then open the answer. The cell below holds the evidence: run it, then press **Show the
 # evidence** (where widgets are not drawn, call `evidence()`).
 #
-# 1. Why does the untrained head give exactly the training-free map of lesson 01?
+# 1. Why does the untrained head give exactly the training-free misalignment $e$ of lesson 01? (Its coloured map
+#    may still differ: this lesson calibrates it on other good images.)
 #
 #    <details><summary>Answer</summary>
 #
@@ -456,9 +468,10 @@ reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidenc
 # ## Write this: the FiLM line, from the prior
 #
 # Compute the modulation $M$ of one level for one image, starting from the structure prior, not from $\gamma$ and
-# $\beta$: `low` is $F_L$ and `structure` is $S_\downarrow$, both $(C, h, w)$ with **no batch dimension**, and `level`
+# $\beta$: `low` is $F_L$ and `structure` is the structure prior on the low grid (lesson 02's $S_\downarrow$, before
+# its projection to $s$), both $(C, h, w)$ with **no batch dimension**, and `level`
 # is a real `AlignmentLevel`. Its own layers turn the prior into the modulation's parameters: `level.structure_proj`
-# is the projection $P_S$, and `level.film` returns $\gamma$ and $\beta$ as one tensor of $2C$ channels, $\gamma$
+# is the 1×1 projection that makes $s$, and `level.film` returns $\gamma$ and $\beta$ as one tensor of $2C$ channels, $\gamma$
 # first. `check` runs your function on three levels of different widths, with non-zero FiLM weights, and compares it
 # with the `modulated` output of the level's `forward`. Stuck? `solution("film")` prints ours.
 #
