@@ -176,9 +176,11 @@ class FrozenBackbone(nn.Module):
         return moved
 
     def features_with_gradients(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The same features as ``forward``, from the eager network with autograd on: for gradients with respect to
-        the input pixels (a receptive field, a saliency map). The weights stay frozen; slower than ``forward``."""
-        return list(self.net((images - self.mean) / self.std))
+        """The same features as ``forward``, from the eager network with autograd on (even inside ``no_grad``): for
+        gradients with respect to the input pixels. The weights stay frozen; slower than ``forward``. Unchecked:
+        ``HLGFA.features_with_gradients`` checks the images first."""
+        with torch.enable_grad():
+            return list(self.net((images - self.mean) / self.std))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -132,13 +132,28 @@ class HLGFA(nn.Module):
     def fitted_state(self) -> dict[str, torch.Tensor]:
         """Everything that fitting set (the frozen backbone never changes): head weights, normality statistics,
         per-map good-image statistics. What a checkpoint stores."""
-        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        return {k: v.detach().cpu().contiguous() for k, v in self._fitted_tensors()}
+
+    def _fitted_tensors(self):
+        return ((k, v) for k, v in self.state_dict().items() if not k.startswith("backbone."))
+
+    def features_with_gradients(self, view: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen backbone's features of one view (B, 3, S, S) in [0, 1], checked as ``inspect`` checks images,
+        with autograd on: for gradients with respect to the input pixels (lesson 01's receptive fields, a saliency
+        map). The same values as the features ``inspect`` returns, to rounding; the weights get no gradient."""
+        view = checked_images(view)
+        return self.backbone.features_with_gradients(view.to(self.device, self.level_mean.dtype))
 
     def fitted_bytes(self, prefix: str = "") -> int:
         """Bytes of the fitted state in memory (what ``save`` writes; ``save(..., compact=True)`` packs the Gaussians
         into less: the shipped tire checkpoint's 31 MiB into 8.9), or of its tensors whose names start with
         ``prefix``: ``"head."`` for the trained head, ``"normality."`` for the Gaussians."""
-        return sum(v.numel() * v.element_size() for k, v in self.fitted_state().items() if k.startswith(prefix))
+        if not isinstance(prefix, str):
+            raise HLGFAError(f"prefix must be a string such as 'head.' or 'normality.', got {prefix!r}.")
+        sizes = {k: v.numel() * v.element_size() for k, v in self._fitted_tensors()}  # where they are: no copy
+        if prefix and prefix not in ("head.", "normality.") and not any(k.startswith(prefix) for k in sizes):
+            raise HLGFAError(f"no fitted tensor's name starts with {prefix!r}; try 'head.' or 'normality.'.")
+        return sum(size for k, size in sizes.items() if k.startswith(prefix))
 
     def load_fitted_state(self, tensors: dict[str, torch.Tensor]) -> None:
         """The inverse of ``fitted_state`` (older tensor names accepted); raises ``RuntimeError`` when a tensor is

@@ -471,7 +471,8 @@ def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
     if say:
         passes = report.steps * report.batch_size / report.n_train
         floor = min(MIN_STEPS, cfg.steps)
-        rule = f"{cfg.passes:g} passes asked, within {floor}-{cfg.steps} steps" if cfg.passes else "a fixed count"
+        rule = (f"{cfg.passes:g} passes asked, within {floor}-{cfg.steps} steps" if cfg.passes and floor < cfg.steps
+                else "a fixed count")
         say(f"{plan.describe()}; the head trains {report.steps} steps of {report.batch_size} images "
             f"({passes:.1f} passes over the {report.n_train} training images; {rule}), in {report.precision}; "
             f"high-res priors of {report.prior_draws[0]} draws{_which_priors(plan.prior_draws, plan.draws)}")

@@ -327,9 +327,12 @@ def test_ctrl_c_while_the_library_loads_ends_in_one_line(tmp_path, delay):
 
 
 @pytest.mark.parametrize("argv, said", [
-    (["fit", "data", "--out", "run", "--step", "5"], "unrecognized arguments: --step 5; did you mean --steps?"),
+    (["fit", "data", "--out", "run", "--step", "5"], "fit: error: unrecognized arguments: --step; did you mean --steps?"),
     (["predict", "run", "a.png", "--out", "o", "--sensitivty=2"],
      "unrecognized arguments: --sensitivty=2; did you mean --sensitivity?"),
+    (["fit", "data", "--ou", "run"], "unrecognized arguments: --ou; did you mean --out?"),  # not "--out is required"
+    (["mvtec", "root", "--cat=bottle"], "unrecognized arguments: --cat=bottle; did you mean --categories?"),
+    (["fit", "data", "--out="], "fit: error: --out is an empty string"),
 ])
 def test_an_option_is_taken_only_as_spelt_in_full_and_a_near_miss_is_named(capsys, argv, said):
     """argparse would take `--step` as `--steps`, until the day another option also began with `--step`."""

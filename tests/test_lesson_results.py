@@ -37,3 +37,21 @@ def test_a_page_that_is_not_json_counts_as_no_result(monkeypatch):
     monkeypatch.setattr(results.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"<html>proxy</html>"))
     monkeypatch.setattr(results, "_FETCHED", {})
     assert results.results_json("levels_tire", None, "owner/name", "main") == {}
+
+
+def test_a_name_that_leaves_the_results_folder_is_refused(tmp_path):
+    import pytest
+
+    from hlgfa_lite import HLGFAError
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "secret.json").write_text("{}")
+    for name in ("../../secret", "/etc/passwd", "", None, "a/../../secret"):
+        with pytest.raises(HLGFAError, match="inside benchmarks/results"):
+            results.results_json(name, tmp_path, "owner/name", "main")
+
+
+def test_a_repository_name_no_url_can_hold_counts_as_unreachable(monkeypatch):
+    monkeypatch.setattr(results, "_FETCHED", {})
+    assert results.results_json("levels_tire", None, "my org/my repo", "main") == {}
+    assert results.results_bytes("x.png", None, "owner/name", "ma\nin") is None

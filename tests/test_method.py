@@ -1,9 +1,10 @@
 """The method's building blocks: shapes, the frozen backbone, the priors' identities, the head at init, the gate."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from hlgfa_lite import HLGFA, preset
+from hlgfa_lite import HLGFA, HLGFAError, preset
 from hlgfa_lite.alignment import AlignmentHead, alignment_loss, misalignment
 from torchvision.transforms.functional import gaussian_blur
 
@@ -213,3 +214,22 @@ def test_fitted_bytes_are_what_the_checkpoint_file_holds_less_its_header(fitted)
     assert model.fitted_bytes("head.") == 4 * model.trainable_parameters()  # float32 weights
     assert model.fitted_bytes("normality.") > 0  # the Gaussians: the rest is the per-map good-image statistics
     assert model.fitted_bytes("head.") + model.fitted_bytes("normality.") < model.fitted_bytes()
+
+
+def test_features_with_gradients_check_their_view_and_keep_a_graph_inside_no_grad(lite_model):
+    view = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    with torch.no_grad():  # a lesson cell under no_grad still gets its graph
+        features = lite_model.features_with_gradients(view)
+    (pixels,) = torch.autograd.grad(features[0].sum(), view)
+    assert pixels.abs().sum() > 0
+    with pytest.raises(HLGFAError, match="floats in \\[0, 1\\]"):
+        lite_model.features_with_gradients((view.detach() * 255).to(torch.uint8))
+    with pytest.raises(HLGFAError, match="channels last"):
+        lite_model.features_with_gradients(view.detach().permute(0, 2, 3, 1))
+
+
+def test_fitted_bytes_refuses_a_prefix_no_tensor_has(lite_model):
+    with pytest.raises(HLGFAError, match="try 'head.' or 'normality.'"):
+        lite_model.fitted_bytes("heads.")
+    with pytest.raises(HLGFAError, match="must be a string"):
+        lite_model.fitted_bytes(None)

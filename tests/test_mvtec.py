@@ -209,6 +209,17 @@ def test_only_the_categories_named_are_run_and_a_wrong_name_says_what_there_is(t
     said: list[str] = []
     results = run_all(root, tmp_path / "only", "lite", steps=3, overrides=TINY, say=said.append, only=["tire"])
     assert list(results["categories"]) == ["tire"] and any("[1/1] tire" in line for line in said)
-    with pytest.raises(HLGFAError, match=r"has no category bottel; it has bottle, tire\."):
-        run_all(root, tmp_path / "typo", "lite", steps=3, overrides=TINY, say=said.append, only=["bottel"])
+    # a second subset into the same folder: the table keeps tire, done there earlier by the same settings
+    again = run_all(root, tmp_path / "only", "lite", steps=3, overrides=TINY, say=said.append, only=iter(["bottle"]))
+    assert list(again["categories"]) == ["bottle"] and "the table also holds tire" in said[-2]
+    table = json.loads((tmp_path / "only" / "results.json").read_text())["categories"]
+    assert sorted(table) == ["bottle", "tire"] and table["tire"] == results["categories"]["tire"]
+    (root / "notes").mkdir()
+    for wrong, said_back in ((["bottel"], r"has no category bottel; it has bottle, tire\."),
+                             (["notes"], r"no category notes \(notes/ lacks train/good or test\)"),
+                             ([""], "non-empty list of category names"), ([1], "non-empty list"), ("tire", "list")):
+        with pytest.raises(HLGFAError, match=said_back):
+            run_all(root, tmp_path / "typo", "lite", steps=3, overrides=TINY, say=said.append, only=wrong)
     assert not (tmp_path / "typo").exists()
+    with pytest.raises(HLGFAError, match="it is a category itself"):
+        run_all(root / "tire", tmp_path / "typo", "lite", steps=3, overrides=TINY, say=said.append)

@@ -354,9 +354,11 @@ def fit_tab(shared: Shared, part_state: gr.State, choice: gr.Radio) -> None:
 
     def stop_fit(request: gr.Request = None):
         """The fit stops between two steps; its slot is free once it has (``visitor_fit.fit_part``). With no fit
-        running, the summary of the last one stays (a fit still waiting in the queue is dropped by ``cancels``)."""
+        running, the summary of the last one stays. (A fit still waiting in the queue is dropped by the button's
+        ``cancels``, which the browser carries out; an API client cancels its own queued job.)"""
         event = shared.cancels.get(_session(request))
         if event is None:
+            gr.Info("No fit is running.", duration=3)
             return gr.skip()
         event.set()
         return "Stopping the fit…"

@@ -557,13 +557,40 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def options(self) -> list[str]:
+        return [option for action in self._actions for option in action.option_strings]
+
+    def meant(self, word: str) -> str | None:
+        """The option a mistyped ``--word`` most likely meant: the one it begins (``--cat``: ``--categories``), else
+        the closest spelling (``--sensitivty``: ``--sensitivity``); None when none is near."""
+        spelt = word.split("=")[0]
+        begun = [option for option in self.options() if option.startswith(spelt)]
+        if len(begun) == 1:
+            return begun[0]
+        close = difflib.get_close_matches(spelt, self.options(), n=1)
+        return close[0] if close else None
+
     def refuse_unknown(self, unknown: list[str]) -> None:
         """One line naming what this command does not take, with the option it most likely meant."""
-        spelt = [word.split("=")[0] for word in unknown if word.startswith("--")]
-        options = [option for action in self._actions for option in action.option_strings]
-        close = difflib.get_close_matches(spelt[0], options, n=1) if spelt else []
-        hint = f"; did you mean {close[0]}?" if close else ""
+        spelt = [word for word in unknown if word.startswith("--")]
+        meant = self.meant(spelt[0]) if spelt else None
+        hint = f"; did you mean {meant}?" if meant else ""
         self.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+
+    def refuse_near_misses(self, argv: list[str]) -> None:
+        """Before argparse's own checks: a mistyped required option (``--ou``) would otherwise be reported only as
+        "--out is required", never named."""
+        known = set(self.options())
+        for word in argv:
+            if word == "--":  # what follows is positional
+                return
+            if word.startswith("--") and word.split("=")[0] not in known and self.meant(word):
+                self.refuse_unknown([word])
+
+    def say_empty(self, dest: str) -> None:
+        action = next((a for a in self._actions if a.dest == dest), None)
+        name = action.option_strings[0] if action is not None and action.option_strings else dest.replace("_", "-")
+        self.error(f"{name} is an empty string (an unset shell variable?); give a path")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -677,12 +704,15 @@ def load_torch_holding_ctrl_c() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()  # loads no torch: --help and usage errors answer at once
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in parser.commands:
+        parser.commands[argv[0]].refuse_near_misses(argv[1:])
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's parser, whose --help lists what it takes
         parser.commands[args.command].refuse_unknown(unknown)
     for name, value in vars(args).items():  # `--out "$OUT"` with OUT unset would mean the current folder
         if value == "" or (isinstance(value, list) and "" in value):
-            parser.error(f"{name.replace('_', '-')} is an empty string (an unset shell variable?); give a path")
+            parser.commands[args.command].say_empty(name)
     try:
         if load_torch_holding_ctrl_c():
             raise KeyboardInterrupt

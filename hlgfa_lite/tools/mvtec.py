@@ -48,16 +48,20 @@ def categories(root: str | Path, only: Sequence[str] | None = None) -> list[Path
         raise HLGFAError(f"{root} is not a folder; give the MVTec AD root (the folder holding bottle/, cable/, ...).")
     found = sorted(p for p in root.iterdir() if (p / "train" / "good").is_dir() and (p / "test").is_dir())
     if not found:
+        inside = " (it is a category itself: give the folder that holds it)" if (root / "train" / "good").is_dir() else ""
         raise HLGFAError(f"{root} holds no category in the MVTec layout (<category>/train/good and "
-                         "<category>/test); give the folder that contains bottle/, cable/, ...")
+                         f"<category>/test){inside}; give the folder that contains bottle/, cable/, ...")
     if only is None:
         return found
-    if isinstance(only, str) or not only:
-        raise HLGFAError(f"only must be a non-empty list of category names, got {only!r}.")
-    unknown = sorted(set(only) - {p.name for p in found})
+    wanted = list(only) if not isinstance(only, (str, bytes)) else None  # a generator is read once, here
+    if not wanted or not all(isinstance(name, str) and name.strip() for name in wanted):
+        raise HLGFAError(f"only must be a non-empty list of category names (strings), got {only!r}.")
+    unknown = sorted(set(wanted) - {p.name for p in found})
     if unknown:
-        raise HLGFAError(f"{root} has no category {named(unknown)}; it has {named([p.name for p in found], most=20)}.")
-    return [p for p in found if p.name in set(only)]
+        why = (f" ({unknown[0]}/ lacks train/good or test)" if (root / unknown[0]).is_dir() else "")
+        raise HLGFAError(f"{root} has no category {named(unknown)}{why}; it has "
+                         f"{named([p.name for p in found], most=20)}.")
+    return [p for p in found if p.name in set(wanted)]
 
 
 # --- what made a result -----------------------------------------------------------------------------------------
@@ -266,6 +270,14 @@ def plan_run(found: list[Path], out: Path, preset_name: str, steps: int | None, 
     return plans
 
 
+def _done_earlier(root: Path, out: Path, ran: list[Path], *settings) -> dict[str, dict]:
+    """Results in ``out`` of the categories under ``root`` not in ``ran``, where this run's settings made them."""
+    others = [p for p in categories(root) if p not in ran]
+    plans = plan_run(others, out, *settings, overwrite=True) if others else []  # overwrite: read, never refuse
+    return {step.folder.name: read_record(step.target / "metrics.json", metrics=True)[0]
+            for step in plans if step.action == "reuse"}
+
+
 def run_all(root: str | Path, out: str | Path, preset_name: str = "lite", steps: int | None = None,
             device: str = "cpu", pretrained: bool = True, overrides: dict | None = None,
             say: Callable[[str], None] = print, max_cache_gib: float | None = None,
@@ -300,7 +312,10 @@ def run_all(root: str | Path, out: str | Path, preset_name: str = "lite", steps:
             results[name] = run_category(step, device, pretrained, overrides, say, max_cache_gib, cache_dir)
             r = results[name]
             say(f"{where}: image AUROC {r['image_auroc']:.4f}, pixel AUROC {r['pixel_auroc']:.4f}")
-        table, means = _write_table(out, root, results, plans[0].record)
+        earlier = _done_earlier(root, out, found, preset_name, steps, seed, overrides, pretrained) if only else {}
+        if earlier:  # a run of some categories keeps the others this run's settings made in the table
+            say(f"the table also holds {named(sorted(earlier), most=20)}, done earlier in {out} by these settings")
+        table, means = _write_table(out, root, {**earlier, **results}, plans[0].record)
     if any(math.isnan(r[k]) for r in results.values() for k in COLUMNS if isinstance(r.get(k), float)):
         say("note: some metric is NaN (a category without defects or without masks)")
     say(table)

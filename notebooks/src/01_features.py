@@ -93,7 +93,7 @@ def mask_on(size: int) -> np.ndarray:
 
 # %%
 x = ins.lr_image[1:2].clone().requires_grad_(True)
-features = model.backbone.features_with_gradients(x)  # with a graph this time (inspect() keeps none)
+features = model.features_with_gradients(x)  # the backbone's features with a graph this time (inspect() keeps none)
 fields, radii = [], []
 centres = []
 for feature, stride in zip(features, model.backbone.strides):
