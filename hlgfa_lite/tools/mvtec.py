@@ -272,7 +272,7 @@ def plan_run(found: list[Path], out: Path, preset_name: str, steps: int | None, 
 
 def _done_earlier(root: Path, out: Path, ran: list[Path], *settings) -> dict[str, dict]:
     """Results in ``out`` of the categories under ``root`` not in ``ran``, where this run's settings made them."""
-    others = [p for p in categories(root) if p not in ran]
+    others = [p for p in categories(root) if p.name not in {folder.name for folder in ran}]
     plans = plan_run(others, out, *settings, overwrite=True) if others else []  # overwrite: read, never refuse
     return {step.folder.name: read_record(step.target / "metrics.json", metrics=True)[0]
             for step in plans if step.action == "reuse"}
