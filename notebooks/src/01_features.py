@@ -330,12 +330,14 @@ for name, value in per_level.items():
 # Predict first, then open the answer. The cell below holds the evidence: run it, then press **Show the
 # evidence** (where widgets are not drawn, call `evidence()`).
 #
-# 1. What is the size of the low-res grid of level 2, and why is it exactly half the high-res one?
+# 1. With views of 384 and 192 px (the widget's third pair), what are level 2's two grids, and why is the low-res
+#    one still exactly half the high-res one?
 #
 #    <details><summary>Answer</summary>
 #
-#    Stride 8 on the 256 px view: 32 × 32. The high view is 512 px, so the same stride gives 64 × 64, twice as fine:
-#    every low-res cell covers exactly a 2 × 2 block of high-res cells.
+#    Stride 8 on both views: 192 / 8 = 24, so 24 × 24, and 384 / 8 = 48, so 48 × 48. The same network (the same
+#    strides) on a view twice as large gives a grid twice as fine, whatever the sizes: every low-res cell covers
+#    exactly a 2 × 2 block of high-res cells.
 #    </details>
 #
 # 2. Why can the target $T$ be compared with $F_L$ location by location?
@@ -361,7 +363,8 @@ from hlgfa_lite.lessons.exercises import reveal
 
 
 def evidence():  # the answers' evidence: runs only when you press the button below
-    print(f"1. level 2: low-res grid {ins.low[1].shape[-1]}², high-res grid {ins.high[1].shape[-1]}²")
+    pair = HLGFA(preset("lite_paper", hr_size=384, lr_size=192)).to(DEVICE).inspect(images[:1])  # same weights
+    print(f"1. level 2 at 384 / 192 px: low-res grid {pair.low[1].shape[-1]}², high-res grid {pair.high[1].shape[-1]}²")
     print("2. target and F_L shapes agree at every level:", all(p.target.shape == f.shape for p, f in zip(ins.priors, ins.low)))
     for level, e in enumerate(ins.level_maps):
         inside = mask_on(e.shape[-1])

@@ -275,12 +275,13 @@ for level, fh in enumerate(ins.high, start=1):
 #    model's `prior_sigma` must be above 0, since a model whose detail prior is always zero has no detail prior.)
 #    </details>
 #
-# 2. How many channels does the detail prior of level 2 have on the low-res grid, and why?
+# 2. §3 printed 160 detail channels for level 2 on the low-res grid. How many would it have with views of 768 and
+#    256 px (the ratio $r = 3$ of lesson 01's widget), and why?
 #
 #    <details><summary>Answer</summary>
 #
-#    $C r^2 = 40 \times 4 = 160$: pixel-unshuffle stacks each 2×2 block of high-res detail into channels of one
-#    low-res cell, so no value is averaged away.
+#    $C r^2 = 40 \times 9 = 360$: pixel-unshuffle stacks each $r \times r$ block of high-res detail into channels of
+#    one low-res cell, so no value is averaged away; at $r = 2$ that was $40 \times 4 = 160$.
 #    </details>
 #
 # 3. Why is the cheating head's misalignment zero even on the defect?
@@ -291,12 +292,15 @@ for level, fh in enumerate(ins.high, start=1):
 #    image contains: the formula never looks at $F_L$, so there is nothing left to disagree.
 #    </details>
 #
-# 4. With the default settings, does narrowing stop the copy?
+# 4. From §5's printout: about how narrow would `prior_width` have to be before the two priors together carry fewer
+#    channels than $T$'s components at *some* level, and which level would bind first?
 #
 #    <details><summary>Answer</summary>
 #
-#    No: `prior_width = 1.0` keeps all $C$ channels of each prior, more than the components $T$ needs (§5). Whether a
-#    trained head copies is measured in lesson 03.
+#    A little under a half: the two priors carry $2\,\mathrm{round}(w C)$ channels, and level 1 (24 channels, 20
+#    components) and level 2 (40 channels, 32 components) both need about two fifths of their width, level 3 less.
+#    The default, `prior_width = 1.0`, is far from it. And even below it, an exact copy is blocked, not a near one:
+#    whether a trained head copies is measured in lesson 03.
 #    </details>
 
 # %%
@@ -306,10 +310,15 @@ from hlgfa_lite.lessons.exercises import reveal
 def evidence():  # the answers' evidence: runs only when you press the button below
     fh = ins.high[1]
     print("1. D at sigma 0 is zero:", torch.equal(split(fh, 0)[1], torch.zeros_like(fh)))
-    print("2. detail channels of level 2 on the low-res grid:", priors_on_low_grid(fh, cfg.prior_sigma, 2).detail.shape[1],
-          f"= {fh.shape[1]} x 4")
-    print(f"4. prior_width {cfg.prior_width}: projected priors keep {max(1, round(cfg.prior_width * fh.shape[1]))} of "
-          f"{fh.shape[1]} channels at level 2")
+    ratio_three = torch.randn(1, fh.shape[1], 3 * 32, 3 * 32)  # a level-2 high-res map three times the low grid
+    print("2. detail channels of level 2 at r = 3:", priors_on_low_grid(ratio_three, cfg.prior_sigma, 3).detail.shape[1],
+          f"= {fh.shape[1]} x 9")
+    for level, high in enumerate(ins.high, start=1):  # the smallest width at which 2 round(w C) >= the components
+        target = priors_on_low_grid(high, cfg.prior_sigma, cfg.hr_lr_ratio).target[0].flatten(1).T
+        variance = torch.linalg.svdvals(target - target.mean(0)).pow(2)
+        needed = int((variance.cumsum(0) / variance.sum() < 0.99).sum()) + 1
+        width = next(w / 100 for w in range(1, 101) if 2 * max(1, round(w / 100 * target.shape[1])) >= needed)
+        print(f"4. level {level}: {needed} components; the two priors carry enough from prior_width {width:.2f}")
 
 
 reveal(evidence, run_now=FAST)  # FAST (CI) runs it at once, so a broken evidence cell fails CI
