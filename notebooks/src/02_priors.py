@@ -275,7 +275,7 @@ for level, fh in enumerate(ins.high, start=1):
 #    model's `prior_sigma` must be above 0, since a model whose detail prior is always zero has no detail prior.)
 #    </details>
 #
-# 2. §3 printed 160 detail channels for level 2 on the low-res grid. How many would it have with views of 768 and
+# 2. §4 printed 160 detail channels for level 2 on the low-res grid. How many would it have with views of 768 and
 #    256 px (the ratio $r = 3$ of lesson 01's widget), and why?
 #
 #    <details><summary>Answer</summary>
