@@ -84,7 +84,8 @@ def execute(path: Path, fast: bool, out_path: Path | None = None, timeout: int =
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-NO_FIGURE_YET = "(interactive controls: run the notebook to use them)"
+CONTROLS_ONLY = "(interactive controls: run the notebook to use them)"
+FIGURE_SHOWN = "(the figure as first drawn; run the notebook to use its controls)"
 
 
 def add_static_views(notebook) -> None:
@@ -99,10 +100,8 @@ def add_static_views(notebook) -> None:
             if view is None:
                 continue
             picture = _first_picture(view.get("model_id"), state)
-            output["data"]["text/plain"] = NO_FIGURE_YET if picture is None else (
-                "(the figure as first drawn; run the notebook to use its controls)")
-            if picture is not None:
-                output["data"].update(picture)
+            output["data"]["text/plain"] = CONTROLS_ONLY if picture is None else FIGURE_SHOWN
+            output["data"].update(picture or {})
 
 
 def _first_picture(model_id: str | None, state: dict, seen: frozenset = frozenset()) -> dict | None:
