@@ -439,7 +439,7 @@ def _which_priors(prior_draws: int, draws: int) -> str:
         return ""
     if prior_draws == 1:
         return " (each image's clean priors serve all its draws)"
-    return f" (the {prior_draws} of each image's {draws} that a head reads)"
+    return f" (a head reads at most {prior_draws} of each image's {draws})"
 
 
 def fit(model: HLGFA, paths: list[Path] | str | Path, progress: bool = True,
